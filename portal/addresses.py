@@ -1,0 +1,74 @@
+"""One canonical form for mail addresses and domain names, used for every comparison and write."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import idna
+
+MAX_ADDRESS_LENGTH = 254
+MAX_LOCAL_PART_LENGTH = 64
+MAX_DOMAIN_LENGTH = 253
+
+# The RFC 5322 dot-atom, ASCII only: Postfix and Dovecot here are not set up for SMTPUTF8.
+_LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+class InvalidAddress(ValueError):
+    """The text is not an address or domain the portal accepts; the message says why."""
+
+
+def _reject_control_characters(text: str) -> None:
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
+        raise InvalidAddress("contains control characters")
+
+
+def canonical_domain(text: str) -> str:
+    """Return the domain lower-cased in its ASCII (IDNA 2008, UTS 46) form."""
+    if len(text) > 4 * MAX_DOMAIN_LENGTH:
+        raise InvalidAddress("is too long")
+    _reject_control_characters(text)
+    name = unicodedata.normalize("NFC", text.strip())
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise InvalidAddress("is empty")
+    try:
+        ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        raise InvalidAddress("is not a valid domain name") from None
+    ascii_name = ascii_name.lower()
+    if len(ascii_name) > MAX_DOMAIN_LENGTH:
+        raise InvalidAddress("is too long")
+    labels = ascii_name.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise InvalidAddress("is not a valid domain name")
+    return ascii_name
+
+
+def canonical_address(text: str) -> str:
+    """Return ``local@domain`` trimmed, lower-cased, with the domain in ASCII form."""
+    if len(text) > 4 * MAX_ADDRESS_LENGTH:
+        raise InvalidAddress("is too long")
+    _reject_control_characters(text)
+    text = text.strip()
+    local, sep, domain = text.rpartition("@")
+    if not sep or not local:
+        raise InvalidAddress("is not an e-mail address")
+    local = unicodedata.normalize("NFC", local)
+    if not local.isascii():
+        raise InvalidAddress("may only use ASCII letters before the @")
+    local = local.lower()
+    if len(local) > MAX_LOCAL_PART_LENGTH or not _LOCAL_PART.match(local):
+        raise InvalidAddress("is not an e-mail address")
+    address = f"{local}@{canonical_domain(domain)}"
+    if len(address) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddress("is too long")
+    return address
+
+
+def domain_of(address: str) -> str:
+    """Return the domain part of a canonical address."""
+    return address.rpartition("@")[2]

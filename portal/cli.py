@@ -1,0 +1,45 @@
+"""Commands under ``flask --app app ...``."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+
+from . import db
+from . import migrate
+
+
+@click.group("db")
+def db_cli():
+    """Manage the database schema."""
+
+
+@db_cli.command("upgrade")
+def upgrade_command():
+    """Apply pending migrations (all in one transaction; safe to run twice)."""
+    try:
+        conn = db.connect(current_app.config)
+    except Exception as exc:  # noqa: BLE001 - any connection failure is reported the same way
+        raise click.ClickException(f"cannot connect to the database: {exc}") from None
+    with conn:
+        try:
+            applied = migrate.upgrade(conn, report=click.echo)
+        except migrate.MigrationError as exc:
+            raise click.ClickException(f"{exc}\nThe database was not changed.") from None
+    if applied:
+        click.echo(f"database upgraded to version {applied[-1].version}")
+    else:
+        click.echo(f"database already at version {migrate.latest_version()}; nothing to do")
+
+
+@db_cli.command("status")
+def status_command():
+    """Show applied and pending migrations."""
+    with db.connect(current_app.config) as conn:
+        pending = migrate.pending_migrations(conn)
+    if not pending:
+        click.echo(f"up to date (version {migrate.latest_version()})")
+        return
+    for migration in pending:
+        click.echo(f"pending: {migration.version:04d}_{migration.name}")
+    raise SystemExit(1)

@@ -1,0 +1,61 @@
+"""Error pages: the same look for every status, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import render_template
+from psycopg import OperationalError
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from .db import DatabaseUnavailable
+from .imap import ImapUnavailable
+
+log = logging.getLogger(__name__)
+
+_MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Reload the page and try again."),
+    403: ("Forbidden", "You are not allowed to do this."),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Method not allowed", "This page cannot be used that way."),
+    429: ("Too many attempts", "Please wait a moment before trying again."),
+    500: ("Something went wrong", "The portal hit an unexpected error. It has been logged."),
+    503: ("Service unavailable", "The mail server is not answering right now. Please try again in a few minutes."),
+}
+
+
+def render_error(code: int, message: str | None = None):
+    """Render the error page for an HTTP status."""
+    title, default_message = _MESSAGES.get(code, ("Error", "The request failed."))
+    return render_template("error.html", code=code, title=title, message=message or default_message), code
+
+
+def _http_error(exc: HTTPException):
+    if exc.code is None or exc.code < 400:
+        return exc
+    return render_error(exc.code)
+
+
+def _database_unavailable(exc: Exception):
+    log.error("database unavailable: %s", exc)
+    return render_error(503, "The mail database is not answering right now. Please try again in a few minutes.")
+
+
+def _imap_unavailable(exc: Exception):
+    log.error("IMAP server unavailable: %s", exc)
+    return render_error(503)
+
+
+def _unexpected(exc: Exception):
+    log.exception("unhandled error")
+    return render_error(500)
+
+
+def init_app(app) -> None:
+    """Register the error handlers."""
+    app.register_error_handler(HTTPException, _http_error)
+    for exc_class in (DatabaseUnavailable, PoolTimeout, OperationalError):
+        app.register_error_handler(exc_class, _database_unavailable)
+    app.register_error_handler(ImapUnavailable, _imap_unavailable)
+    app.register_error_handler(Exception, _unexpected)

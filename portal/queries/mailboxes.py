@@ -1,0 +1,29 @@
+"""SQL for virtual_users (mailboxes)."""
+
+from __future__ import annotations
+
+
+def get_mailbox(conn, email: str) -> dict | None:
+    """Return the mailbox with this canonical address and its domain's state, or None."""
+    return conn.execute(
+        """
+        SELECT u.id, u.email, u.active, u.quota_bytes, u.domain_id,
+               d.name AS domain, d.active AS domain_active
+          FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
+         WHERE u.email = %s
+        """,
+        (email,),
+    ).fetchone()
+
+
+def upsert_mailbox(conn, domain_id: int, email: str, password_hash: str) -> int:
+    """Create the mailbox, or set its password if it exists; return its id."""
+    row = conn.execute(
+        """
+        INSERT INTO virtual_users (domain_id, email, password) VALUES (%s, %s, %s)
+        ON CONFLICT (email) DO UPDATE SET password = EXCLUDED.password
+        RETURNING id
+        """,
+        (domain_id, email, password_hash),
+    ).fetchone()
+    return row["id"]

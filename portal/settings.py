@@ -1,0 +1,117 @@
+"""Configuration: defaults, then a TOML file, then ``PORTAL_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+
+# The one placeholder secret; refused outside debug and testing.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - refused by validate()
+
+DEFAULTS = {
+    "SECRET_KEY": DEV_SECRET_KEY,
+    # A libpq URL, e.g. postgresql://portal:secret@127.0.0.1:5432/mailserver
+    "DATABASE_URL": "postgresql:///mailserver",
+    "DB_POOL_MIN_SIZE": 1,
+    "DB_POOL_MAX_SIZE": 4,
+    # Seconds a request waits for a pooled connection before answering 503.
+    "DB_POOL_TIMEOUT": 3.0,
+    "DB_CONNECT_TIMEOUT": 3,
+    # Milliseconds; a query slower than this is cancelled by PostgreSQL.
+    "DB_STATEMENT_TIMEOUT": 5000,
+    "IMAP_HOST": "127.0.0.1",
+    "IMAP_PORT": 143,
+    "IMAP_SECURITY": "starttls",
+    # Seconds for connecting to Dovecot and for each of its answers.
+    "IMAP_TIMEOUT": 5.0,
+    # Whether to verify Dovecot's TLS certificate (turn off only for a self-signed test setup).
+    "IMAP_TLS_VERIFY": True,
+    # Send the session cookie over HTTPS only. Turn off only for plain-HTTP demos on loopback.
+    "COOKIE_SECURE": True,
+    # Seconds each check of /healthz may take.
+    "HEALTH_TIMEOUT": 1.5,
+}
+
+IMAP_SECURITY_CHOICES = ("plain", "starttls", "tls")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message says what to fix."""
+
+
+def load_toml(path: str) -> dict:
+    """Read a TOML config file; keys are case-insensitive and must be known."""
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"PORTAL_CONFIG names {path!r}, which does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values = {}
+    for key, value in raw.items():
+        name = key.upper()
+        if name not in DEFAULTS:
+            raise ConfigError(f"{path}: unknown setting {key!r} (see config/portal.example.toml)")
+        values[name] = value
+    return values
+
+
+def load_environment(environ) -> dict:
+    """Read ``PORTAL_<KEY>`` variables for every known key, converting to the default's type."""
+    values = {}
+    for name, default in DEFAULTS.items():
+        raw = environ.get(f"PORTAL_{name}")
+        if raw is None:
+            continue
+        values[name] = _convert(name, raw, default)
+    return values
+
+
+def _convert(name: str, raw: str, default):
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"PORTAL_{name} must be true or false, not {raw!r}")
+    if isinstance(default, (int, float)):
+        try:
+            return type(default)(raw)
+        except ValueError:
+            raise ConfigError(f"PORTAL_{name} must be a number, not {raw!r}") from None
+    return raw
+
+
+def layered_config(environ=None, test_config=None) -> dict:
+    """Return the settings: defaults, then the TOML file, then the environment, then test values."""
+    environ = os.environ if environ is None else environ
+    values = dict(DEFAULTS)
+    config_path = environ.get("PORTAL_CONFIG")
+    if config_path:
+        values.update(load_toml(config_path))
+    values.update(load_environment(environ))
+    if test_config:
+        values.update(test_config)
+    return values
+
+
+def validate(values: dict, *, debug: bool, testing: bool) -> None:
+    """Refuse settings the portal cannot run safely with."""
+    if values["IMAP_SECURITY"] not in IMAP_SECURITY_CHOICES:
+        raise ConfigError(
+            f"IMAP_SECURITY must be one of {', '.join(IMAP_SECURITY_CHOICES)}, not {values['IMAP_SECURITY']!r}"
+        )
+    if not str(values["DATABASE_URL"]).startswith(("postgresql:", "postgres:")):
+        raise ConfigError("DATABASE_URL must be a libpq URL starting with postgresql://")
+    if debug or testing:
+        return
+    secret = values.get("SECRET_KEY") or ""
+    if not secret or secret == DEV_SECRET_KEY:
+        raise ConfigError(
+            "SECRET_KEY is not set. Set PORTAL_SECRET_KEY (or secret_key in the file named by "
+            'PORTAL_CONFIG) to a long random value, e.g. python3 -c "import secrets; print(secrets.token_hex(32))"'
+        )
+    if len(secret) < 32:
+        raise ConfigError("SECRET_KEY is too short: use at least 32 random characters")

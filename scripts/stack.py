@@ -1,0 +1,534 @@
+"""Private PostgreSQL, Dovecot and Postfix instances on loopback, for development and tests.
+
+Run as root on Debian 12 through ``scripts/stack`` (which installs the packages
+first). Nothing here touches the machine's own /etc/postfix or /etc/dovecot
+setup or ports 25/143/5432:
+
+- one PostgreSQL cluster of our own (``pg_createcluster``, port 15432), shared by
+  every instance, each instance with its own database;
+- per instance, a Dovecot (``dovecot -c``) with IMAP and LMTP on loopback ports and
+  maildirs under the instance's folder, and a Postfix (``postfix -c``) with SMTP on a
+  loopback port, pgsql maps and delivery to that Dovecot over LMTP.
+
+The Postfix and Dovecot files come from the templates under ``config/`` that an
+operator installs in production (``portal.mailconfig``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from portal import mailconfig  # noqa: E402
+from portal import migrate  # noqa: E402
+
+STACK_ROOT = Path(os.environ.get("PORTAL_STACK_DIR", "/var/lib/mail-portal-stack"))
+PG_VERSION = "15"
+PG_CLUSTER = "mailportal"
+PG_PORT = 15432
+PG_HOST = "127.0.0.1"
+DB_OWNER = "portal"
+# Postfix and Dovecot read the mail tables with a role that can do nothing else.
+DB_MAIL_READER = "mailuser"
+VMAIL = "vmail"
+VMAIL_ID = 5000  # the guide's uid/gid
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One Dovecot + Postfix pair and the database they read."""
+
+    name: str
+    db_name: str
+    imap_port: int
+    lmtp_port: int
+    smtp_port: int
+
+    @property
+    def dir(self) -> Path:
+        return STACK_ROOT / self.name
+
+    @property
+    def mail_root(self) -> Path:
+        return self.dir / "mail" / "vhosts"
+
+    @property
+    def dovecot_conf(self) -> Path:
+        return self.dir / "dovecot" / "dovecot.conf"
+
+    @property
+    def postfix_dir(self) -> Path:
+        return self.dir / "postfix" / "etc"
+
+    @property
+    def portal_config(self) -> Path:
+        return self.dir / "portal.toml"
+
+
+INSTANCES = {
+    "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025),
+    "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025),
+}
+
+
+def log(message: str) -> None:
+    print(f"stack: {message}", flush=True)
+
+
+def run(*args: str, input_text: str | None = None, check: bool = True, quiet: bool = False):
+    """Run a command from an argument list (never a shell string)."""
+    result = subprocess.run(  # noqa: S603 - fixed programs, argument lists
+        list(args), input=input_text, text=True, capture_output=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({result.returncode}): {' '.join(args)}\n{result.stdout}{result.stderr}".rstrip()
+        )
+    if not quiet and result.returncode != 0:
+        log(f"{' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def run_daemon(*args: str) -> None:
+    """Start a program that daemonizes; its children must not inherit our pipes."""
+    with open(STACK_ROOT / "daemon-start.log", "w+") as errors:
+        result = subprocess.run(  # noqa: S603 - fixed programs, argument lists
+            list(args), stdin=subprocess.DEVNULL, stdout=errors, stderr=subprocess.STDOUT, check=False
+        )
+        if result.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"command failed ({result.returncode}): {' '.join(args)}\n{errors.read()}".rstrip())
+
+
+def wait_for_port(port: int, seconds: float = 15.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts TCP connections on the port."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing is listening on {host}:{port} after {seconds:.0f} s") from None
+            time.sleep(0.1)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def stack_secrets() -> dict:
+    """Return the stack's generated passwords and keys, creating them once."""
+    path = STACK_ROOT / "secrets.json"
+    STACK_ROOT.mkdir(parents=True, exist_ok=True)
+    STACK_ROOT.chmod(0o755)
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "owner_password": secrets.token_hex(16),
+        "reader_password": secrets.token_hex(16),
+        "secret_key": secrets.token_hex(32),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values))
+    return values
+
+
+def database_url(db_name: str, user: str = DB_OWNER, password: str | None = None) -> str:
+    """Return the libpq URL of a stack database."""
+    if password is None:
+        key = "owner_password" if user == DB_OWNER else "reader_password"
+        password = stack_secrets()[key]
+    return f"postgresql://{user}:{password}@{PG_HOST}:{PG_PORT}/{db_name}"
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+def cluster_status() -> str | None:
+    """Return 'online', 'down' or None when the cluster does not exist."""
+    result = run("pg_lsclusters", "--no-header", check=False, quiet=True)
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == PG_VERSION and fields[1] == PG_CLUSTER:
+            return fields[3]
+    return None
+
+
+def ensure_cluster() -> None:
+    """Create (once) and start the stack's own PostgreSQL cluster."""
+    status = cluster_status()
+    if status is None:
+        log(f"creating PostgreSQL cluster {PG_VERSION}/{PG_CLUSTER} on port {PG_PORT}")
+        run(
+            "pg_createcluster", PG_VERSION, PG_CLUSTER, "--port", str(PG_PORT),
+            # listen_addresses stays Debian's default, 'localhost': loopback only.
+            # A development and test cluster: durability is not worth the fsyncs.
+            "-o", "fsync=off", "-o", "synchronous_commit=off", "-o", "full_page_writes=off",
+            "-o", "max_connections=200",
+        )
+        status = "down"
+    if status != "online":
+        log("starting PostgreSQL")
+        run_daemon("pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start")
+    wait_for_port(PG_PORT, 30)
+    deadline = time.monotonic() + 30
+    while run("pg_isready", "-q", "-h", PG_HOST, "-p", str(PG_PORT), check=False, quiet=True).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("PostgreSQL does not accept connections")
+        time.sleep(0.2)
+
+
+def stop_cluster() -> None:
+    """Stop the stack's PostgreSQL cluster."""
+    if cluster_status() == "online":
+        run("pg_ctlcluster", PG_VERSION, PG_CLUSTER, "stop", "-m", "fast")
+
+
+def start_cluster() -> None:
+    """Start the stack's PostgreSQL cluster again after stop_cluster()."""
+    ensure_cluster()
+
+
+def psql_as_superuser(sql: str, database: str = "postgres") -> str:
+    """Run SQL as the postgres superuser over the local socket; SQL goes in on stdin."""
+    result = run(
+        "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+        "-p", str(PG_PORT), "-d", database, "-f", "-",
+        input_text=sql,
+    )
+    return result.stdout.strip()
+
+
+def ensure_roles() -> None:
+    """Create the owner and mail-reader roles with the stack's passwords."""
+    values = stack_secrets()
+    statements = []
+    for role, key in ((DB_OWNER, "owner_password"), (DB_MAIL_READER, "reader_password")):
+        # Passwords are hex tokens we generated, so quoting them as literals is safe.
+        statements.append(
+            f"SELECT 'CREATE ROLE {role} LOGIN'"
+            f" WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec\n"
+            f"ALTER ROLE {role} LOGIN PASSWORD '{values[key]}';\n"
+        )
+    psql_as_superuser("".join(statements))
+
+
+def ensure_database(db_name: str, fresh: bool = False) -> None:
+    """Create the database owned by the portal role (dropping it first when fresh)."""
+    sql = ""
+    if fresh:
+        sql += f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE);\n'
+    sql += (
+        f"SELECT 'CREATE DATABASE \"{db_name}\" OWNER {DB_OWNER}' "
+        f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db_name}')\\gexec\n"
+    )
+    psql_as_superuser(sql)
+    # Substring search uses trigram indexes; creating the extension needs a superuser.
+    psql_as_superuser("CREATE EXTENSION IF NOT EXISTS pg_trgm;\n", database=db_name)
+
+
+def drop_database(db_name: str) -> None:
+    """Drop a stack database."""
+    psql_as_superuser(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE);\n')
+
+
+def migrate_database(db_name: str) -> None:
+    """Apply the portal's migrations and let the mail reader read the mail tables."""
+    import psycopg
+
+    with psycopg.connect(database_url(db_name), autocommit=True) as conn:
+        applied = migrate.upgrade(conn, report=lambda message: log(f"{db_name}: {message}"))
+        if applied:
+            log(f"{db_name}: at version {applied[-1].version}")
+        grant_mail_reader(conn)
+
+
+def grant_mail_reader(conn) -> None:
+    """Grant the Postfix/Dovecot role read access to exactly the three mail tables."""
+    conn.execute(
+        f"GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases TO {DB_MAIL_READER}"  # noqa: S608 - constant
+    )
+
+
+# --- vmail ------------------------------------------------------------------------------
+
+
+def ensure_vmail() -> None:
+    """Create the vmail user and group of the guide (uid/gid 5000 where free)."""
+    if run("getent", "group", VMAIL, check=False, quiet=True).returncode != 0:
+        taken = run("getent", "group", str(VMAIL_ID), check=False, quiet=True).returncode == 0
+        run("groupadd", *([] if taken else ["-g", str(VMAIL_ID)]), VMAIL)
+    if run("getent", "passwd", VMAIL, check=False, quiet=True).returncode != 0:
+        taken = run("getent", "passwd", str(VMAIL_ID), check=False, quiet=True).returncode == 0
+        run("useradd", "-g", VMAIL, *([] if taken else ["-u", str(VMAIL_ID)]),
+            "-d", "/var/mail", "-M", "-s", "/usr/sbin/nologin", VMAIL)
+
+
+# --- Dovecot and Postfix ---------------------------------------------------------------
+
+
+def db_context(db_name: str) -> dict:
+    """Template values for the mail reader's connection."""
+    return {
+        "db_host": PG_HOST,
+        "db_port": PG_PORT,
+        "db_name": db_name,
+        "db_user": DB_MAIL_READER,
+        "db_password": stack_secrets()["reader_password"],
+    }
+
+
+def render_dovecot(instance: Instance, sql_conf: str | None = None) -> bool:
+    """Write the instance's Dovecot files; return True when something changed."""
+    conf_dir = instance.dovecot_conf.parent
+    for sub in ("run", "state"):
+        (conf_dir / sub).mkdir(parents=True, exist_ok=True)
+    (instance.dir / "log").mkdir(parents=True, exist_ok=True)
+    instance.mail_root.mkdir(parents=True, exist_ok=True)
+    shutil.chown(instance.mail_root, VMAIL, VMAIL)
+    shutil.chown(instance.mail_root.parent, VMAIL, VMAIL)
+    context = {
+        **db_context(instance.db_name),
+        "instance_name": instance.name,
+        "instance_dir": str(instance.dir),
+        "config_dir": str(conf_dir),
+        "mail_root": str(instance.mail_root),
+        "vmail_user": VMAIL,
+        "imap_port": instance.imap_port,
+        "lmtp_port": instance.lmtp_port,
+        "portal_networks": "127.0.0.0/8 ::1",
+    }
+    if sql_conf is None:
+        sql_conf = mailconfig.render("dovecot/dovecot-sql.conf.ext", **context)
+    changed = mailconfig.write(conf_dir / "dovecot-sql.conf.ext", sql_conf, 0o600)
+    changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render("dovecot/dovecot.conf", **context), 0o644)
+    return changed
+
+
+def dovecot_pid(instance: Instance) -> int | None:
+    """Return the master pid of the instance's Dovecot when it runs."""
+    pid_file = instance.dovecot_conf.parent / "run" / "master.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def start_dovecot(instance: Instance, restart: bool = False) -> None:
+    """Start the instance's Dovecot (restarting it when asked) and wait for IMAP."""
+    pid = dovecot_pid(instance)
+    if pid and restart:
+        stop_dovecot(instance)
+        pid = None
+    if not pid:
+        log(f"{instance.name}: starting Dovecot (IMAP 127.0.0.1:{instance.imap_port}, LMTP {instance.lmtp_port})")
+        run_daemon("dovecot", "-c", str(instance.dovecot_conf))
+    wait_for_port(instance.imap_port)
+    wait_for_port(instance.lmtp_port)
+
+
+def stop_dovecot(instance: Instance) -> None:
+    """Stop the instance's Dovecot and wait until its ports are closed."""
+    pid = dovecot_pid(instance)
+    if not pid:
+        return
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 10
+    while dovecot_pid(instance) or port_open(instance.imap_port):
+        if time.monotonic() > deadline:
+            raise RuntimeError("Dovecot did not stop")
+        time.sleep(0.05)
+
+
+def render_postfix(instance: Instance) -> bool:
+    """Write the instance's Postfix files; return True when something changed."""
+    etc = instance.postfix_dir
+    (instance.dir / "log").mkdir(parents=True, exist_ok=True)
+    (instance.dir / "postfix" / "spool").mkdir(parents=True, exist_ok=True)
+    data = instance.dir / "postfix" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    shutil.chown(data, "postfix", "postfix")
+    context = {
+        **db_context(instance.db_name),
+        "instance_name": instance.name,
+        "instance_dir": str(instance.dir),
+        "config_dir": str(etc),
+        "lmtp_port": instance.lmtp_port,
+        "smtp_address": "127.0.0.1",
+        "smtp_port": instance.smtp_port,
+    }
+    changed = mailconfig.write(etc / "main.cf", mailconfig.render("postfix/main.cf", **context), 0o644)
+    changed |= mailconfig.write(etc / "master.cf", mailconfig.render("postfix/master.cf", **context), 0o644)
+    for name in mailconfig.POSTFIX_MAPS:
+        # The maps hold the reader's password: root and postfix only.
+        path = etc / name
+        changed |= mailconfig.write(path, mailconfig.render(f"postfix/{name}", **context), 0o640)
+        shutil.chown(path, "root", "postfix")
+    return changed
+
+
+def allow_postfix_instance(config_dir: Path) -> None:
+    """List the instance in alternate_config_directories of the default main.cf, adding only that."""
+    current = run("postconf", "-h", "alternate_config_directories").stdout.strip()
+    entries = [e for e in current.replace(",", " ").split() if e]
+    if str(config_dir) not in entries:
+        entries.append(str(config_dir))
+        run("postconf", "-e", f"alternate_config_directories = {' '.join(entries)}")
+
+
+def postfix_running(instance: Instance) -> bool:
+    return run("postfix", "-c", str(instance.postfix_dir), "status", check=False, quiet=True).returncode == 0
+
+
+def start_postfix(instance: Instance, reload: bool = False) -> None:
+    """Start the instance's Postfix (reloading it when its files changed) and wait for SMTP."""
+    allow_postfix_instance(instance.postfix_dir)
+    if postfix_running(instance):
+        if reload:
+            log(f"{instance.name}: reloading Postfix")
+            run_daemon("postfix", "-c", str(instance.postfix_dir), "reload")
+    else:
+        log(f"{instance.name}: starting Postfix (SMTP 127.0.0.1:{instance.smtp_port})")
+        run("postfix", "-c", str(instance.postfix_dir), "set-permissions", check=False, quiet=True)
+        run_daemon("postfix", "-c", str(instance.postfix_dir), "start")
+    wait_for_port(instance.smtp_port)
+
+
+def stop_postfix(instance: Instance) -> None:
+    """Stop the instance's Postfix."""
+    if instance.postfix_dir.exists() and postfix_running(instance):
+        run("postfix", "-c", str(instance.postfix_dir), "stop")
+
+
+def write_portal_config(instance: Instance) -> Path:
+    """Write the portal's TOML settings for this instance and return its path."""
+    values = stack_secrets()
+    text = (
+        "# Written by scripts/stack for the local development stack.\n"
+        f'database_url = "{database_url(instance.db_name)}"\n'
+        f'secret_key = "{values["secret_key"]}"\n'
+        'imap_host = "127.0.0.1"\n'
+        f"imap_port = {instance.imap_port}\n"
+        'imap_security = "plain"\n'
+        "# The demo serves plain HTTP on loopback.\n"
+        "cookie_secure = false\n"
+    )
+    mailconfig.write(instance.portal_config, text, 0o600)
+    return instance.portal_config
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def up(instance: Instance, fresh_db: bool = False) -> Instance:
+    """Bring the whole stack up for an instance; idempotent and quick when already up."""
+    if os.geteuid() != 0:
+        raise SystemExit("stack: run as root (scripts/stack does the set-up; see README)")
+    ensure_vmail()
+    ensure_cluster()
+    ensure_roles()
+    ensure_database(instance.db_name, fresh=fresh_db)
+    migrate_database(instance.db_name)
+    start_dovecot(instance, restart=render_dovecot(instance))
+    start_postfix(instance, reload=render_postfix(instance))
+    write_portal_config(instance)
+    return instance
+
+
+def down(instance: Instance, cluster: bool = False) -> None:
+    """Stop an instance's Postfix and Dovecot (and the shared cluster when asked)."""
+    stop_postfix(instance)
+    stop_dovecot(instance)
+    if cluster:
+        stop_cluster()
+
+
+def status(instance: Instance) -> bool:
+    """Print what runs; return True when everything does."""
+    parts = {
+        f"postgresql {PG_VERSION}/{PG_CLUSTER} :{PG_PORT}": cluster_status() == "online",
+        f"dovecot imap :{instance.imap_port} lmtp :{instance.lmtp_port}": bool(dovecot_pid(instance)),
+        f"postfix smtp :{instance.smtp_port}": instance.postfix_dir.exists() and postfix_running(instance),
+    }
+    for name, running in parts.items():
+        print(f"{instance.name}: {name}: {'running' if running else 'stopped'}")
+    return all(parts.values())
+
+
+DEMO_DOMAIN = "example.com"
+DEMO_MAILBOXES = ("alice", "bob", "postmaster")
+
+
+def load_demo_data(instance: Instance) -> dict[str, str]:
+    """Create the demo domain, mailboxes (new random passwords) and an alias; return the passwords."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from portal.passwords import hash_password
+    from portal.queries import aliases
+    from portal.queries import domains
+    from portal.queries import mailboxes
+
+    passwords = {f"{local}@{DEMO_DOMAIN}": secrets.token_urlsafe(12) for local in DEMO_MAILBOXES}
+    with psycopg.connect(database_url(instance.db_name), autocommit=True, row_factory=dict_row) as conn:
+        with conn.transaction():
+            domain_id = domains.ensure_domain(conn, DEMO_DOMAIN)
+            for address, password in passwords.items():
+                mailboxes.upsert_mailbox(conn, domain_id, address, hash_password(password))
+            aliases.ensure_alias(conn, domain_id, f"info@{DEMO_DOMAIN}", f"alice@{DEMO_DOMAIN}")
+    return passwords
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("up", "down", "status", "env", "demo"))
+    parser.add_argument("--instance", choices=sorted(INSTANCES), default="dev")
+    parser.add_argument("--fresh-db", action="store_true", help="drop and re-create the instance's database")
+    parser.add_argument("--all", action="store_true", help="with down: also stop the PostgreSQL cluster")
+    args = parser.parse_args(argv)
+    instance = INSTANCES[args.instance]
+    try:
+        if args.command == "up":
+            up(instance, fresh_db=args.fresh_db)
+            status(instance)
+        elif args.command == "down":
+            down(instance, cluster=args.all)
+        elif args.command == "status":
+            return 0 if status(instance) else 3
+        elif args.command == "demo":
+            passwords = load_demo_data(instance)
+            print(f"Demo data in database {instance.db_name}: domain {DEMO_DOMAIN},"
+                  f" alias info@{DEMO_DOMAIN} -> alice@{DEMO_DOMAIN}")
+            for address, password in passwords.items():
+                print(f"  {address:28} password: {password}")
+        elif args.command == "env":
+            print(f"PORTAL_CONFIG={instance.portal_config}")
+    except (RuntimeError, migrate.MigrationError) as exc:
+        print(f"stack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
