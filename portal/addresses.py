@@ -16,6 +16,10 @@ _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
+# Only blanks are trimmed: a trailing CR or LF is refused, never silently dropped.
+_TRIMMED = " \t"
+
+
 class InvalidAddress(ValueError):
     """The text is not an address or domain the portal accepts; the message says why."""
 
@@ -29,8 +33,9 @@ def canonical_domain(text: str) -> str:
     """Return the domain lower-cased in its ASCII (IDNA 2008, UTS 46) form."""
     if len(text) > 4 * MAX_DOMAIN_LENGTH:
         raise InvalidAddress("is too long")
-    _reject_control_characters(text)
-    name = unicodedata.normalize("NFC", text.strip())
+    name = text.strip(_TRIMMED)
+    _reject_control_characters(name)
+    name = unicodedata.normalize("NFC", name)
     if name.endswith("."):
         name = name[:-1]
     if not name:
@@ -52,12 +57,13 @@ def canonical_address(text: str) -> str:
     """Return ``local@domain`` trimmed, lower-cased, with the domain in ASCII form."""
     if len(text) > 4 * MAX_ADDRESS_LENGTH:
         raise InvalidAddress("is too long")
+    text = text.strip(_TRIMMED)
     _reject_control_characters(text)
-    text = text.strip()
     local, sep, domain = text.rpartition("@")
     if not sep or not local:
         raise InvalidAddress("is not an e-mail address")
-    local = unicodedata.normalize("NFC", local)
+    # Checked before any normalisation, which would fold look-alikes such as the
+    # Kelvin sign into ASCII letters.
     if not local.isascii():
         raise InvalidAddress("may only use ASCII letters before the @")
     local = local.lower()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import click
+import psycopg
 from flask import current_app
+from flask.cli import AppGroup
 
 from . import db
 from . import migrate
 
-
-@click.group("db")
-def db_cli():
-    """Manage the database schema."""
+db_cli = AppGroup("db", help="Manage the database schema.")
 
 
 @db_cli.command("upgrade")
@@ -19,7 +18,7 @@ def upgrade_command():
     """Apply pending migrations (all in one transaction; safe to run twice)."""
     try:
         conn = db.connect(current_app.config)
-    except Exception as exc:  # noqa: BLE001 - any connection failure is reported the same way
+    except psycopg.Error as exc:
         raise click.ClickException(f"cannot connect to the database: {exc}") from None
     with conn:
         try:
@@ -35,7 +34,11 @@ def upgrade_command():
 @db_cli.command("status")
 def status_command():
     """Show applied and pending migrations."""
-    with db.connect(current_app.config) as conn:
+    try:
+        conn = db.connect(current_app.config)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot connect to the database: {exc}") from None
+    with conn:
         pending = migrate.pending_migrations(conn)
     if not pending:
         click.echo(f"up to date (version {migrate.latest_version()})")

@@ -1,0 +1,89 @@
+"""Fixtures: the real stack (PostgreSQL, Dovecot, Postfix), an app and a client against it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import psycopg
+import pytest
+import stack
+from psycopg.rows import dict_row
+
+from portal import create_app
+from portal.db import close_pool
+
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch):
+    """Keep a developer's PORTAL_* variables out of the tests."""
+    for name in list(os.environ):
+        if name.startswith("PORTAL_") and name != "PORTAL_STACK_DIR":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mail_stack():
+    """Bring up the test instance with a fresh, migrated database."""
+    return stack.up(stack.INSTANCES["test"], fresh_db=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(mail_stack) -> str:
+    return stack.database_url(mail_stack.db_name)
+
+
+@pytest.fixture
+def db(mail_stack, database_url):
+    """A connection to the test database, emptied first (and the maildirs with it)."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute(
+            "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log"
+            " RESTART IDENTITY CASCADE"
+        )
+        for child in mail_stack.mail_root.iterdir():
+            shutil.rmtree(child)
+        yield conn
+
+
+def make_test_config(mail_stack, database_url, **overrides) -> dict:
+    """Settings for an app against the test stack."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": mail_stack.imap_port,
+        "IMAP_SECURITY": "plain",
+        "IMAP_TIMEOUT": 3.0,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_factory(mail_stack, database_url):
+    """Build apps against the test stack; their pools are closed afterwards."""
+    apps = []
+
+    def build(**overrides):
+        app = create_app(make_test_config(mail_stack, database_url, **overrides))
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        close_pool(app)
+
+
+@pytest.fixture
+def app(app_factory, db):
+    return app_factory()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,103 @@
+"""The app skeleton: pages, error pages, CSRF, and the entry points operators use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_index_sends_to_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/auth/login")
+
+
+def test_sign_in_page(client):
+    response = client.get("/auth/login")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'name="csrf_token"' in page
+    assert '<label for="address">' in page and '<label for="password">' in page
+    assert 'autocomplete="current-password"' in page
+
+
+def test_post_without_csrf_token_is_refused(app_factory, db):
+    app = app_factory(WTF_CSRF_ENABLED=True)
+    response = app.test_client().post("/auth/login", data={"address": "a@b.example", "password": "x"})
+    assert response.status_code == 400
+    assert "Bad request" in response.get_data(as_text=True)
+
+
+def test_not_found_page_has_no_internals(client):
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "Not found" in page and "Traceback" not in page
+
+
+def test_database_down_gives_503_page_not_a_trace(app_factory, db):
+    app = app_factory(DATABASE_URL="postgresql://nobody:x@127.0.0.1:1/none", DB_POOL_TIMEOUT=1.0)
+
+    @app.get("/_test_db")
+    def uses_database():
+        from portal.db import get_db
+
+        get_db().execute("SELECT 1")
+        return "unreachable"
+
+    response = app.test_client().get("/_test_db")
+    assert response.status_code == 503
+    page = response.get_data(as_text=True)
+    assert "database is not answering" in page and "Traceback" not in page
+
+
+def test_flask_cli_upgrade_with_environment_settings(mail_stack, database_url):
+    """The documented command, run as an operator would, configured only by PORTAL_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_DATABASE_URL=database_url, PORTAL_SECRET_KEY="s" * 40)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stdout
+
+
+def test_gunicorn_serves_health(mail_stack, tmp_path):
+    """gunicorn app:app with the stack's TOML config answers /healthz from a forked worker."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env["PORTAL_CONFIG"] = str(stack.write_portal_config(mail_stack))
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--workers", "2",
+             "--bind", f"127.0.0.1:{port}", "app:app"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:  # noqa: S310
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,45 @@
+"""Hashes are written in a form the real Dovecot verifies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from portal.passwords import hash_password
+from portal.passwords import verify_password
+
+PASSWORDS = ["correct horse battery staple", "with=equals and 'quotes\"", "비밀번호-한국어", "ünïcödé pässwörd"]
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_sha512_crypt_format(password):
+    stored = hash_password(password)
+    assert re.fullmatch(r"\{SHA512-CRYPT\}\$6\$[./0-9A-Za-z]{16}\$[./0-9A-Za-z]{86}", stored)
+    # 5,000 rounds (implicit) keeps the bare hash at the 106 characters the guide's column holds.
+    assert len(stored) == len("{SHA512-CRYPT}") + 106
+    assert verify_password(password, stored)
+    assert not verify_password(password + "x", stored)
+
+
+def test_bare_guide_hash_is_read_as_sha512_crypt():
+    stored = hash_password("guide password")
+    bare = stored.removeprefix("{SHA512-CRYPT}")
+    assert verify_password("guide password", bare)
+
+
+def test_unknown_scheme_is_refused():
+    with pytest.raises(ValueError, match="unsupported password scheme"):
+        hash_password("x", scheme="PLAIN")
+    assert not verify_password("x", "{PLAIN}x")
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_dovecot_verifies_the_hash(mail_stack, password):
+    stored = hash_password(password)
+    ok = subprocess.run(["doveadm", "pw", "-t", stored, "-p", password], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "verified" in ok.stdout + ok.stderr
+    wrong = subprocess.run(["doveadm", "pw", "-t", stored, "-p", password + "!"], capture_output=True, text=True)
+    assert wrong.returncode != 0
