@@ -102,6 +102,7 @@ def run(*args: str, input_text: str | None = None, check: bool = True, quiet: bo
 
 def run_daemon(*args: str) -> None:
     """Start a program that daemonizes; its children must not inherit our pipes."""
+    STACK_ROOT.mkdir(parents=True, exist_ok=True)
     with open(STACK_ROOT / "daemon-start.log", "w+") as errors:
         result = subprocess.run(  # noqa: S603 - fixed programs, argument lists
             list(args), stdin=subprocess.DEVNULL, stdout=errors, stderr=subprocess.STDOUT, check=False
