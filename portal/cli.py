@@ -13,14 +13,17 @@ from . import migrate
 db_cli = AppGroup("db", help="Manage the database schema.")
 
 
+def _connect() -> psycopg.Connection:
+    try:
+        return db.connect(current_app.config)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot connect to the database: {exc}") from None
+
+
 @db_cli.command("upgrade")
 def upgrade_command():
     """Apply pending migrations (all in one transaction; safe to run twice)."""
-    try:
-        conn = db.connect(current_app.config)
-    except psycopg.Error as exc:
-        raise click.ClickException(f"cannot connect to the database: {exc}") from None
-    with conn:
+    with _connect() as conn:
         try:
             applied = migrate.upgrade(conn, report=click.echo)
         except migrate.MigrationError as exc:
@@ -33,12 +36,8 @@ def upgrade_command():
 
 @db_cli.command("status")
 def status_command():
-    """Show applied and pending migrations."""
-    try:
-        conn = db.connect(current_app.config)
-    except psycopg.Error as exc:
-        raise click.ClickException(f"cannot connect to the database: {exc}") from None
-    with conn:
+    """Show pending migrations; exit status 1 when there are any."""
+    with _connect() as conn:
         pending = migrate.pending_migrations(conn)
     if not pending:
         click.echo(f"up to date (version {migrate.latest_version()})")

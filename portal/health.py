@@ -12,8 +12,7 @@ from flask import jsonify
 from . import imap
 from .db import DatabaseUnavailable
 from .db import get_db
-from .migrate import applied_versions
-from .migrate import latest_version
+from .migrate import pending_migrations
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -22,12 +21,11 @@ log = logging.getLogger(__name__)
 def _check_database(timeout: float) -> str:
     try:
         conn = get_db(timeout=timeout)
-        applied = applied_versions(conn)
+        pending = pending_migrations(conn)
     except (DatabaseUnavailable, psycopg.Error) as exc:
         log.warning("health: database check failed: %s", exc)
         return "unreachable"
-    latest = latest_version()
-    if latest not in applied or len(applied) < latest:
+    if pending:
         return "not migrated: run 'flask --app app db upgrade'"
     return "ok"
 

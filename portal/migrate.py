@@ -9,6 +9,7 @@ the database exactly as it found it. Applied versions are kept in
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -50,7 +51,8 @@ class MigrationError(Exception):
         return "\n".join(parts)
 
 
-def available_migrations() -> list[Migration]:
+@functools.cache
+def available_migrations() -> tuple[Migration, ...]:
     """Return the migrations shipped with the package, in order."""
     found = []
     for entry in resources.files("portal.migrations").iterdir():
@@ -61,7 +63,7 @@ def available_migrations() -> list[Migration]:
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise RuntimeError("two migration files share a version number")
-    return found
+    return tuple(found)
 
 
 def latest_version() -> int:
