@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from flask import redirect
-from flask import url_for
+from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db
 from . import errors
+from . import sessions
 from .settings import layered_config
 from .settings import validate
 
@@ -32,27 +33,40 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="portal_session",
         SESSION_COOKIE_SECURE=bool(app.config["COOKIE_SECURE"]) and not (app.debug or app.config.get("TESTING")),
     )
 
+    proxies = int(app.config["TRUSTED_PROXY_COUNT"])
+    if proxies:
+        # Only then is X-Forwarded-For believed; otherwise a spoofed header changes nothing.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+
     db.init_app(app)
     csrf.init_app(app)
+    sessions.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
     _register_commands(app)
+    app.after_request(_no_store_when_signed_in)
     return app
 
 
+def _no_store_when_signed_in(response):
+    # Pages of a signed-in user must not stay in shared or back-button caches.
+    if current_user.is_authenticated:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _register_blueprints(app: Flask) -> None:
+    from .account import bp as account_bp
     from .auth import bp as auth_bp
     from .health import bp as health_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(health_bp)
-
-    @app.get("/")
-    def index():
-        return redirect(url_for("auth.login"))
 
 
 def _register_commands(app: Flask) -> None:

@@ -8,6 +8,9 @@ import ssl
 import imapclient
 from imapclient.exceptions import IMAPClientError
 
+# RFC 5530 response codes that mean the credentials were refused.
+_WRONG_CREDENTIALS = ("[AUTHENTICATIONFAILED]", "[AUTHORIZATIONFAILED]")
+
 
 class ImapUnavailable(Exception):
     """Dovecot could not be reached or did not answer in time."""
@@ -50,6 +53,41 @@ def connect_from_config(config):
         float(config["IMAP_TIMEOUT"]),
         bool(config["IMAP_TLS_VERIFY"]),
     )
+
+
+def authenticate(config, address: str, password: str, client_ip: str | None = None) -> bool:
+    """Ask Dovecot whether the password is right, with AUTHENTICATE PLAIN.
+
+    Returns False for a wrong password or an unknown address (Dovecot does not
+    tell them apart, nor do we). Raises :class:`ImapUnavailable` when Dovecot is
+    down, slow, or answers that it cannot check right now (``[UNAVAILABLE]``).
+    The browser's address goes along in IMAP ID, so that Dovecot's auth penalty
+    falls on that client (trusted from the portal through login_trusted_networks).
+    """
+    client = connect_from_config(config)
+    try:
+        if client_ip:
+            try:
+                client.id_({"x-originating-ip": client_ip})
+            except IMAPClientError:
+                pass  # a server without ID still checks the password, only without the penalty fix
+        # Dovecot delays its verdict on purpose after failures (see IMAP_AUTH_TIMEOUT).
+        client.socket().settimeout(float(config["IMAP_AUTH_TIMEOUT"]))
+        try:
+            client.plain_login(address, password)
+        except imapclient.exceptions.LoginError as exc:
+            # imapclient turns every failure into LoginError, a dropped connection
+            # included; only Dovecot's explicit verdict means "wrong password".
+            if any(code in str(exc) for code in _WRONG_CREDENTIALS):
+                return False
+            raise ImapUnavailable(f"the IMAP server cannot check passwords now: {exc}") from exc
+        return True
+    except (OSError, ssl.SSLError) as exc:
+        raise ImapUnavailable(f"the IMAP server did not answer: {_describe(exc)}") from exc
+    except IMAPClientError as exc:
+        raise ImapUnavailable(f"unexpected answer from the IMAP server: {exc}") from exc
+    finally:
+        _close_quietly(client)
 
 
 def check_reachable(config, timeout: float) -> list[str]:

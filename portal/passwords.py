@@ -1,18 +1,35 @@
-"""Password hashes in the formats Dovecot reads, with their ``{SCHEME}`` prefix."""
+"""Password hashes in the formats Dovecot reads, with their ``{SCHEME}`` prefix, and the policy for new ones."""
 
 from __future__ import annotations
 
+from passlib.hash import argon2
+from passlib.hash import bcrypt
 from passlib.hash import sha512_crypt
+from zxcvbn import zxcvbn
 
 # 5,000 rounds is Dovecot's own default: passlib's default (656,000) makes a hash
 # that overflows the guide's VARCHAR(106) and costs Dovecot ~0.5 s per login.
 SHA512_CRYPT_ROUNDS = 5000
+# bcrypt reads 72 bytes at most; Dovecot's crypt() silently ignores the rest.
+BCRYPT_MAX_BYTES = 72
 
 _HASHERS = {
     "SHA512-CRYPT": sha512_crypt.using(rounds=SHA512_CRYPT_ROUNDS),
+    "BLF-CRYPT": bcrypt.using(rounds=10, ident="2y"),
+    # Dovecot verifies Argon2 with libsodium, which only accepts parallelism 1.
+    "ARGON2ID": argon2.using(type="ID", memory_cost=65536, time_cost=3, parallelism=1),
 }
 
 SCHEMES = tuple(_HASHERS)
+
+# zxcvbn refuses longer input; 72 characters of a passphrase say enough about it.
+_STRENGTH_SAMPLE = 72
+
+
+def _secret_for(scheme: str, password: str) -> str | bytes:
+    if scheme == "BLF-CRYPT":
+        return password.encode("utf-8")[:BCRYPT_MAX_BYTES]
+    return password
 
 
 def hash_password(password: str, scheme: str = "SHA512-CRYPT") -> str:
@@ -21,7 +38,7 @@ def hash_password(password: str, scheme: str = "SHA512-CRYPT") -> str:
         hasher = _HASHERS[scheme]
     except KeyError:
         raise ValueError(f"unsupported password scheme {scheme!r}; use one of {', '.join(SCHEMES)}") from None
-    return "{%s}%s" % (scheme, hasher.hash(password))
+    return "{%s}%s" % (scheme, hasher.hash(_secret_for(scheme, password)))
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -34,4 +51,31 @@ def verify_password(password: str, stored: str) -> bool:
     hasher = _HASHERS.get(scheme)
     if hasher is None:
         return False
-    return hasher.verify(password, digest)
+    return hasher.verify(_secret_for(scheme, password), digest)
+
+
+def policy_problems(
+    password: str, *, address: str, current: str | None, min_length: int, max_length: int, min_score: int
+) -> list[str]:
+    """Return what is wrong with a proposed new password, in words for its owner (empty when fine)."""
+    problems = []
+    if len(password) < min_length:
+        problems.append(f"Use at least {min_length} characters.")
+    if len(password) > max_length:
+        problems.append(f"Use at most {max_length} characters.")
+    if "\x00" in password:
+        problems.append("The password cannot contain a NUL character.")
+    if problems:
+        return problems
+    lowered = password.lower()
+    if lowered == address.lower() or lowered == address.partition("@")[0].lower():
+        problems.append("The password must not be your address.")
+    if current is not None and password == current:
+        problems.append("The new password must differ from the current one.")
+    if problems:
+        return problems
+    result = zxcvbn(password[:_STRENGTH_SAMPLE], user_inputs=[address, address.partition("@")[0]])
+    if result["score"] < min_score:
+        advice = " ".join(filter(None, [result["feedback"].get("warning")] + result["feedback"].get("suggestions", [])))
+        problems.append(f"This password is too easy to guess. {advice}".strip())
+    return problems

@@ -22,14 +22,36 @@ DEFAULTS = {
     "IMAP_HOST": "127.0.0.1",
     "IMAP_PORT": 143,
     "IMAP_SECURITY": "starttls",
-    # Seconds for connecting to Dovecot and for each of its answers.
+    # Seconds for connecting to Dovecot and for each of its answers but one:
     "IMAP_TIMEOUT": 5.0,
+    # the answer to AUTHENTICATE, which Dovecot itself delays after failures from the
+    # same client (auth_failure_delay 2 s plus an auth penalty of up to 15 s).
+    "IMAP_AUTH_TIMEOUT": 20.0,
     # Whether to verify Dovecot's TLS certificate (turn off only for a self-signed test setup).
     "IMAP_TLS_VERIFY": True,
     # Send the session cookie over HTTPS only. Turn off only for plain-HTTP demos on loopback.
     "COOKIE_SECURE": True,
     # Seconds each check of /healthz may take.
     "HEALTH_TIMEOUT": 1.5,
+    # Seconds of inactivity, and seconds in all, after which a session ends.
+    "SESSION_IDLE_TIMEOUT": 1800,
+    "SESSION_ABSOLUTE_TIMEOUT": 43200,
+    # Failed sign-ins allowed per account and per client address within the window
+    # (seconds) before further attempts are refused for the lockout (seconds).
+    "LOGIN_ACCOUNT_MAX_FAILURES": 5,
+    "LOGIN_CLIENT_MAX_FAILURES": 20,
+    "LOGIN_FAILURE_WINDOW": 900,
+    "LOGIN_LOCKOUT": 900,
+    # Reverse proxies in front of the portal whose X-Forwarded-For is believed.
+    # 0 means none: the client address is the TCP peer and the header is ignored.
+    "TRUSTED_PROXY_COUNT": 0,
+    # Password policy for new passwords.
+    "PASSWORD_MIN_LENGTH": 12,
+    "PASSWORD_MAX_LENGTH": 1024,
+    # zxcvbn score from 0 (guessable) to 4; new passwords need at least this.
+    "PASSWORD_MIN_SCORE": 3,
+    # Hash scheme for new passwords: SHA512-CRYPT, BLF-CRYPT or ARGON2ID.
+    "PASSWORD_SCHEME": "SHA512-CRYPT",
 }
 
 IMAP_SECURITY_CHOICES = ("plain", "starttls", "tls")
@@ -103,6 +125,18 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         raise ConfigError(
             f"IMAP_SECURITY must be one of {', '.join(IMAP_SECURITY_CHOICES)}, not {values['IMAP_SECURITY']!r}"
         )
+    from .passwords import SCHEMES
+
+    if values["PASSWORD_SCHEME"] not in SCHEMES:
+        raise ConfigError(f"PASSWORD_SCHEME must be one of {', '.join(SCHEMES)}, not {values['PASSWORD_SCHEME']!r}")
+    if not 8 <= int(values["PASSWORD_MIN_LENGTH"]) <= int(values["PASSWORD_MAX_LENGTH"]) <= 4096:
+        raise ConfigError("PASSWORD_MIN_LENGTH must be at least 8 and at most PASSWORD_MAX_LENGTH (at most 4096)")
+    for name in ("LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_CLIENT_MAX_FAILURES", "SESSION_IDLE_TIMEOUT",
+                 "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT"):
+        if int(values[name]) < 1:
+            raise ConfigError(f"{name} must be a positive number")
+    if int(values["TRUSTED_PROXY_COUNT"]) < 0:
+        raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
     if not str(values["DATABASE_URL"]).startswith(("postgresql:", "postgres:")):
         raise ConfigError("DATABASE_URL must be a libpq URL starting with postgresql://")
     if debug or testing:

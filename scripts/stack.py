@@ -205,8 +205,22 @@ def stop_cluster() -> None:
 
 
 def start_cluster() -> None:
-    """Start the stack's PostgreSQL cluster again after stop_cluster()."""
+    """Start the stack's PostgreSQL cluster again after stop_cluster().
+
+    Postfix and Dovecot processes that saw the database go away wait up to a
+    minute before they try it again; renew them so the stack works at once.
+    """
     ensure_cluster()
+    for instance in INSTANCES.values():
+        renew_database_clients(instance)
+
+
+def renew_database_clients(instance: Instance) -> None:
+    """Reload the instance's Postfix and Dovecot so they open fresh database connections."""
+    if instance.postfix_dir.exists() and postfix_running(instance):
+        run_daemon("postfix", "-c", str(instance.postfix_dir), "reload")
+    if dovecot_pid(instance):
+        run("doveadm", "-c", str(instance.dovecot_conf), "reload")
 
 
 def psql_as_superuser(sql: str, database: str = "postgres") -> str:
@@ -451,8 +465,9 @@ def up(instance: Instance, fresh_db: bool = False) -> Instance:
     ensure_roles()
     ensure_database(instance.db_name, fresh=fresh_db)
     migrate_database(instance.db_name)
-    start_dovecot(instance, restart=render_dovecot(instance))
-    start_postfix(instance, reload=render_postfix(instance))
+    # A re-created database cut the connections Postfix and Dovecot held to it.
+    start_dovecot(instance, restart=render_dovecot(instance) or fresh_db)
+    start_postfix(instance, reload=render_postfix(instance) or fresh_db)
     write_portal_config(instance)
     return instance
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_index_sends_to_sign_in(client):
     response = client.get("/")
     assert response.status_code == 302
-    assert response.headers["Location"].endswith("/auth/login")
+    assert response.headers["Location"].startswith("/auth/login")
 
 
 def test_sign_in_page(client):

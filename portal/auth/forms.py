@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import HiddenField
 from wtforms import PasswordField
 from wtforms import StringField
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
+from wtforms.validators import ValidationError
+
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
 
 
 class LoginForm(FlaskForm):
     """Mailbox address and password, as in a mail client."""
 
-    address = StringField("E-mail address", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    address = StringField(
+        "E-mail address",
+        validators=[DataRequired("Enter your e-mail address."), Length(max=254, message="This address is too long.")],
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=1024, message="This password is too long.")],
+    )
+    next = HiddenField()
+
+    def validate_address(self, field):
+        try:
+            self.canonical_address = canonical_address(field.data or "")
+        except InvalidAddress:
+            raise ValidationError("Enter a valid e-mail address, for example name@example.com.") from None
+
+    def validate_password(self, field):
+        # SASL PLAIN separates its fields with NUL: such a password could never match.
+        if "\x00" in (field.data or ""):
+            raise ValidationError("The password contains a character that cannot be used.")
+
+
+class LogoutForm(FlaskForm):
+    """Only the CSRF token: signing out is a POST."""

@@ -1,21 +1,108 @@
-"""Sign-in page. Verification through Dovecot arrives with the sign-in feature."""
+"""Sign in through Dovecot, sign out."""
 
 from __future__ import annotations
 
-from flask import Blueprint
-from flask import render_template
+import logging
+import math
+from datetime import UTC
+from datetime import datetime
 
+from flask import Blueprint
+from flask import current_app
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask_login import current_user
+from flask_login import login_user
+from flask_login import logout_user
+
+from .. import sessions
+from .. import signin
+from ..access import safe_next_url
+from ..access import signed_in
+from ..db import get_db
+from ..imap import ImapUnavailable
 from .forms import LoginForm
+from .forms import LogoutForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
+log = logging.getLogger(__name__)
+
+WRONG_CREDENTIALS = "The address or password is incorrect."
+MAIL_SERVER_DOWN = (
+    "The mail server is not answering, so your password cannot be checked right now. "
+    "Please try again in a few minutes."
+)
+DISABLED = "This mailbox is disabled. Please contact your administrator."
+
+
+def _locked_response(form, until: datetime):
+    seconds = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
+    minutes = math.ceil(seconds / 60)
+    form.form_errors.append(
+        f"Too many failed sign-in attempts. Please try again in {minutes} minute{'s' if minutes != 1 else ''} "
+        f"(after {until.astimezone(UTC):%H:%M} UTC)."
+    )
+    response = current_app.make_response((render_template("auth/login.html", form=form), 429))
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Show the sign-in form."""
+    """Show the sign-in form and check the password with Dovecot."""
+    if current_user.is_authenticated:
+        return redirect(url_for("account.index"))
     form = LoginForm()
-    status = 200
+    if request.method == "GET":
+        form.next.data = safe_next_url(request.args.get("next")) or ""
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+    conn = get_db()
+    try:
+        outcome = signin.check_password(
+            conn, current_app.config, form.canonical_address, form.password.data, request.remote_addr
+        )
+    except ImapUnavailable as exc:
+        log.error("sign-in for a user could not be checked: %s", exc)
+        form.form_errors.append(MAIL_SERVER_DOWN)
+        return render_template("auth/login.html", form=form), 503
+
+    if outcome.status == "locked":
+        return _locked_response(form, outcome.locked_until)
+    if outcome.status == "invalid":
+        form.form_errors.append(WRONG_CREDENTIALS)
+        return render_template("auth/login.html", form=form), 200
+    if outcome.status == "disabled":
+        form.form_errors.append(DISABLED)
+        return render_template("auth/login.html", form=form), 403
+
+    with conn.transaction():
+        user = sessions.start_session(conn, outcome.mailbox, request.remote_addr)
+    # A fresh cookie for the new identity (no fixation of a pre-login session).
+    session.clear()
+    session.permanent = True
+    login_user(user)
+    if user.must_change_password:
+        flash("Please choose a new password before you continue.", "info")
+        return redirect(url_for("account.password"))
+    return redirect(safe_next_url(form.next.data) or url_for("account.index"))
+
+
+@bp.post("/logout")
+@signed_in
+def logout():
+    """End the session here and in the database."""
+    form = LogoutForm()
     if form.validate_on_submit():
-        form.form_errors.append("Signing in is not available yet on this server.")
-        status = 503
-    return render_template("auth/login.html", form=form), status
+        conn = get_db()
+        with conn.transaction():
+            sessions.end_session(conn, current_user)
+        logout_user()
+        session.clear()
+        flash("You have signed out.", "info")
+    return redirect(url_for("auth.login"))

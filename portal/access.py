@@ -1,0 +1,40 @@
+"""Who may use which view: one decorator per rule, stated on each view."""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import urlsplit
+
+from flask import redirect
+from flask import url_for
+from flask_login import current_user
+from flask_login import login_required
+
+
+def signed_in(view):
+    """Any signed-in mailbox, including one that must change its password first."""
+    return login_required(view)
+
+
+def account_required(view):
+    """A signed-in mailbox that has no pending forced password change."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user.is_authenticated and current_user.must_change_password:
+            return redirect(url_for("account.password"))
+        return view(*args, **kwargs)
+
+    return login_required(wrapped)
+
+
+def safe_next_url(target: str | None) -> str | None:
+    """Return ``target`` if it is a path on this site, else None (no open redirects)."""
+    if not target or len(target) > 2048:
+        return None
+    if any(ord(ch) < 0x20 or ch == "\\" for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target

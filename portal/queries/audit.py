@@ -1,0 +1,37 @@
+"""SQL for the audit log. Never pass a password, a hash or a session token."""
+
+from __future__ import annotations
+
+from psycopg.types.json import Jsonb
+
+
+def record(
+    conn,
+    *,
+    actor: str,
+    actor_role: str,
+    client_addr: str | None,
+    action: str,
+    target: str = "",
+    domain: str = "",
+    summary: dict | None = None,
+) -> None:
+    """Write one audit row (call inside the transaction of the change it records)."""
+    conn.execute(
+        """
+        INSERT INTO portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        """,
+        (actor, actor_role, client_addr, action, target, domain, Jsonb(summary or {})),
+    )
+
+
+def entries_for_target(conn, target: str, limit: int = 20) -> list[dict]:
+    """Return the newest audit rows about one address."""
+    return conn.execute(
+        """
+        SELECT at, actor, actor_role, client_addr, action, target, domain, summary
+          FROM portal_audit_log WHERE target = %s ORDER BY at DESC, id DESC LIMIT %s
+        """,
+        (target, limit),
+    ).fetchall()

@@ -1,0 +1,61 @@
+"""SQL for server-side sessions (portal_sessions)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+def create_session(conn, token_hash: bytes, user_id: int, client_addr: str | None) -> None:
+    """Record a new session for the mailbox."""
+    conn.execute(
+        "INSERT INTO portal_sessions (token_hash, user_id, client_addr) VALUES (%s, %s, %s)",
+        (token_hash, user_id, client_addr),
+    )
+
+
+def load_session_user(
+    conn, token_hash: bytes, idle: timedelta, absolute: timedelta, touch_after: timedelta
+) -> dict | None:
+    """Return the session's mailbox if the session is alive and the mailbox and domain active.
+
+    Refreshes ``last_seen_at`` when it is older than ``touch_after`` (one write a
+    minute rather than one a request).
+    """
+    return conn.execute(
+        """
+        WITH live AS (
+            SELECT s.token_hash, s.last_seen_at, u.id, u.email, u.password_must_change, d.name AS domain
+              FROM portal_sessions s
+              JOIN virtual_users u ON u.id = s.user_id
+              JOIN virtual_domains d ON d.id = u.domain_id
+             WHERE s.token_hash = %(token_hash)s
+               AND s.last_seen_at > now() - %(idle)s
+               AND s.created_at > now() - %(absolute)s
+               AND u.active AND d.active
+        ), touched AS (
+            UPDATE portal_sessions s SET last_seen_at = now()
+              FROM live
+             WHERE s.token_hash = live.token_hash AND live.last_seen_at < now() - %(touch_after)s
+        )
+        SELECT id, email, password_must_change, domain FROM live
+        """,
+        {"token_hash": token_hash, "idle": idle, "absolute": absolute, "touch_after": touch_after},
+    ).fetchone()
+
+
+def delete_session(conn, token_hash: bytes) -> None:
+    """End one session."""
+    conn.execute("DELETE FROM portal_sessions WHERE token_hash = %s", (token_hash,))
+
+
+def delete_user_sessions(conn, user_id: int) -> int:
+    """End every session of a mailbox; return how many there were."""
+    return conn.execute("DELETE FROM portal_sessions WHERE user_id = %s", (user_id,)).rowcount
+
+
+def delete_expired_sessions(conn, idle: timedelta, absolute: timedelta) -> int:
+    """Remove sessions past their idle or absolute timeout; return how many."""
+    return conn.execute(
+        "DELETE FROM portal_sessions WHERE last_seen_at < now() - %s OR created_at < now() - %s",
+        (idle, absolute),
+    ).rowcount

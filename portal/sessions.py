@@ -1,0 +1,84 @@
+"""Server-side sessions behind Flask-Login.
+
+The cookie (signed by Flask) carries a random token that Flask-Login treats as
+the user id; PostgreSQL keeps only the token's SHA-256. Deleting the row ends
+the session everywhere, so logout, a password change or a helpdesk reset make a
+copied cookie worthless, across every worker and every portal host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app
+from flask_login import LoginManager
+from flask_login import UserMixin
+
+from .db import get_db
+from .queries import sessions as session_queries
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.login_message_category = "info"
+
+# last_seen_at is written at most this often per session.
+_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+class MailboxUser(UserMixin):
+    """A signed-in mailbox, as seen by one session."""
+
+    def __init__(self, row: dict, token: str):
+        self.mailbox_id: int = row["id"]
+        self.email: str = row["email"]
+        self.domain: str = row["domain"]
+        self.must_change_password: bool = row["password_must_change"]
+        self.session_token = token
+
+    def get_id(self) -> str:
+        # The session token, not the mailbox id: see the module docstring.
+        return self.session_token
+
+
+def token_hash(token: str) -> bytes:
+    """Return what the database stores for a session token."""
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def start_session(conn, mailbox: dict, client_addr: str | None) -> MailboxUser:
+    """Record a new session for the mailbox and return its user."""
+    token = secrets.token_urlsafe(32)
+    session_queries.create_session(conn, token_hash(token), mailbox["id"], client_addr)
+    return MailboxUser(mailbox, token)
+
+
+def end_session(conn, user: MailboxUser) -> None:
+    """End one session."""
+    session_queries.delete_session(conn, token_hash(user.session_token))
+
+
+def _timeouts() -> tuple[timedelta, timedelta]:
+    config = current_app.config
+    return (
+        timedelta(seconds=int(config["SESSION_IDLE_TIMEOUT"])),
+        timedelta(seconds=int(config["SESSION_ABSOLUTE_TIMEOUT"])),
+    )
+
+
+@login_manager.user_loader
+def load_user(token: str) -> MailboxUser | None:
+    """Return the session's user while the session and its mailbox are alive."""
+    if not isinstance(token, str) or len(token) > 64:
+        return None
+    idle, absolute = _timeouts()
+    row = session_queries.load_session_user(get_db(), token_hash(token), idle, absolute, _TOUCH_INTERVAL)
+    return MailboxUser(row, token) if row else None
+
+
+def init_app(app) -> None:
+    """Attach Flask-Login to the app with the portal's cookie settings."""
+    login_manager.init_app(app)
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(seconds=int(app.config["SESSION_ABSOLUTE_TIMEOUT"])))
