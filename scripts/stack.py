@@ -312,7 +312,7 @@ def db_context(db_name: str) -> dict:
     }
 
 
-def render_dovecot(instance: Instance, sql_conf: str | None = None) -> bool:
+def render_dovecot(instance: Instance, sql_conf: str | None = None, portal_networks: str = "127.0.0.0/8 ::1") -> bool:
     """Write the instance's Dovecot files; return True when something changed."""
     conf_dir = instance.dovecot_conf.parent
     for sub in ("run", "state"):
@@ -330,7 +330,7 @@ def render_dovecot(instance: Instance, sql_conf: str | None = None) -> bool:
         "vmail_user": VMAIL,
         "imap_port": instance.imap_port,
         "lmtp_port": instance.lmtp_port,
-        "portal_networks": "127.0.0.0/8 ::1",
+        "portal_networks": portal_networks,
     }
     if sql_conf is None:
         sql_conf = mailconfig.render("dovecot/dovecot-sql.conf.ext", **context)
