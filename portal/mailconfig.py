@@ -12,7 +12,7 @@ import jinja2
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
-POSTFIX_MAPS = ("pgsql-domains.cf", "pgsql-users.cf", "pgsql-aliases.cf")
+POSTFIX_MAPS = ("pgsql-domains.cf", "pgsql-users.cf", "pgsql-aliases.cf", "pgsql-recipient-access.cf")
 
 
 def _environment() -> jinja2.Environment:

@@ -52,6 +52,10 @@ DEFAULTS = {
     "PASSWORD_MIN_SCORE": 3,
     # Hash scheme for new passwords: SHA512-CRYPT, BLF-CRYPT or ARGON2ID.
     "PASSWORD_SCHEME": "SHA512-CRYPT",
+    # Forwarding destinations a user may set for their own address.
+    "FORWARD_MAX_DESTINATIONS": 10,
+    # Local parts nobody but a superadmin may take as an alias.
+    "RESERVED_LOCAL_PARTS": ["postmaster", "abuse", "hostmaster", "webmaster", "mailer-daemon", "root"],
 }
 
 IMAP_SECURITY_CHOICES = ("plain", "starttls", "tls")
@@ -91,6 +95,8 @@ def load_environment(environ) -> dict:
 
 
 def _convert(name: str, raw: str, default):
+    if isinstance(default, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
     if isinstance(default, bool):
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -135,6 +141,11 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
                  "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT"):
         if int(values[name]) < 1:
             raise ConfigError(f"{name} must be a positive number")
+    if int(values["FORWARD_MAX_DESTINATIONS"]) < 1:
+        raise ConfigError("FORWARD_MAX_DESTINATIONS must be at least 1")
+    reserved = values["RESERVED_LOCAL_PARTS"]
+    if not isinstance(reserved, list) or not all(isinstance(r, str) and r == r.lower() for r in reserved):
+        raise ConfigError("RESERVED_LOCAL_PARTS must be a list of lower-case local parts")
     if int(values["TRUSTED_PROXY_COUNT"]) < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
     if not str(values["DATABASE_URL"]).startswith(("postgresql:", "postgres:")):

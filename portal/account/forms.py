@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import BooleanField
 from wtforms import PasswordField
+from wtforms import StringField
+from wtforms import TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
@@ -27,3 +30,27 @@ class PasswordChangeForm(FlaskForm):
             EqualTo("new_password", message="The two new passwords are not the same."),
         ],
     )
+
+
+class ForwardingForm(FlaskForm):
+    """Forwarding destinations, one per line, and whether a copy stays in the mailbox."""
+
+    destinations = TextAreaField(
+        "Forward my mail to",
+        description="One address per line. Leave empty to receive mail only here.",
+        validators=[Length(max=20000, message="This list is too long.")],
+    )
+    keep_copy = BooleanField("Also keep a copy in my mailbox")
+
+
+class PersonalAliasForm(FlaskForm):
+    """The part before the @ of a new personal alias."""
+
+    local_part = StringField(
+        "New address",
+        validators=[DataRequired("Enter the part before the @."), Length(max=64, message="Use at most 64 characters.")],
+    )
+
+
+class DeleteForm(FlaskForm):
+    """Only the CSRF token: deleting is a POST."""

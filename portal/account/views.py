@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint
+from flask import abort
 from flask import current_app
 from flask import flash
 from flask import redirect
@@ -15,18 +16,26 @@ from flask import url_for
 from flask_login import current_user
 from flask_login import login_user
 
+from .. import aliasrules
 from .. import passwords
 from .. import sessions
 from .. import signin
 from ..access import account_required
 from ..access import signed_in
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
 from ..auth.views import MAIL_SERVER_DOWN
 from ..db import get_db
 from ..imap import ImapUnavailable
+from ..queries import aliases as alias_queries
 from ..queries import audit
+from ..queries import domains
 from ..queries import mailboxes
 from ..queries import sessions as session_queries
+from .forms import DeleteForm
+from .forms import ForwardingForm
 from .forms import PasswordChangeForm
+from .forms import PersonalAliasForm
 
 bp = Blueprint("account", __name__)
 log = logging.getLogger(__name__)
@@ -102,3 +111,156 @@ def password():
     login_user(user)
     flash("Your password has been changed. Any other sessions have been signed out.", "success")
     return redirect(url_for("account.index"))
+
+
+def _forwarding_page(conn, forwarding_form=None, alias_form=None, status=200):
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    domain = domains.get_domain(conn, mailbox["domain_id"])
+    current = aliasrules.Forwarding.from_rows(mailbox["email"], alias_queries.destinations(conn, mailbox["email"]))
+    if forwarding_form is None:
+        forwarding_form = ForwardingForm(
+            formdata=None, destinations="\n".join(current.destinations), keep_copy=current.keep_copy
+        )
+    personal = alias_queries.personal_aliases(conn, mailbox["id"])
+    return render_template(
+        "account/forwarding.html",
+        mailbox=mailbox,
+        domain=domain,
+        current=current,
+        form=forwarding_form,
+        alias_form=alias_form or PersonalAliasForm(formdata=None),
+        delete_form=DeleteForm(),
+        personal=personal,
+        max_destinations=int(current_app.config["FORWARD_MAX_DESTINATIONS"]),
+    ), status
+
+
+@bp.get("/account/forwarding")
+@account_required
+def forwarding():
+    """Where the user's mail goes, and their personal aliases."""
+    return _forwarding_page(get_db())
+
+
+@bp.post("/account/forwarding")
+@account_required
+def save_forwarding():
+    """Replace the user's forwarding in one transaction."""
+    conn = get_db()
+    form = ForwardingForm()
+    if not form.validate_on_submit():
+        return _forwarding_page(conn, forwarding_form=form, status=400)
+    wanted_list, problems = aliasrules.parse_destinations((form.destinations.data or "").splitlines())
+    if problems:
+        form.destinations.errors = list(form.destinations.errors) + problems
+        return _forwarding_page(conn, forwarding_form=form, status=400)
+    address = current_user.email
+    wanted = aliasrules.Forwarding(tuple(wanted_list), keep_copy=bool(form.keep_copy.data))
+    try:
+        with conn.transaction():
+            alias_queries.lock_alias_graph(conn)
+            mailbox = mailboxes.get_mailbox(conn, address)
+            aliasrules.check_forwarding(
+                conn, address, wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"])
+            )
+            before = aliasrules.Forwarding.from_rows(address, alias_queries.destinations(conn, address))
+            alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
+            after = aliasrules.Forwarding.from_rows(address, wanted.rows(address))
+            if after != before:
+                audit.record(
+                    conn,
+                    actor=address,
+                    actor_role="user",
+                    client_addr=request.remote_addr,
+                    action="forwarding.update",
+                    target=address,
+                    domain=mailbox["domain"],
+                    summary={
+                        "before": {"destinations": list(before.destinations), "keep_copy": before.keep_copy},
+                        "after": {"destinations": list(after.destinations), "keep_copy": after.keep_copy},
+                    },
+                )
+    except aliasrules.AliasRuleError as exc:
+        form.destinations.errors = list(form.destinations.errors) + exc.problems
+        return _forwarding_page(conn, forwarding_form=form, status=400)
+    if after == before:
+        flash("Nothing changed.", "info")
+    elif after.destinations:
+        flash("Forwarding saved. New mail goes to " + ", ".join(after.destinations)
+              + (" and stays in your mailbox." if after.keep_copy else " only."), "success")
+    else:
+        flash("Forwarding is off. New mail is delivered to your mailbox.", "success")
+    return redirect(url_for("account.forwarding"))
+
+
+@bp.post("/account/aliases")
+@account_required
+def add_personal_alias():
+    """Create a personal alias in the user's own domain."""
+    conn = get_db()
+    form = PersonalAliasForm()
+    if not form.validate_on_submit():
+        return _forwarding_page(conn, alias_form=form, status=400)
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    domain = domains.get_domain(conn, mailbox["domain_id"])
+    try:
+        source = canonical_address(f"{form.local_part.data.strip(' ')}@{domain['name']}")
+    except InvalidAddress:
+        form.local_part.errors = list(form.local_part.errors) + [
+            "Use letters, digits and . _ - + only, for example shop.alice."
+        ]
+        return _forwarding_page(conn, alias_form=form, status=400)
+    try:
+        with conn.transaction():
+            alias_queries.lock_alias_graph(conn)
+            if not domain["allow_personal_aliases"]:
+                raise aliasrules.AliasRuleError([f"Personal addresses are not enabled for {domain['name']}."])
+            limit = domain["max_personal_aliases"]
+            if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
+                raise aliasrules.AliasRuleError([f"You already have the most personal addresses allowed ({limit})."])
+            aliasrules.check_new_alias_source(
+                conn, source, domain["name"], list(current_app.config["RESERVED_LOCAL_PARTS"])
+            )
+            alias_queries.add_personal_alias(conn, domain["id"], source, mailbox["email"], mailbox["id"])
+            audit.record(
+                conn,
+                actor=mailbox["email"],
+                actor_role="user",
+                client_addr=request.remote_addr,
+                action="alias.personal.add",
+                target=source,
+                domain=domain["name"],
+                summary={"destination": mailbox["email"]},
+            )
+    except aliasrules.AliasRuleError as exc:
+        form.local_part.errors = list(form.local_part.errors) + exc.problems
+        return _forwarding_page(conn, alias_form=form, status=400)
+    flash(f"{source} now delivers to your mailbox.", "success")
+    return redirect(url_for("account.forwarding"))
+
+
+@bp.post("/account/aliases/<int:alias_id>/delete")
+@account_required
+def delete_personal_alias(alias_id: int):
+    """Remove one of the user's own personal aliases (404 for anything else)."""
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    conn = get_db()
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        mailbox = mailboxes.get_mailbox(conn, current_user.email)
+        source = alias_queries.delete_personal_alias(conn, alias_id, mailbox["id"])
+        if source is None:
+            abort(404)
+        audit.record(
+            conn,
+            actor=mailbox["email"],
+            actor_role="user",
+            client_addr=request.remote_addr,
+            action="alias.personal.delete",
+            target=source,
+            domain=mailbox["domain"],
+            summary={"destination": mailbox["email"]},
+        )
+    flash(f"{source} no longer exists.", "success")
+    return redirect(url_for("account.forwarding"))

@@ -22,3 +22,15 @@ def ensure_domain(conn, name: str) -> int:
         (name,),
     ).fetchone()
     return row["id"]
+
+
+def get_domain(conn, domain_id: int) -> dict | None:
+    """Return a domain with its settings and limits, or None."""
+    return conn.execute(
+        """
+        SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
+               allow_personal_aliases, max_personal_aliases
+          FROM virtual_domains WHERE id = %s
+        """,
+        (domain_id,),
+    ).fetchone()
