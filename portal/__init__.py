@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from flask_login import current_user
+from flask import request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -48,13 +48,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     _register_blueprints(app)
     _register_commands(app)
-    app.after_request(_no_store_when_signed_in)
+    app.after_request(_no_store)
     return app
 
 
-def _no_store_when_signed_in(response):
-    # Pages of a signed-in user must not stay in shared or back-button caches.
-    if current_user.is_authenticated:
+def _no_store(response):
+    # Every page is personal or carries a CSRF token: none may stay in shared or
+    # back-button caches. Static files keep their caching.
+    if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response
 

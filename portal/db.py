@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import psycopg
 from flask import current_app
@@ -23,13 +24,18 @@ class _PoolHolder:
         self.config = config
         self.pool: ConnectionPool | None = None
         self.pid: int | None = None
+        self._lock = threading.Lock()
 
     def get(self) -> ConnectionPool:
-        if self.pool is None or self.pid != os.getpid():
-            # A pool inherited through fork shares sockets with the parent: never reuse it.
-            self.pool = _make_pool(self.config)
-            self.pid = os.getpid()
-        return self.pool
+        pool = self.pool
+        if pool is not None and self.pid == os.getpid():
+            return pool
+        with self._lock:  # threaded workers: one pool per process, not one per thread
+            if self.pool is None or self.pid != os.getpid():
+                # A pool inherited through fork shares sockets with the parent: never reuse it.
+                self.pool = _make_pool(self.config)
+                self.pid = os.getpid()
+            return self.pool
 
     def close(self) -> None:
         if self.pool is not None and self.pid == os.getpid():
@@ -74,16 +80,19 @@ def get_pool(app=None) -> ConnectionPool:
 def get_db(timeout: float | None = None) -> psycopg.Connection:
     """Return the request's connection, taken from the pool on first use."""
     if "db" not in g:
+        pool = get_pool()
         try:
-            g.db = get_pool().getconn(timeout=timeout)
+            g.db = pool.getconn(timeout=timeout)
         except PoolTimeout as exc:
             raise DatabaseUnavailable("no database connection within the time limit") from exc
+        g.db_pool = pool
     return g.db
 
 
 def close_db(exc=None) -> None:
     """Give the request's connection back to the pool."""
     conn = g.pop("db", None)
+    pool = g.pop("db_pool", None)
     if conn is None:
         return
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -92,7 +101,7 @@ def close_db(exc=None) -> None:
             conn.rollback()
         except psycopg.Error:
             pass
-    current_app.extensions["portal_db"].get().putconn(conn)
+    pool.putconn(conn)
 
 
 def connect(config) -> psycopg.Connection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from flask import g
 from flask import render_template
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
@@ -39,6 +40,10 @@ def _http_error(exc: HTTPException):
 
 def _database_unavailable(exc: Exception):
     log.error("database unavailable: %s", exc)
+    # The page layout asks who is signed in; that would need the database again.
+    from .sessions import login_manager
+
+    g._login_user = login_manager.anonymous_user()
     return render_error(503, "The mail database is not answering right now. Please try again in a few minutes.")
 
 

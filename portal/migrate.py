@@ -94,6 +94,9 @@ def upgrade(conn: psycopg.Connection, report=print) -> list[Migration]:
     back, so none of the pending migrations is left applied.
     """
     with conn.transaction():
+        # Constraint checks on big tables, or waiting for another upgrade, may take
+        # longer than the portal's usual statement timeout.
+        conn.execute("SET LOCAL statement_timeout = 0")
         # Two upgrades started at once must not both apply the same files.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK_KEY,))
         conn.execute(

@@ -81,4 +81,5 @@ def load_user(token: str) -> MailboxUser | None:
 def init_app(app) -> None:
     """Attach Flask-Login to the app with the portal's cookie settings."""
     login_manager.init_app(app)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(seconds=int(app.config["SESSION_ABSOLUTE_TIMEOUT"])))
+    # The cookie lives as long as the longest session may; the database decides sooner.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=int(app.config["SESSION_ABSOLUTE_TIMEOUT"]))

@@ -135,8 +135,10 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
 
     if values["PASSWORD_SCHEME"] not in SCHEMES:
         raise ConfigError(f"PASSWORD_SCHEME must be one of {', '.join(SCHEMES)}, not {values['PASSWORD_SCHEME']!r}")
-    if not 8 <= int(values["PASSWORD_MIN_LENGTH"]) <= int(values["PASSWORD_MAX_LENGTH"]) <= 4096:
-        raise ConfigError("PASSWORD_MIN_LENGTH must be at least 8 and at most PASSWORD_MAX_LENGTH (at most 4096)")
+    if not 8 <= int(values["PASSWORD_MIN_LENGTH"]) <= int(values["PASSWORD_MAX_LENGTH"]) <= 1024:
+        raise ConfigError(
+            "PASSWORD_MIN_LENGTH must be at least 8 and at most PASSWORD_MAX_LENGTH, which may be at most 1024"
+        )
     for name in ("LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_CLIENT_MAX_FAILURES", "SESSION_IDLE_TIMEOUT",
                  "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT"):
         if int(values[name]) < 1:

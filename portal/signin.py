@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
 from . import imap
+from .clientaddr import throttle_key
 from .queries import mailboxes
+from .queries import sessions as session_queries
 from .queries import throttle
+
+# Roughly one check in this many also sweeps expired throttle and session rows,
+# so that neither table grows without bound under a stream of made-up addresses.
+_PURGE_ONE_IN = 200
 
 
 @dataclass(frozen=True)
@@ -20,40 +27,67 @@ class Outcome:
     locked_until: datetime | None = None
 
 
-def _throttle_keys(address: str, client_addr: str | None) -> list[tuple[str, str]]:
-    keys = [("account", address)]
-    if client_addr:
-        keys.append(("client", client_addr))
-    return keys
+def _limits(config) -> dict[str, int]:
+    return {
+        "account": int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
+        "client": int(config["LOGIN_CLIENT_MAX_FAILURES"]),
+    }
 
 
 def check_password(conn, config, address: str, password: str, client_addr: str | None) -> Outcome:
-    """Verify a canonical address and password with Dovecot, counting failures.
+    """Verify a canonical address and password with Dovecot, counting attempts.
 
-    Raises :class:`portal.imap.ImapUnavailable` when Dovecot cannot answer; that
-    is not counted as a failed attempt. Unknown addresses and wrong passwords go
-    the same way through Dovecot and the counters, so they look the same.
+    Each attempt is counted before Dovecot is asked, per account and per client
+    (IPv4 address or IPv6 /64), and taken back when it was not a failure; past
+    the limit, Dovecot is not asked at all. Raises
+    :class:`portal.imap.ImapUnavailable` when Dovecot cannot answer; that does
+    not count. Unknown addresses and wrong passwords go the same way.
     """
-    until = throttle.locked_until(conn, _throttle_keys(address, client_addr))
-    if until is not None:
+    window = timedelta(seconds=int(config["LOGIN_FAILURE_WINDOW"]))
+    lockout = timedelta(seconds=int(config["LOGIN_LOCKOUT"]))
+    limits = _limits(config)
+    keys = [("account", address)]
+    client_key = throttle_key(client_addr)
+    if client_key:
+        keys.append(("client", client_key))
+
+    with conn.transaction():
+        counts = {kind: throttle.begin_attempt(conn, kind, key, window) for kind, key in keys}
+    over = [(kind, key) for kind, key in keys if counts[kind][0] > limits[kind] or counts[kind][1] is not None]
+    if over:
+        with conn.transaction():
+            until = max(throttle.lock(conn, kind, key, lockout) for kind, key in over)
         return Outcome("locked", locked_until=until)
 
-    if not imap.authenticate(config, address, password, client_addr):
-        window = timedelta(seconds=int(config["LOGIN_FAILURE_WINDOW"]))
-        lockout = timedelta(seconds=int(config["LOGIN_LOCKOUT"]))
+    try:
+        accepted = imap.authenticate(config, address, password, client_addr)
+    except imap.ImapUnavailable:
         with conn.transaction():
-            throttle.record_failure(
-                conn, "account", address, int(config["LOGIN_ACCOUNT_MAX_FAILURES"]), window, lockout
-            )
-            if client_addr:
-                throttle.record_failure(
-                    conn, "client", client_addr, int(config["LOGIN_CLIENT_MAX_FAILURES"]), window, lockout
-                )
+            for kind, key in keys:
+                throttle.undo_attempt(conn, kind, key)
+        raise
+
+    if not accepted:
+        reached = [(kind, key) for kind, key in keys if counts[kind][0] >= limits[kind]]
+        if reached:
+            with conn.transaction():
+                for kind, key in reached:
+                    throttle.lock(conn, kind, key, lockout)
         return Outcome("invalid")
 
+    with conn.transaction():
+        throttle.clear(conn, "account", address)
+        if client_key:
+            throttle.undo_attempt(conn, "client", client_key)
+        if random.randrange(_PURGE_ONE_IN) == 0:  # noqa: S311 - load spreading, not security
+            throttle.purge_expired(conn, window)
+            session_queries.delete_expired_sessions(
+                conn,
+                timedelta(seconds=int(config["SESSION_IDLE_TIMEOUT"])),
+                timedelta(seconds=int(config["SESSION_ABSOLUTE_TIMEOUT"])),
+            )
     mailbox = mailboxes.get_mailbox(conn, address)
     # Dovecot's own queries may not know about the portal's active flags yet.
     if mailbox is None or not mailbox["active"] or not mailbox["domain_active"]:
         return Outcome("disabled")
-    throttle.clear(conn, "account", address)
     return Outcome("ok", mailbox=mailbox)

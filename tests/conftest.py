@@ -101,7 +101,7 @@ def new_client_ip() -> str:
 def make_client(app, ip: str | None = None):
     """A test client whose requests come from ``ip`` (a fresh address by default)."""
     client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = ip or new_client_ip()
+    client.environ_base["REMOTE_ADDR"] = new_client_ip() if ip is None else ip
     return client
 
 

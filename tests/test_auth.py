@@ -49,7 +49,10 @@ def without_tokens(html: str) -> str:
 
 
 def throttle_rows(db) -> list[dict]:
-    return db.execute("SELECT kind, key, failures FROM portal_login_throttle ORDER BY kind, key").fetchall()
+    """The counters that hold at least one attempt (an attempt taken back leaves a zero)."""
+    return db.execute(
+        "SELECT kind, key, failures FROM portal_login_throttle WHERE failures > 0 ORDER BY kind, key"
+    ).fetchall()
 
 
 # --- success and failure ---------------------------------------------------------------------
@@ -494,3 +497,87 @@ def test_login_requires_csrf(app_factory, db, alice):
     app = app_factory()
     response = make_client(app).post("/auth/login", data={"address": ALICE, "password": ALICE_PASSWORD})
     assert response.status_code == 400
+
+
+# --- found in review --------------------------------------------------------------------------------
+
+
+def test_parallel_guesses_cannot_outrun_the_throttle(app_factory, db, alice):
+    # Ten requests at once in one process need ten connections (gunicorn's sync
+    # workers serve one request per process; this test uses threads).
+    app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=3, LOGIN_CLIENT_MAX_FAILURES=1000, DB_POOL_MAX_SIZE=10)
+    clients = [make_client(app) for _ in range(10)]
+    tokens = [csrf_token(c, "/auth/login") for c in clients]
+    statuses = []
+
+    def guess(client, token, n):
+        response = client.post("/auth/login", data={"csrf_token": token, "address": ALICE, "password": f"guess {n}"})
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=guess, args=(c, t, n)) for n, (c, t) in enumerate(zip(clients, tokens,
+                                                                                            strict=True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(200) <= 3  # no more than the limit reached Dovecot
+    assert statuses.count(429) >= 7
+    assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 429
+
+
+def test_a_client_without_an_ip_address_can_sign_in(app, alice, db):
+    client = make_client(app, "")  # e.g. gunicorn behind nginx on a unix socket
+    assert sign_in(client, ALICE, ALICE_PASSWORD).status_code == 302
+    assert client.get("/").status_code == 200
+    assert db.execute("SELECT client_addr FROM portal_sessions").fetchone()["client_addr"] is None
+
+
+def test_ipv6_clients_are_counted_per_64(app_factory, db, alice):
+    app = app_factory(LOGIN_CLIENT_MAX_FAILURES=2)
+    for suffix in ("1", "2"):
+        sign_in(make_client(app, f"2001:db8:5:6::{suffix}"), f"x{suffix}@portal.example", "guess")
+    keys = {r["key"] for r in throttle_rows(db) if r["kind"] == "client"}
+    assert keys == {"2001:db8:5:6::/64"}
+    assert sign_in(make_client(app, "2001:db8:5:6:ffff::9"), ALICE, ALICE_PASSWORD).status_code == 429
+    assert sign_in(make_client(app, "2001:db8:5:7::1"), ALICE, ALICE_PASSWORD).status_code == 302
+
+
+def test_database_down_while_signed_in_gives_the_503_page(app_factory, db, alice, mail_stack):
+    app = app_factory(DB_POOL_TIMEOUT=1.0)
+    client = make_client(app)
+    sign_in(client, ALICE, ALICE_PASSWORD)
+    stack.stop_cluster()
+    try:
+        started = time.monotonic()
+        response = client.get("/")
+        assert time.monotonic() - started < 4
+    finally:
+        stack.start_cluster()
+    assert response.status_code == 503
+    assert "database is not answering" in page_text(response)
+
+
+def test_session_cookie_lives_no_longer_than_the_absolute_timeout(app_factory, db, alice):
+    app = app_factory(SESSION_ABSOLUTE_TIMEOUT=3600)
+    client = make_client(app)
+    response = sign_in(client, ALICE, ALICE_PASSWORD)
+    cookie_header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("portal_session="))
+    expires = re.search(r"Expires=([^;]+)", cookie_header).group(1)
+    from email.utils import parsedate_to_datetime
+
+    lifetime = parsedate_to_datetime(expires).timestamp() - time.time()
+    assert 3500 < lifetime <= 3600
+
+
+def test_throttle_rows_are_purged(db):
+    from datetime import timedelta
+
+    from portal.queries import throttle
+
+    db.execute(
+        "INSERT INTO portal_login_throttle VALUES ('account', 'old@x.example', 3, now() - interval '2 hours', NULL),"
+        " ('account', 'locked@x.example', 9, now() - interval '2 hours', now() + interval '1 hour'),"
+        " ('account', 'fresh@x.example', 1, now(), NULL)"
+    )
+    assert throttle.purge_expired(db, timedelta(minutes=15)) == 1
+    assert {r["key"] for r in throttle_rows(db)} == {"locked@x.example", "fresh@x.example"}

@@ -10,6 +10,7 @@ from wtforms import TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
+from wtforms.validators import ValidationError
 
 
 class PasswordChangeForm(FlaskForm):
@@ -23,6 +24,11 @@ class PasswordChangeForm(FlaskForm):
         ],
     )
     new_password = PasswordField("New password", validators=[DataRequired("Enter a new password.")])
+
+    def validate_current_password(self, field):
+        # SASL PLAIN separates its fields with NUL: such a password could never match.
+        if "\x00" in (field.data or ""):
+            raise ValidationError("The password contains a character that cannot be used.")
     confirm_password = PasswordField(
         "New password again",
         validators=[

@@ -10,7 +10,6 @@ from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
-from flask import request
 from flask import session
 from flask import url_for
 from flask_login import current_user
@@ -25,6 +24,7 @@ from ..access import signed_in
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..auth.views import MAIL_SERVER_DOWN
+from ..clientaddr import client_address
 from ..db import get_db
 from ..imap import ImapUnavailable
 from ..queries import aliases as alias_queries
@@ -76,7 +76,7 @@ def password():
     conn = get_db()
     try:
         outcome = signin.check_password(
-            conn, config, current_user.email, form.current_password.data, request.remote_addr
+            conn, config, current_user.email, form.current_password.data, client_address()
         )
     except ImapUnavailable as exc:
         log.error("password change could not check the current password: %s", exc)
@@ -99,13 +99,13 @@ def password():
             conn,
             actor=current_user.email,
             actor_role="user",
-            client_addr=request.remote_addr,
+            client_addr=client_address(),
             action="password.change",
             target=mailbox["email"],
             domain=mailbox["domain"],
             summary={"scheme": scheme, "sessions_ended": ended, "was_forced": mailbox["password_must_change"]},
         )
-        user = sessions.start_session(conn, {**mailbox, "password_must_change": False}, request.remote_addr)
+        user = sessions.start_session(conn, {**mailbox, "password_must_change": False}, client_address())
     session.clear()
     session.permanent = True
     login_user(user)
@@ -171,7 +171,7 @@ def save_forwarding():
                     conn,
                     actor=address,
                     actor_role="user",
-                    client_addr=request.remote_addr,
+                    client_addr=client_address(),
                     action="forwarding.update",
                     target=address,
                     domain=mailbox["domain"],
@@ -226,7 +226,7 @@ def add_personal_alias():
                 conn,
                 actor=mailbox["email"],
                 actor_role="user",
-                client_addr=request.remote_addr,
+                client_addr=client_address(),
                 action="alias.personal.add",
                 target=source,
                 domain=domain["name"],
@@ -256,7 +256,7 @@ def delete_personal_alias(alias_id: int):
             conn,
             actor=mailbox["email"],
             actor_role="user",
-            client_addr=request.remote_addr,
+            client_addr=client_address(),
             action="alias.personal.delete",
             target=source,
             domain=mailbox["domain"],

@@ -23,6 +23,7 @@ from .. import sessions
 from .. import signin
 from ..access import safe_next_url
 from ..access import signed_in
+from ..clientaddr import client_address
 from ..db import get_db
 from ..imap import ImapUnavailable
 from .forms import LoginForm
@@ -65,7 +66,7 @@ def login():
     conn = get_db()
     try:
         outcome = signin.check_password(
-            conn, current_app.config, form.canonical_address, form.password.data, request.remote_addr
+            conn, current_app.config, form.canonical_address, form.password.data, client_address()
         )
     except ImapUnavailable as exc:
         log.error("sign-in for a user could not be checked: %s", exc)
@@ -82,7 +83,7 @@ def login():
         return render_template("auth/login.html", form=form), 403
 
     with conn.transaction():
-        user = sessions.start_session(conn, outcome.mailbox, request.remote_addr)
+        user = sessions.start_session(conn, outcome.mailbox, client_address())
     # A fresh cookie for the new identity (no fixation of a pre-login session).
     session.clear()
     session.permanent = True

@@ -1,4 +1,4 @@
-"""SQL for counting failed sign-ins (portal_login_throttle)."""
+"""SQL for counting sign-in attempts (portal_login_throttle)."""
 
 from __future__ import annotations
 
@@ -6,38 +6,59 @@ from datetime import datetime
 from datetime import timedelta
 
 
-def locked_until(conn, keys: list[tuple[str, str]]) -> datetime | None:
-    """Return the latest lock end among the (kind, key) pairs that are locked now, or None."""
+def begin_attempt(conn, kind: str, key: str, window: timedelta) -> tuple[int, datetime | None]:
+    """Count an attempt before it is checked; return (attempts in the window, lock end or None).
+
+    The count goes up atomically before Dovecot is asked, so parallel guesses
+    each get their own number and no more than the limit get through.
+    """
     row = conn.execute(
         """
-        SELECT max(locked_until) AS until FROM portal_login_throttle
-         WHERE (kind, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
-           AND locked_until > now()
-        """,
-        ([kind for kind, _ in keys], [key for _, key in keys]),
-    ).fetchone()
-    return row["until"]
-
-
-def record_failure(conn, kind: str, key: str, limit: int, window: timedelta, lockout: timedelta) -> None:
-    """Count one failure; lock the key once ``limit`` failures fall within ``window``."""
-    conn.execute(
-        """
-        INSERT INTO portal_login_throttle AS t (kind, key, failures, window_started_at, locked_until)
-        VALUES (%(kind)s, %(key)s, 1, now(), CASE WHEN %(limit)s <= 1 THEN now() + %(lockout)s END)
+        INSERT INTO portal_login_throttle AS t (kind, key, failures, window_started_at)
+        VALUES (%(kind)s, %(key)s, 1, now())
         ON CONFLICT (kind, key) DO UPDATE SET
             failures = CASE WHEN t.window_started_at < now() - %(window)s THEN 1 ELSE t.failures + 1 END,
             window_started_at = CASE WHEN t.window_started_at < now() - %(window)s
-                                     THEN now() ELSE t.window_started_at END,
-            locked_until = CASE
-                WHEN (CASE WHEN t.window_started_at < now() - %(window)s THEN 1 ELSE t.failures + 1 END) >= %(limit)s
-                THEN now() + %(lockout)s
-                ELSE t.locked_until END
+                                     THEN now() ELSE t.window_started_at END
+        RETURNING failures, CASE WHEN locked_until > now() THEN locked_until END AS locked_until
         """,
-        {"kind": kind, "key": key, "limit": limit, "window": window, "lockout": lockout},
+        {"kind": kind, "key": key, "window": window},
+    ).fetchone()
+    return row["failures"], row["locked_until"]
+
+
+def lock(conn, kind: str, key: str, lockout: timedelta) -> datetime:
+    """Lock a key for the lockout period (keeping a later lock); return when it ends."""
+    return conn.execute(
+        """
+        UPDATE portal_login_throttle
+           SET locked_until = greatest(coalesce(locked_until, now()), now() + %s)
+         WHERE kind = %s AND key = %s
+        RETURNING locked_until
+        """,
+        (lockout, kind, key),
+    ).fetchone()["locked_until"]
+
+
+def undo_attempt(conn, kind: str, key: str) -> None:
+    """Take back an attempt that turned out not to be a failure."""
+    conn.execute(
+        "UPDATE portal_login_throttle SET failures = greatest(failures - 1, 0) WHERE kind = %s AND key = %s",
+        (kind, key),
     )
 
 
 def clear(conn, kind: str, key: str) -> None:
-    """Forget the failures counted for one key."""
+    """Forget the attempts counted for one key."""
     conn.execute("DELETE FROM portal_login_throttle WHERE kind = %s AND key = %s", (kind, key))
+
+
+def purge_expired(conn, window: timedelta) -> int:
+    """Delete rows whose window and lock are both over; return how many."""
+    return conn.execute(
+        """
+        DELETE FROM portal_login_throttle
+         WHERE window_started_at < now() - %s AND (locked_until IS NULL OR locked_until < now())
+        """,
+        (window,),
+    ).rowcount
