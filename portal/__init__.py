@@ -72,5 +72,7 @@ def _register_blueprints(app: Flask) -> None:
 
 def _register_commands(app: Flask) -> None:
     from .cli import db_cli
+    from .cli import mailbox_cli
 
     app.cli.add_command(db_cli)
+    app.cli.add_command(mailbox_cli)

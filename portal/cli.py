@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 
 from . import db
 from . import migrate
+from . import quota
 
 db_cli = AppGroup("db", help="Manage the database schema.")
 
@@ -45,3 +46,45 @@ def status_command():
     for migration in pending:
         click.echo(f"pending: {migration.version:04d}_{migration.name}")
     raise SystemExit(1)
+
+
+mailbox_cli = AppGroup("mailbox", help="Manage mailboxes.")
+
+
+@mailbox_cli.command("set-quota")
+@click.argument("address")
+@click.argument("size")
+def set_quota_command(address: str, size: str):
+    """Set a mailbox's storage limit, e.g. '500 MB' or '2 GB'; 0 means the domain default.
+
+    Dovecot reads the limit on the mailbox's next delivery or login: no reload needed.
+    """
+    from .addresses import InvalidAddress
+    from .addresses import canonical_address
+    from .queries import audit
+    from .queries import domains
+    from .queries import mailboxes
+    from .queries import quota as quota_queries
+
+    try:
+        email = canonical_address(address)
+        limit = quota.parse_size(size)
+    except (InvalidAddress, quota.InvalidSize) as exc:
+        raise click.ClickException(f"{address!r}: {exc}" if isinstance(exc, InvalidAddress) else str(exc)) from None
+    with _connect() as conn:
+        with conn.transaction():
+            mailbox = mailboxes.get_mailbox(conn, email)
+            if mailbox is None:
+                raise click.ClickException(f"there is no mailbox {email}")
+            problem = quota.limit_problem(limit, domains.get_domain(conn, mailbox["domain_id"]))
+            if problem:
+                raise click.ClickException(problem)
+            quota_queries.set_mailbox_limit(conn, mailbox["id"], limit)
+            audit.record(
+                conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.quota",
+                target=email, domain=mailbox["domain"],
+                summary={"before": mailbox["quota_bytes"], "after": limit},
+            )
+            effective = quota_queries.mailbox_usage(conn, email)["limit_bytes"]
+    shown = quota.format_size(effective) if effective else "unlimited"
+    click.echo(f"{email}: limit {quota.format_size(limit) if limit else 'domain default'} (in effect: {shown})")

@@ -40,3 +40,5 @@ def write(path: Path, text: str, mode: int = 0o640) -> bool:
         tmp.replace(path)
     path.chmod(mode)
     return old != text
+
+DOVECOT_FILES = ("dovecot-sql.conf.ext", "dovecot-dict-quota.conf.ext")

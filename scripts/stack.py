@@ -278,10 +278,16 @@ def migrate_database(db_name: str) -> None:
 
 
 def grant_mail_reader(conn) -> None:
-    """Grant the Postfix/Dovecot role read access to exactly the three mail tables."""
+    """Grant the Postfix/Dovecot role what it needs: read the mail tables, write quota usage."""
     conn.execute(
         f"GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases TO {DB_MAIL_READER}"  # noqa: S608 - constant
     )
+    from psycopg.rows import tuple_row
+
+    cursor = conn.cursor(row_factory=tuple_row)
+    if cursor.execute("SELECT to_regclass('portal_quota_usage') IS NOT NULL").fetchone()[0]:
+        conn.execute(f"GRANT SELECT ON portal_mailbox_quota TO {DB_MAIL_READER}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {DB_MAIL_READER}")
 
 
 # --- vmail ------------------------------------------------------------------------------
@@ -312,7 +318,10 @@ def db_context(db_name: str) -> dict:
     }
 
 
-def render_dovecot(instance: Instance, sql_conf: str | None = None, portal_networks: str = "127.0.0.0/8 ::1") -> bool:
+def render_dovecot(
+    instance: Instance, sql_conf: str | None = None, portal_networks: str = "127.0.0.0/8 ::1",
+    static_userdb: bool = False,
+) -> bool:
     """Write the instance's Dovecot files; return True when something changed."""
     conf_dir = instance.dovecot_conf.parent
     for sub in ("run", "state"):
@@ -331,10 +340,15 @@ def render_dovecot(instance: Instance, sql_conf: str | None = None, portal_netwo
         "imap_port": instance.imap_port,
         "lmtp_port": instance.lmtp_port,
         "portal_networks": portal_networks,
+        "static_userdb": static_userdb,
     }
     if sql_conf is None:
         sql_conf = mailconfig.render("dovecot/dovecot-sql.conf.ext", **context)
     changed = mailconfig.write(conf_dir / "dovecot-sql.conf.ext", sql_conf, 0o600)
+    # Dovecot's dict process runs as the dovecot user: group-readable for it only.
+    dict_conf = conf_dir / "dovecot-dict-quota.conf.ext"
+    changed |= mailconfig.write(dict_conf, mailconfig.render("dovecot/dovecot-dict-quota.conf.ext", **context), 0o640)
+    shutil.chown(dict_conf, "root", "dovecot")
     changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render("dovecot/dovecot.conf", **context), 0o644)
     return changed
 

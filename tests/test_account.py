@@ -57,8 +57,8 @@ def assert_imap_refuses(mail_stack, password: str) -> None:
 def test_dashboard_shows_the_address_and_what_comes(signed_in):
     page = signed_in.get("/").get_data(as_text=True)
     assert ALICE in page
-    assert 'href="/account/password"' in page
-    assert "Forwarding" in page and "Coming soon" in page
+    for path in ("/account/password", "/account/forwarding", "/account/storage"):
+        assert f'href="{path}"' in page
 
 
 def test_password_change_end_to_end(app, signed_in, db, mail_stack):

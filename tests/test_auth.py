@@ -178,7 +178,7 @@ def lenient_dovecot(mail_stack):
     """A Dovecot on the test database with the guide's password_query, which ignores active flags."""
     instance = stack.Instance("lenient", mail_stack.db_name, imap_port=12243, lmtp_port=12224, smtp_port=12225)
     sql_conf = (FIXTURES / "guide_dovecot-sql.conf.ext").read_text().format(**stack.db_context(mail_stack.db_name))
-    stack.render_dovecot(instance, sql_conf=sql_conf)
+    stack.render_dovecot(instance, sql_conf=sql_conf, static_userdb=True)
     stack.start_dovecot(instance, restart=True)
     yield instance
     stack.stop_dovecot(instance)

@@ -269,7 +269,7 @@ def test_adopts_guide_database_without_changing_mail_flow(scratch_database, mail
     sql_conf = (FIXTURES / "guide_dovecot-sql.conf.ext").read_text().format(
         **{k: v for k, v in stack.db_context(scratch_database).items()}
     )
-    stack.render_dovecot(guide_dovecot, sql_conf=sql_conf)
+    stack.render_dovecot(guide_dovecot, sql_conf=sql_conf, static_userdb=True)
     stack.start_dovecot(guide_dovecot, restart=True)
     try:
         for address, password in GUIDE_USERS.items():

@@ -17,6 +17,7 @@ from flask_login import login_user
 
 from .. import aliasrules
 from .. import passwords
+from .. import quota
 from .. import sessions
 from .. import signin
 from ..access import account_required
@@ -31,6 +32,7 @@ from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains
 from ..queries import mailboxes
+from ..queries import quota as quota_queries
 from ..queries import sessions as session_queries
 from .forms import DeleteForm
 from .forms import ForwardingForm
@@ -264,3 +266,18 @@ def delete_personal_alias(alias_id: int):
         )
     flash(f"{source} no longer exists.", "success")
     return redirect(url_for("account.forwarding"))
+
+
+@bp.get("/account/storage")
+@account_required
+def storage():
+    """How much of the mailbox's quota is in use, as Dovecot last reported it."""
+    usage = quota_queries.mailbox_usage(get_db(), current_user.email)
+    percent = quota.usage_percent(usage["used_bytes"], usage["limit_bytes"])
+    return render_template(
+        "account/storage.html",
+        usage=usage,
+        percent=percent,
+        warn=percent is not None and percent >= 90,
+        format_size=quota.format_size,
+    )
