@@ -73,6 +73,8 @@ def _register_blueprints(app: Flask) -> None:
 def _register_commands(app: Flask) -> None:
     from .cli import db_cli
     from .cli import mailbox_cli
+    from .cli import quota_cli
 
     app.cli.add_command(db_cli)
     app.cli.add_command(mailbox_cli)
+    app.cli.add_command(quota_cli)

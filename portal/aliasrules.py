@@ -85,13 +85,29 @@ def check_forwarding(conn, address: str, wanted: Forwarding, max_destinations: i
         )
 
 
-def check_new_alias_source(conn, source: str, domain: str, reserved: list[str]) -> None:
+def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], delimiter: str = "+") -> None:
     """Raise AliasRuleError unless ``source`` is free to become a new alias in ``domain``."""
     if domain_of(source) != domain:
         raise AliasRuleError([f"The address must end in @{domain}."])
-    if source.partition("@")[0] in reserved:
+    local = source.partition("@")[0]
+    # With recipient_delimiter, Postfix looks up "bob+tag@" before "bob@": an alias
+    # "bob+tag" would take mail meant for bob.
+    if delimiter and any(ch in local for ch in delimiter):
+        raise AliasRuleError([f"The address may not contain {' or '.join(delimiter)}."])
+    if local in reserved:
         raise AliasRuleError([f"{source} is reserved for the administrators of {domain}."])
     if mailboxes.get_mailbox(conn, source) is not None:
         raise AliasRuleError([f"{source} is already in use."])
     if aliases.source_exists(conn, source):
         raise AliasRuleError([f"{source} is already in use."])
+
+
+def check_new_alias_target(conn, source: str, destination: str) -> None:
+    """Raise AliasRuleError if a new row ``source -> destination`` would close a circle."""
+    path = aliases.forwarding_loop(conn, source, [destination])
+    if path:
+        hops = " \u2192 ".join([source, *path])
+        raise AliasRuleError(
+            [f"This would send mail round in a circle ({hops}) and it would never arrive. "
+             "Change the forwarding of your mailbox first."]
+        )

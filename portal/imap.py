@@ -16,15 +16,15 @@ class ImapUnavailable(Exception):
     """Dovecot could not be reached or did not answer in time."""
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+def _tls_context(verify: bool, ca_file: str = "") -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
 
 
-def connect(host: str, port: int, security: str, timeout: float, tls_verify: bool = True):
+def connect(host: str, port: int, security: str, timeout: float, tls_verify: bool = True, ca_file: str = ""):
     """Open an IMAP connection with the configured transport security.
 
     Raises :class:`ImapUnavailable` when Dovecot is down, slow or refuses TLS.
@@ -33,12 +33,12 @@ def connect(host: str, port: int, security: str, timeout: float, tls_verify: boo
     try:
         if security == "tls":
             client = imapclient.IMAPClient(
-                host, port=port, ssl=True, ssl_context=_tls_context(tls_verify), timeout=timeouts
+                host, port=port, ssl=True, ssl_context=_tls_context(tls_verify, ca_file), timeout=timeouts
             )
         else:
             client = imapclient.IMAPClient(host, port=port, ssl=False, timeout=timeouts)
             if security == "starttls":
-                client.starttls(_tls_context(tls_verify))
+                client.starttls(_tls_context(tls_verify, ca_file))
     except (OSError, IMAPClientError, ssl.SSLError) as exc:
         raise ImapUnavailable(f"cannot reach the IMAP server at {host}:{port}: {_describe(exc)}") from exc
     return client
@@ -52,6 +52,7 @@ def connect_from_config(config):
         config["IMAP_SECURITY"],
         float(config["IMAP_TIMEOUT"]),
         bool(config["IMAP_TLS_VERIFY"]),
+        str(config["IMAP_TLS_CA_FILE"]),
     )
 
 

@@ -28,6 +28,8 @@ def parse_size(text: str) -> int:
     if value != 0 and not has_unit:
         raise InvalidSize("Add a unit: MB or GB, for example 500 MB.")
     size = int(value * _UNITS[unit.lower()])
+    if value != 0 and size == 0:
+        raise InvalidSize("That is less than one byte. Write 0 for none, or a size such as 500 MB.")
     if size > MAX_BYTES:
         raise InvalidSize("That is more than this portal allows (1 PB).")
     return size

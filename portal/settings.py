@@ -29,6 +29,8 @@ DEFAULTS = {
     "IMAP_AUTH_TIMEOUT": 20.0,
     # Whether to verify Dovecot's TLS certificate (turn off only for a self-signed test setup).
     "IMAP_TLS_VERIFY": True,
+    # A CA bundle or certificate to trust for Dovecot instead of the system's (empty: system CAs).
+    "IMAP_TLS_CA_FILE": "",
     # Send the session cookie over HTTPS only. Turn off only for plain-HTTP demos on loopback.
     "COOKIE_SECURE": True,
     # Seconds each check of /healthz may take.
@@ -55,7 +57,12 @@ DEFAULTS = {
     # Forwarding destinations a user may set for their own address.
     "FORWARD_MAX_DESTINATIONS": 10,
     # Local parts nobody but a superadmin may take as an alias.
-    "RESERVED_LOCAL_PARTS": ["postmaster", "abuse", "hostmaster", "webmaster", "mailer-daemon", "root"],
+    # admin and administrator too: certificate authorities send domain validation mail there.
+    "RESERVED_LOCAL_PARTS": [
+        "postmaster", "abuse", "hostmaster", "webmaster", "mailer-daemon", "root", "admin", "administrator",
+    ],
+    # Postfix's recipient_delimiter (Debian's default main.cf: "+"); personal aliases may not contain it.
+    "RECIPIENT_DELIMITER": "+",
 }
 
 IMAP_SECURITY_CHOICES = ("plain", "starttls", "tls")
@@ -133,6 +140,9 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         )
     from .passwords import SCHEMES
 
+    ca_file = values.get("IMAP_TLS_CA_FILE") or ""
+    if ca_file and not os.access(ca_file, os.R_OK):
+        raise ConfigError(f"IMAP_TLS_CA_FILE names {ca_file!r}, which cannot be read")
     if values["PASSWORD_SCHEME"] not in SCHEMES:
         raise ConfigError(f"PASSWORD_SCHEME must be one of {', '.join(SCHEMES)}, not {values['PASSWORD_SCHEME']!r}")
     if not 8 <= int(values["PASSWORD_MIN_LENGTH"]) <= int(values["PASSWORD_MAX_LENGTH"]) <= 1024:

@@ -54,6 +54,15 @@ class Instance:
     imap_port: int
     lmtp_port: int
     smtp_port: int
+    imaps_port: int = 0
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.dir / "dovecot" / "tls-cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.dir / "dovecot" / "tls-key.pem"
 
     @property
     def dir(self) -> Path:
@@ -77,8 +86,8 @@ class Instance:
 
 
 INSTANCES = {
-    "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025),
-    "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025),
+    "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025, imaps_port=10993),
+    "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025, imaps_port=11993),
 }
 
 
@@ -318,6 +327,20 @@ def db_context(db_name: str) -> dict:
     }
 
 
+def ensure_tls_cert(instance: Instance) -> None:
+    """Make a self-signed certificate for 127.0.0.1 once, so STARTTLS and IMAPS can be tested."""
+    if instance.tls_cert.exists() and instance.tls_key.exists():
+        return
+    instance.tls_cert.parent.mkdir(parents=True, exist_ok=True)
+    run(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+        "-subj", f"/CN=mail-portal {instance.name} stack",
+        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-keyout", str(instance.tls_key), "-out", str(instance.tls_cert),
+    )
+    instance.tls_key.chmod(0o600)
+
+
 def render_dovecot(
     instance: Instance, sql_conf: str | None = None, portal_networks: str = "127.0.0.0/8 ::1",
     static_userdb: bool = False,
@@ -341,7 +364,12 @@ def render_dovecot(
         "lmtp_port": instance.lmtp_port,
         "portal_networks": portal_networks,
         "static_userdb": static_userdb,
+        "imaps_port": instance.imaps_port,
+        "tls_cert": str(instance.tls_cert) if instance.imaps_port else "",
+        "tls_key": str(instance.tls_key) if instance.imaps_port else "",
     }
+    if instance.imaps_port:
+        ensure_tls_cert(instance)
     if sql_conf is None:
         sql_conf = mailconfig.render("dovecot/dovecot-sql.conf.ext", **context)
     changed = mailconfig.write(conf_dir / "dovecot-sql.conf.ext", sql_conf, 0o600)

@@ -101,3 +101,21 @@ def test_gunicorn_serves_health(mail_stack, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _post_routes(app):
+    for rule in app.url_map.iter_rules():
+        if "POST" in rule.methods and rule.endpoint != "static":
+            yield rule
+
+
+def test_every_post_route_requires_a_csrf_token(app_factory, db):
+    """Walks app.url_map, so a new route is covered the day it is added."""
+    app = app_factory()
+    client = app.test_client()
+    rules = list(_post_routes(app))
+    assert len(rules) >= 6
+    for rule in rules:
+        url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
+        response = client.post(url, data={"anything": "x"})
+        assert response.status_code == 400, f"{rule} answered {response.status_code} without a CSRF token"

@@ -581,3 +581,34 @@ def test_throttle_rows_are_purged(db):
     )
     assert throttle.purge_expired(db, timedelta(minutes=15)) == 1
     assert {r["key"] for r in throttle_rows(db)} == {"locked@x.example", "fresh@x.example"}
+
+
+# --- transport security to Dovecot --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_sign_in_over_tls_with_the_servers_certificate(app_factory, db, alice, mail_stack, security):
+    port = mail_stack.imap_port if security == "starttls" else mail_stack.imaps_port
+    app = app_factory(IMAP_SECURITY=security, IMAP_PORT=port, IMAP_TLS_CA_FILE=str(mail_stack.tls_cert))
+    assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 302
+    assert WRONG in page_text(sign_in(make_client(app), ALICE, "wrong password"))
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_untrusted_certificate_is_refused(app_factory, db, alice, mail_stack, security):
+    port = mail_stack.imap_port if security == "starttls" else mail_stack.imaps_port
+    app = app_factory(IMAP_SECURITY=security, IMAP_PORT=port)  # system CAs do not know the stack's certificate
+    response = sign_in(make_client(app), ALICE, ALICE_PASSWORD)
+    assert response.status_code == 503
+    assert throttle_rows(db) == []
+
+
+def test_tls_without_verification_still_encrypts(app_factory, db, alice, mail_stack):
+    app = app_factory(IMAP_SECURITY="tls", IMAP_PORT=mail_stack.imaps_port, IMAP_TLS_VERIFY=False)
+    assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 302
+
+
+def test_plain_imap_on_the_tls_port_is_unavailable_not_wrong(app_factory, db, alice, mail_stack):
+    app = app_factory(IMAP_SECURITY="plain", IMAP_PORT=mail_stack.imaps_port, IMAP_TIMEOUT=1.0)
+    assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 503

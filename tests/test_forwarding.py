@@ -390,3 +390,71 @@ def test_disabled_domain_neither_receives_nor_forwards(alice, db, mail_stack):
 def test_mixed_case_recipient_finds_lower_case_rows(alice, mail_stack):
     save_forwarding(alice, [BOB])
     assert deliver_and_collect(mail_stack, "ALICE@FWD.Example", "mixed case", [BOB], EVERYONE) == {BOB}
+
+
+# --- found in review --------------------------------------------------------------------------------------
+
+
+def test_loop_through_a_catch_all_is_refused(alice, db, mail_stack):
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (1, %s, %s)", (f"@{DOMAIN}", ALICE))
+    response = save_forwarding(alice, [f"nobody@{DOMAIN}"])
+    assert response.status_code == 400
+    assert f"{ALICE} \u2192 nobody@{DOMAIN} \u2192 {ALICE}" in text(response)
+    assert save_forwarding(alice, [f"nobody@{DOMAIN}"], keep_copy=True).status_code == 302
+
+
+def test_personal_alias_that_closes_a_loop_is_refused(alice, db, mail_stack):
+    assert save_forwarding(alice, [f"shop.alice@{DOMAIN}"]).status_code == 302  # unknown yet: mail would bounce
+    response = add_alias(alice, "shop.alice")
+    assert response.status_code == 400
+    assert "round in a circle" in text(response)
+    assert rows(db) == [(ALICE, f"shop.alice@{DOMAIN}")]
+
+
+def test_dense_forwarding_with_copies_stays_fast(app, db):
+    people = [f"p{n}@{DOMAIN}" for n in range(14)]
+    for person in people:
+        make_mailbox(db, person, PASSWORD)
+    with db.transaction():
+        for person in people:
+            for other in people:
+                db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (1, %s, %s)",
+                           (person, other))
+    client = signed_in_as(app, people[0])
+    started = time.monotonic()
+    response = save_forwarding(client, people[1:5])
+    assert time.monotonic() - started < 2
+    assert response.status_code == 302
+
+
+def test_very_long_loop_is_refused(app, db):
+    chain = [f"c{n}@{DOMAIN}" for n in range(40)]
+    for person in chain:
+        make_mailbox(db, person, PASSWORD)
+    with db.transaction():
+        for here, there in zip(chain[1:], chain[2:] + [chain[0]], strict=True):
+            db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (1, %s, %s)",
+                       (here, there))
+    response = save_forwarding(signed_in_as(app, chain[0]), [chain[1]])
+    assert response.status_code == 400 and "round in a circle" in text(response)
+
+
+@pytest.mark.parametrize(("local_part", "message"), [
+    ("bob+bank", "may not contain +"),
+    ("postmaster+x", "may not contain +"),
+    ("admin", "admin@fwd.example is reserved"),
+    ("Administrator", "administrator@fwd.example is reserved"),
+])
+def test_personal_alias_cannot_shadow_others_or_validation_addresses(alice, db, mailboxes, local_part, message):
+    response = add_alias(alice, local_part)
+    assert response.status_code == 400
+    assert message in text(response)
+    assert rows(db) == []
+
+
+def test_unchanged_save_leaves_adopted_rows_alone(alice, db):
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (1, %s, %s)", (ALICE, ALICE))
+    response = save_forwarding(alice, "", keep_copy=True)
+    assert response.status_code == 302
+    assert "Nothing changed." in text(alice.get("/account/forwarding"))
+    assert rows(db) == [(ALICE, ALICE)]

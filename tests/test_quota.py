@@ -232,3 +232,24 @@ def test_admin_usage_list_sorted_by_usage(db, mail_stack):
 
 def test_storage_page_needs_sign_in(client):
     assert client.get("/account/storage").status_code == 302
+
+
+def test_sub_byte_sizes_are_refused():
+    with pytest.raises(quota.InvalidSize, match="less than one byte"):
+        quota.parse_size("0.0001 KB")
+
+
+def test_usage_imported_from_doveadm(app, mailbox, db, mail_stack):
+    deliver(mail_stack, "already there", 20000)
+    wait_for_usage(db, ADDRESS, 1)
+    db.execute("DELETE FROM portal_quota_usage")  # as on a server where quota was just switched on
+    listing = subprocess.run(
+        ["doveadm", "-c", str(mail_stack.dovecot_conf), "-f", "tab", "quota", "get", "-A"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    result = app.test_cli_runner().invoke(args=["quota", "import"], input=listing)
+    assert result.exit_code == 0, result.output
+    row = usage_row(db, ADDRESS)
+    assert row["messages"] == 1 and 19000 < row["bytes"] < 23000
+    bad = app.test_cli_runner().invoke(args=["quota", "import"], input="not\ttab output\n")
+    assert bad.exit_code != 0 and "nothing imported" in bad.output

@@ -129,3 +129,8 @@ def test_create_app_opens_no_connection():
     # opens on the first request, in the worker process.
     app = create_app({"TESTING": True, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
     assert app.extensions["portal_db"].pool is None
+
+
+def test_unreadable_ca_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="IMAP_TLS_CA_FILE"):
+        validate(dict(DEFAULTS, IMAP_TLS_CA_FILE=str(tmp_path / "missing.pem")), debug=True, testing=False)

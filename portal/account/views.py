@@ -166,9 +166,11 @@ def save_forwarding():
                 conn, address, wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"])
             )
             before = aliasrules.Forwarding.from_rows(address, alias_queries.destinations(conn, address))
-            alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
             after = aliasrules.Forwarding.from_rows(address, wanted.rows(address))
             if after != before:
+                # Unchanged means untouched: rows the page cannot show (an adopted
+                # "alice -> alice" alone, say) stay as they are.
+                alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
                 audit.record(
                     conn,
                     actor=address,
@@ -221,8 +223,10 @@ def add_personal_alias():
             if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
                 raise aliasrules.AliasRuleError([f"You already have the most personal addresses allowed ({limit})."])
             aliasrules.check_new_alias_source(
-                conn, source, domain["name"], list(current_app.config["RESERVED_LOCAL_PARTS"])
+                conn, source, domain["name"], list(current_app.config["RESERVED_LOCAL_PARTS"]),
+                current_app.config["RECIPIENT_DELIMITER"],
             )
+            aliasrules.check_new_alias_target(conn, source, mailbox["email"])
             alias_queries.add_personal_alias(conn, domain["id"], source, mailbox["email"], mailbox["id"])
             audit.record(
                 conn,

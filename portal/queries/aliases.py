@@ -88,33 +88,81 @@ def delete_personal_alias(conn, alias_id: int, owner_id: int) -> str | None:
     return row["source"] if row else None
 
 
-def forwarding_loop(conn, source: str, starts: list[str]) -> list[str] | None:
-    """Return a path of local alias hops from one of ``starts`` back to ``source``, or None.
+def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
+    """Return, for each address, what Postfix's alias map makes of it (shipped map semantics).
 
-    Only paths on which no address keeps a copy for itself count: Postfix stops
-    at an address that maps to itself, so such a cycle still delivers, while a
-    cycle without one makes Postfix refuse the mail ("unreasonable map nesting").
-    The rows of ``source`` itself are left out: the caller is replacing them.
+    ``{"rows": [...], "mailbox": bool, "catch_all": [...]}``: the active rows of the
+    address (skipping rows of a disabled mailbox or a disabled domain), whether it
+    is an active mailbox, and the rows of its domain's ``@domain`` catch-all.
     """
-    row = conn.execute(
+    rows = conn.execute(
         """
-        WITH RECURSIVE walk(address, path) AS (
-            SELECT d, ARRAY[d]::text[] FROM unnest(%(starts)s::text[]) AS d
-          UNION ALL
-            SELECT a.destination, w.path || a.destination::text
-              FROM walk w JOIN virtual_aliases a ON a.source = w.address
-             WHERE w.address <> %(source)s
-               AND a.destination <> a.source
-               AND NOT a.destination = ANY(w.path)
-               AND cardinality(w.path) < 25
-        )
-        SELECT path FROM walk w
-         WHERE w.address = %(source)s
-           AND NOT EXISTS (
-                SELECT 1 FROM virtual_aliases c
-                 WHERE c.source = ANY(w.path) AND c.source <> %(source)s AND c.destination = c.source)
-         LIMIT 1
+        SELECT a.source, a.destination FROM virtual_aliases a JOIN virtual_domains d ON d.id = a.domain_id
+         WHERE a.source = ANY(%(keys)s) AND d.active
+           AND NOT EXISTS (SELECT 1 FROM virtual_users u WHERE u.email = a.source AND NOT u.active)
         """,
-        {"source": source, "starts": starts},
-    ).fetchone()
-    return row["path"] if row else None
+        {"keys": addresses + ["@" + a.rpartition("@")[2] for a in addresses]},
+    ).fetchall()
+    boxes = {
+        r["email"]
+        for r in conn.execute(
+            "SELECT email FROM virtual_users WHERE email = ANY(%s) AND active", (addresses,)
+        ).fetchall()
+    }
+    by_source: dict[str, list[str]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row["destination"])
+    return {
+        address: {
+            "rows": by_source.get(address, []),
+            "mailbox": address in boxes,
+            "catch_all": by_source.get("@" + address.rpartition("@")[2], []),
+        }
+        for address in addresses
+    }
+
+
+# Far more hops than any sane forwarding chain; past it the change is refused.
+MAX_WALK = 2000
+
+
+def forwarding_loop(conn, source: str, starts: list[str]) -> list[str] | None:
+    """Return a chain of alias hops from ``starts`` back to ``source``, or None.
+
+    The walk follows the shipped alias map the way Postfix expands it: an
+    address's own rows, else the address itself when it is a mailbox (delivered),
+    else its domain's catch-all. An address that keeps a copy for itself is
+    delivered there, and Postfix stops expanding it again, so a circle through
+    it still delivers: the walk does not go on through such addresses. A circle
+    back to ``source`` through none of them would make Postfix answer
+    "unreasonable virtual_alias_maps map nesting" for every message.
+    The rows of ``source`` are left out: the caller is replacing them.
+    """
+    parent: dict[str, str | None] = {start: None for start in starts}
+    frontier = list(dict.fromkeys(starts))
+    while frontier:
+        if len(parent) > MAX_WALK:
+            return [*starts, "\u2026", source]
+        steps = expand_step(conn, frontier)
+        next_frontier = []
+        for address in frontier:
+            if address == source:
+                chain = [address]
+                while parent[chain[-1]] is not None:
+                    chain.append(parent[chain[-1]])
+                return list(reversed(chain))
+            step = steps[address]
+            if step["rows"]:
+                if address in step["rows"]:
+                    continue  # keeps a copy: delivered here, expansion stops
+                targets = step["rows"]
+            elif step["mailbox"]:
+                continue  # delivered
+            else:
+                targets = step["catch_all"]
+            for target in targets:
+                if target not in parent:
+                    parent[target] = address
+                    next_frontier.append(target)
+        frontier = next_frontier
+    return None

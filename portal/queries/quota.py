@@ -46,3 +46,14 @@ def domain_usage(conn, domain_id: int, sort: str = "usage", limit: int = 50) -> 
 def set_mailbox_limit(conn, mailbox_id: int, limit_bytes: int) -> None:
     """Store a mailbox's own limit in bytes (0: the domain default)."""
     conn.execute("UPDATE virtual_users SET quota_bytes = %s WHERE id = %s", (limit_bytes, mailbox_id))
+
+
+def store_usage(conn, email: str, used_bytes: int, messages: int) -> None:
+    """Record usage for a mailbox (as quota_clone would)."""
+    conn.execute(
+        """
+        INSERT INTO portal_quota_usage (email, bytes, messages) VALUES (%s, %s, %s)
+        ON CONFLICT (email) DO UPDATE SET bytes = EXCLUDED.bytes, messages = EXCLUDED.messages
+        """,
+        (email, used_bytes, messages),
+    )
