@@ -62,19 +62,23 @@ def _no_store(response):
 
 def _register_blueprints(app: Flask) -> None:
     from .account import bp as account_bp
+    from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .health import bp as health_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(health_bp)
 
 
 def _register_commands(app: Flask) -> None:
+    from .cli import admin_cli
     from .cli import db_cli
     from .cli import mailbox_cli
     from .cli import quota_cli
 
+    app.cli.add_command(admin_cli)
     app.cli.add_command(db_cli)
     app.cli.add_command(mailbox_cli)
     app.cli.add_command(quota_cli)

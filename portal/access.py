@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from urllib.parse import urlsplit
 
+from flask import abort
 from flask import redirect
 from flask import url_for
 from flask_login import current_user
@@ -26,6 +27,18 @@ def account_required(view):
         return view(*args, **kwargs)
 
     return login_required(wrapped)
+
+
+def admin_required(view):
+    """A superadmin, or a domain admin (what of the domain is checked by the view's data)."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return account_required(wrapped)
 
 
 def safe_next_url(target: str | None) -> str | None:

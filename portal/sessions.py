@@ -42,6 +42,24 @@ class MailboxUser(UserMixin):
         # The session token, not the mailbox id: see the module docstring.
         return self.session_token
 
+    @property
+    def roles(self) -> list[dict]:
+        """The mailbox's roles, read once per request."""
+        if not hasattr(self, "_roles"):
+            from .queries import roles
+
+            self._roles = roles.roles_of(get_db(), self.mailbox_id)
+        return self._roles
+
+    @property
+    def is_superadmin(self) -> bool:
+        return any(r["role"] == "superadmin" for r in self.roles)
+
+    @property
+    def is_admin(self) -> bool:
+        """Superadmin, or domain admin of at least one domain."""
+        return any(r["role"] in ("superadmin", "domain_admin") for r in self.roles)
+
 
 def token_hash(token: str) -> bytes:
     """Return what the database stores for a session token."""

@@ -1,0 +1,81 @@
+"""SQL for the portal's roles (portal_roles)."""
+
+from __future__ import annotations
+
+
+def roles_of(conn, user_id: int) -> list[dict]:
+    """Return a mailbox's roles with the names of their domains (None: every domain)."""
+    return conn.execute(
+        """
+        SELECT r.role, r.domain_id, d.name AS domain
+          FROM portal_roles r LEFT JOIN virtual_domains d ON d.id = r.domain_id
+         WHERE r.user_id = %s
+         ORDER BY r.role, d.name NULLS FIRST
+        """,
+        (user_id,),
+    ).fetchall()
+
+
+def grant(conn, user_id: int, role: str, domain_id: int | None) -> bool:
+    """Give a role (in one domain, or everywhere); return False if it was held already."""
+    return (
+        conn.execute(
+            """
+            INSERT INTO portal_roles (user_id, role, domain_id) VALUES (%s, %s, %s)
+            ON CONFLICT (user_id, role, coalesce(domain_id, 0)) DO NOTHING
+            """,
+            (user_id, role, domain_id),
+        ).rowcount
+        == 1
+    )
+
+
+def revoke(conn, user_id: int, role: str, domain_id: int | None) -> bool:
+    """Take a role back; return False if it was not held."""
+    return (
+        conn.execute(
+            "DELETE FROM portal_roles WHERE user_id = %s AND role = %s AND domain_id IS NOT DISTINCT FROM %s",
+            (user_id, role, domain_id),
+        ).rowcount
+        == 1
+    )
+
+
+def count_superadmins(conn) -> int:
+    """Return how many superadmins there are."""
+    return conn.execute("SELECT count(*) AS n FROM portal_roles WHERE role = 'superadmin'").fetchone()["n"]
+
+
+def all_roles(conn) -> list[dict]:
+    """Return every role holder, by address."""
+    return conn.execute(
+        """
+        SELECT u.email, r.role, d.name AS domain
+          FROM portal_roles r
+          JOIN virtual_users u ON u.id = r.user_id
+          LEFT JOIN virtual_domains d ON d.id = r.domain_id
+         ORDER BY u.email, r.role, d.name NULLS FIRST
+        """
+    ).fetchall()
+
+
+def domains_in_scope(conn, user_id: int) -> list[dict]:
+    """Return the domains a mailbox administers (all for a superadmin), with counts, in one query."""
+    return conn.execute(
+        """
+        WITH scope AS (
+            SELECT d.id FROM virtual_domains d
+             WHERE EXISTS (SELECT 1 FROM portal_roles r WHERE r.user_id = %(user)s AND r.role = 'superadmin')
+            UNION
+            SELECT r.domain_id FROM portal_roles r
+             WHERE r.user_id = %(user)s AND r.role = 'domain_admin'
+        )
+        SELECT d.id, d.name, d.active,
+               (SELECT count(*) FROM virtual_users u WHERE u.domain_id = d.id) AS mailboxes,
+               (SELECT count(*) FROM virtual_aliases a WHERE a.domain_id = d.id) AS aliases
+          FROM virtual_domains d JOIN scope s ON s.id = d.id
+         ORDER BY d.name
+         LIMIT %(limit)s
+        """,
+        {"user": user_id, "limit": 200},
+    ).fetchall()

@@ -1,0 +1,88 @@
+"""Every route of the app, every method, as every kind of user: who gets what.
+
+The routes come from app.url_map, so a new route fails this test until its
+expected answers are written down here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import csrf_token
+from tests.conftest import make_client
+from tests.conftest import sign_in
+from tests.mail import make_mailbox
+
+PASSWORD = "a long enough test password 5"
+ROLES = ("anonymous", "user", "forced_change", "domain_admin", "superadmin")
+
+# endpoint -> expected status for (anonymous, user, forced_change, domain_admin, superadmin) on GET.
+# 302 to sign-in for anonymous; 302 to the password page while a change is forced.
+GET_EXPECTED = {
+    "health.healthz": (200, 200, 200, 200, 200),
+    "auth.login": (200, 302, 302, 302, 302),
+    "account.index": (302, 200, 302, 200, 200),
+    "account.password": (302, 200, 200, 200, 200),
+    "account.forwarding": (302, 200, 302, 200, 200),
+    "account.storage": (302, 200, 302, 200, 200),
+    "admin.index": (302, 403, 302, 200, 200),
+}
+# Routes that only take POST; without a CSRF token every one of them answers 400,
+# whoever asks (tests/test_app.py). Here: with a token, who may use them.
+POST_ONLY = {
+    "auth.logout", "account.save_forwarding", "account.add_personal_alias", "account.delete_personal_alias",
+}
+
+
+@pytest.fixture
+def clients(app, db):
+    for address in ("user@m.example", "forced@m.example", "dadmin@m.example", "root@m.example"):
+        make_mailbox(db, address, PASSWORD)
+    db.execute("UPDATE virtual_users SET password_must_change = true WHERE email = 'forced@m.example'")
+    runner = app.test_cli_runner()
+    runner.invoke(args=["admin", "grant", "domain-admin", "dadmin@m.example", "m.example"])
+    runner.invoke(args=["admin", "grant", "superadmin", "root@m.example"])
+    made = {"anonymous": make_client(app)}
+    for role, address in (("user", "user@m.example"), ("forced_change", "forced@m.example"),
+                          ("domain_admin", "dadmin@m.example"), ("superadmin", "root@m.example")):
+        made[role] = make_client(app)
+        assert sign_in(made[role], address, PASSWORD).status_code == 302
+    return made
+
+
+def test_every_route_is_in_the_table(app):
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    assert endpoints == set(GET_EXPECTED) | POST_ONLY
+
+
+def test_get_matrix(app, clients):
+    failures = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint not in GET_EXPECTED:
+            continue
+        url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
+        for role, expected in zip(ROLES, GET_EXPECTED[rule.endpoint], strict=True):
+            status = clients[role].get(url).status_code
+            if status != expected:
+                failures.append(f"{role} GET {url}: {status}, expected {expected}")
+    assert failures == []
+
+
+def test_post_only_routes_refuse_get(app, clients):
+    get_paths = {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in POST_ONLY and rule.rule not in get_paths:
+            url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
+            for role in ROLES:
+                assert clients[role].get(url).status_code == 405, (role, url)
+
+
+@pytest.mark.parametrize("path", ["/account/forwarding", "/account/aliases", "/account/aliases/1/delete"])
+def test_self_service_posts_need_a_finished_sign_in(app, clients, path):
+    anonymous = clients["anonymous"]
+    token = csrf_token(anonymous, "/auth/login")
+    assert anonymous.post(path, data={"csrf_token": token}).status_code == 302
+    forced = clients["forced_change"]
+    token = csrf_token(forced, "/account/password")
+    response = forced.post(path, data={"csrf_token": token, "destinations": "x@y.example", "local_part": "x"})
+    assert response.status_code == 302 and response.headers["Location"] == "/account/password"
