@@ -29,47 +29,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "bench")]
 
 import psycopg  # noqa: E402
 import psycopg.sql  # noqa: E402
 import stack  # noqa: E402
+from dataset import generate  # noqa: E402
 
 from portal import mailconfig  # noqa: E402
 from portal import migrate  # noqa: E402
 
 GUIDE_SCHEMA = ROOT / "tests" / "fixtures" / "guide_schema.sql"
 GUIDE_ALIAS_MAP = ROOT / "tests" / "fixtures" / "guide_postfix" / "pgsql-aliases.cf"
-# A valid SHA512-CRYPT hash; the benchmark never logs anyone in.
-HASH = "$6$benchbenchbench$" + "A" * 86
-
-
-def generate(conn, domains: int, mailboxes: int, aliases: int) -> float:
-    """Fill the three tables with COPY; return the seconds it took."""
-    started = time.perf_counter()
-    with conn.transaction():
-        with conn.cursor().copy("COPY virtual_domains (id, name) FROM STDIN") as copy:
-            for d in range(1, domains + 1):
-                copy.write_row((d, f"d{d}.example"))
-        with conn.cursor().copy("COPY virtual_users (id, domain_id, password, email) FROM STDIN") as copy:
-            for u in range(1, mailboxes + 1):
-                d = u % domains + 1
-                copy.write_row((u, d, HASH, f"u{u}@d{d}.example"))
-        with conn.cursor().copy("COPY virtual_aliases (id, domain_id, source, destination) FROM STDIN") as copy:
-            for a in range(1, aliases + 1):
-                d = a % domains + 1
-                u = a % mailboxes + 1
-                copy.write_row((a, d, f"a{a}@d{d}.example", f"u{u}@d{u % domains + 1}.example"))
-        for table in ("virtual_domains", "virtual_users", "virtual_aliases"):
-            conn.execute(
-                psycopg.sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))").format(
-                    psycopg.sql.Literal(table), psycopg.sql.Identifier(table)
-                )
-            )
-    conn.execute("ANALYZE")
-    return time.perf_counter() - started
-
-
 def build(name: str, schema: str, sizes: tuple[int, int, int]) -> dict:
     stack.ensure_database(name, fresh=True)
     with psycopg.connect(stack.database_url(name), autocommit=True) as conn:

@@ -26,7 +26,12 @@ GET_EXPECTED = {
     "account.forwarding": (302, 200, 302, 200, 200),
     "account.storage": (302, 200, 302, 200, 200),
     "admin.index": (302, 403, 302, 200, 200),
+    "admin.domains": (302, 403, 302, 200, 200),
+    "admin.mailboxes": (302, 403, 302, 200, 200),
+    "admin.aliases": (302, 403, 302, 200, 200),
 }
+# Values for the URL arguments: things that exist and are in the domain admin's domain.
+URL_ARGS = {"alias_id": 1, "name": "m.example"}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
@@ -60,7 +65,7 @@ def test_get_matrix(app, clients):
     for rule in app.url_map.iter_rules():
         if rule.endpoint not in GET_EXPECTED:
             continue
-        url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
+        url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
         for role, expected in zip(ROLES, GET_EXPECTED[rule.endpoint], strict=True):
             status = clients[role].get(url).status_code
             if status != expected:
@@ -72,7 +77,7 @@ def test_post_only_routes_refuse_get(app, clients):
     get_paths = {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
     for rule in app.url_map.iter_rules():
         if rule.endpoint in POST_ONLY and rule.rule not in get_paths:
-            url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
+            url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
             for role in ROLES:
                 assert clients[role].get(url).status_code == 405, (role, url)
 
@@ -86,3 +91,14 @@ def test_self_service_posts_need_a_finished_sign_in(app, clients, path):
     token = csrf_token(forced, "/account/password")
     response = forced.post(path, data={"csrf_token": token, "destinations": "x@y.example", "local_part": "x"})
     assert response.status_code == 302 and response.headers["Location"] == "/account/password"
+
+
+@pytest.mark.parametrize("page", ["mailboxes", "aliases"])
+def test_domain_admin_sees_only_their_domains(app, clients, db, page):
+    make_mailbox(db, "someone@other.example", PASSWORD)
+    assert clients["domain_admin"].get(f"/admin/domains/other.example/{page}").status_code == 404
+    assert clients["domain_admin"].get(f"/admin/domains/missing.example/{page}").status_code == 404
+    assert clients["superadmin"].get(f"/admin/domains/other.example/{page}").status_code == 200
+    listing = clients["domain_admin"].get("/admin/domains").get_data(as_text=True)
+    assert "m.example" in listing and "other.example" not in listing
+    assert "other.example" in clients["superadmin"].get("/admin/domains").get_data(as_text=True)

@@ -57,25 +57,3 @@ def all_roles(conn) -> list[dict]:
          ORDER BY u.email, r.role, d.name NULLS FIRST
         """
     ).fetchall()
-
-
-def domains_in_scope(conn, user_id: int) -> list[dict]:
-    """Return the domains a mailbox administers (all for a superadmin), with counts, in one query."""
-    return conn.execute(
-        """
-        WITH scope AS (
-            SELECT d.id FROM virtual_domains d
-             WHERE EXISTS (SELECT 1 FROM portal_roles r WHERE r.user_id = %(user)s AND r.role = 'superadmin')
-            UNION
-            SELECT r.domain_id FROM portal_roles r
-             WHERE r.user_id = %(user)s AND r.role = 'domain_admin'
-        )
-        SELECT d.id, d.name, d.active,
-               (SELECT count(*) FROM virtual_users u WHERE u.domain_id = d.id) AS mailboxes,
-               (SELECT count(*) FROM virtual_aliases a WHERE a.domain_id = d.id) AS aliases
-          FROM virtual_domains d JOIN scope s ON s.id = d.id
-         ORDER BY d.name
-         LIMIT %(limit)s
-        """,
-        {"user": user_id, "limit": 200},
-    ).fetchall()

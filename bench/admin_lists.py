@@ -1,0 +1,201 @@
+"""Admin list pages at 10k domains, 500k mailboxes and 1M aliases, under 8 concurrent clients.
+
+Run as root (uses the stack's PostgreSQL; starts its own Dovecot and gunicorn):
+    .venv/bin/python bench/admin_lists.py
+
+Builds ``bench_lists`` with the portal's schema. 40 % of the mailboxes and aliases
+belong to one large domain (d1.example: 200,000 mailboxes, 400,000 aliases), the
+rest are spread over 10,000 domains. A superadmin signs in through a Dovecot on
+that database; 8 client threads then request a mix of list and search pages from
+gunicorn (the first page, a page deep in the list through its cursor, prefix
+and substring searches) for a fixed time. p50/p95/p99 per kind of page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "bench")]
+
+import psycopg  # noqa: E402
+import stack  # noqa: E402
+from dataset import generate  # noqa: E402
+from psycopg.rows import dict_row  # noqa: E402
+from signin import Browser  # noqa: E402
+
+from portal import migrate  # noqa: E402
+from portal.passwords import hash_password  # noqa: E402
+
+DB = "bench_lists"
+ADMIN = "root@d1.example"
+
+
+def reuse() -> str:
+    """Keep the data set of an earlier --keep run; give the superadmin a new password."""
+    password = secrets.token_urlsafe(16)
+    with psycopg.connect(stack.database_url(DB), autocommit=True) as conn:
+        conn.execute("UPDATE virtual_users SET password = %s WHERE email = %s", (hash_password(password), ADMIN))
+        conn.execute("DELETE FROM portal_login_throttle")
+    return password
+
+
+def build(sizes: tuple[int, int, int]) -> tuple[float, str]:
+    stack.ensure_database(DB, fresh=True)
+    password = secrets.token_urlsafe(16)
+    with psycopg.connect(stack.database_url(DB), autocommit=True, row_factory=dict_row) as conn:
+        migrate.upgrade(conn, report=lambda _: None)
+        seconds = generate(conn, *sizes, big_share=0.4)
+        row = conn.execute(
+            "INSERT INTO virtual_users (domain_id, email, password) VALUES (1, %s, %s) RETURNING id",
+            (ADMIN, hash_password(password)),
+        ).fetchone()
+        conn.execute("INSERT INTO portal_roles (user_id, role) VALUES (%s, 'superadmin')", (row["id"],))
+        stack.grant_mail_reader(conn)
+    return seconds, password
+
+
+def start_gunicorn(imap_port: int, workers: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(
+        PORTAL_DATABASE_URL=stack.database_url(DB), PORTAL_SECRET_KEY=secrets.token_hex(32),
+        PORTAL_IMAP_PORT=str(imap_port), PORTAL_IMAP_SECURITY="plain", PORTAL_COOKIE_SECURE="false",
+        PORTAL_TRUSTED_PROXY_COUNT="1",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--workers", str(workers),
+         "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "app:app"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=5):
+                return server, base
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("gunicorn did not start") from None
+            time.sleep(0.2)
+
+
+def page_mix() -> dict[str, str]:
+    big = "/admin/domains/d1.example"
+    return {
+        "domain list, first page": "/admin/domains",
+        "domain list, deep page": "/admin/domains?" + urllib.parse.urlencode({"after": "d5000.example"}),
+        "domain prefix search": "/admin/domains?q=d123&mode=prefix",
+        "mailbox list, first page": f"{big}/mailboxes",
+        "mailbox list, deep page": f"{big}/mailboxes?" + urllib.parse.urlencode({"after": "u150000@d1.example"}),
+        "mailbox prefix search": f"{big}/mailboxes?q=u1234&mode=prefix",
+        "mailbox substring search": f"{big}/mailboxes?q=23456&mode=contains",
+        "alias list, deep page": f"{big}/aliases?" + urllib.parse.urlencode({"after": "a300000@d1.example"}),
+        "alias prefix search": f"{big}/aliases?q=a9876&mode=prefix",
+        "alias substring search": f"{big}/aliases?q=98765&mode=contains",
+    }
+
+
+def run_clients(base: str, password: str, clients: int, seconds: float) -> dict:
+    pages = page_mix()
+    timings: dict[str, list[float]] = {name: [] for name in pages}
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(n: int):
+        browser = Browser(base, f"198.19.9.{n + 1}")
+        status, _ = browser.timed_sign_in(ADMIN, password)
+        if status != 302:
+            errors.append(f"sign-in {status}")
+            return
+        names = list(pages)
+        i = n
+        while time.monotonic() < deadline:
+            name = names[i % len(names)]
+            started = time.perf_counter()
+            status, body = browser.request(pages[name])
+            took = time.perf_counter() - started
+            with lock:
+                if status != 200:
+                    errors.append(f"{name}: {status}")
+                else:
+                    timings[name].append(took)
+            i += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result = {}
+    for name, values in timings.items():
+        ms = sorted(v * 1000 for v in values)
+        if not ms:
+            continue
+        result[name] = {
+            "n": len(ms),
+            "p50_ms": round(statistics.median(ms), 1),
+            "p95_ms": round(ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))], 1),
+            "p99_ms": round(ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))], 1),
+        }
+    total = sum(r["n"] for r in result.values())
+    return {"pages": result, "requests": total, "per_second": round(total / seconds, 1), "errors": errors[:10],
+            "error_count": len(errors)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--domains", type=int, default=10_000)
+    parser.add_argument("--mailboxes", type=int, default=500_000)
+    parser.add_argument("--aliases", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", action="store_true", help="use the database an earlier --keep run left")
+    args = parser.parse_args()
+
+    stack.ensure_cluster()
+    stack.ensure_roles()
+    if args.reuse:
+        seconds, password = 0.0, reuse()
+    else:
+        seconds, password = build((args.domains, args.mailboxes, args.aliases))
+    dovecot = stack.Instance("bench", DB, imap_port=14143, lmtp_port=14024, smtp_port=14025)
+    stack.render_dovecot(dovecot)
+    stack.start_dovecot(dovecot, restart=True)
+    server, base = start_gunicorn(dovecot.imap_port, args.workers)
+    try:
+        results = run_clients(base, password, args.clients, args.seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        stack.stop_dovecot(dovecot)
+        if not args.keep:
+            stack.drop_database(DB)
+    results.update(
+        sizes={"domains": args.domains, "mailboxes": args.mailboxes, "aliases": args.aliases},
+        generate_seconds=round(seconds, 1), clients=args.clients, workers=args.workers, cpus=os.cpu_count(),
+    )
+    print(json.dumps(results, indent=2))
+    return 0 if results["error_count"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Admin lists: keyset pages without gaps or overlaps, prefix and substring search, bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from portal.queries import listing
+from tests.conftest import make_client
+from tests.conftest import sign_in
+from tests.mail import make_mailbox
+
+PASSWORD = "a long enough test password 8"
+
+
+@pytest.fixture
+def root(app, db):
+    make_mailbox(db, "root@big.example", PASSWORD)
+    app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", "root@big.example"])
+    client = make_client(app)
+    assert sign_in(client, "root@big.example", PASSWORD).status_code == 302
+    return client
+
+
+@pytest.fixture
+def many(db):
+    """119 more mailboxes in big.example (120 with root), and a few aliases."""
+    domain_id = db.execute("SELECT id FROM virtual_domains WHERE name = 'big.example'").fetchone()["id"]
+    with db.transaction():
+        db.execute(
+            "INSERT INTO virtual_users (domain_id, email, password)"
+            " SELECT %s, 'user' || lpad(n::text, 3, '0') || '@big.example', 'x' FROM generate_series(1, 119) n",
+            (domain_id,),
+        )
+        db.execute(
+            "INSERT INTO virtual_aliases (domain_id, source, destination) VALUES"
+            " (%(d)s, 'sales@big.example', 'user001@big.example'), (%(d)s, 'sales@big.example', 'user002@big.example'),"
+            " (%(d)s, 'odd_name@big.example', 'user003@big.example'), (%(d)s, '@big.example', 'root@big.example')",
+            {"d": domain_id},
+        )
+    return domain_id
+
+
+def addresses(page_html: str) -> list[str]:
+    return re.findall(r"<td>([a-z0-9_.@]+@big\.example)</td>", page_html)
+
+
+def test_pages_cover_every_mailbox_once_in_order(root, many):
+    seen, url = [], "/admin/domains/big.example/mailboxes"
+    for _ in range(5):
+        response = root.get(url)
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        seen += addresses(html)
+        match = re.search(r'<a href="([^"]+)">Next', html)
+        if not match:
+            break
+        url = match.group(1).replace("&amp;", "&")
+    assert len(seen) == 120 == len(set(seen))
+    assert seen == sorted(seen)
+
+
+def test_prefix_and_substring_search(root, many):
+    html = root.get("/admin/domains/big.example/mailboxes?q=USER01&mode=prefix").get_data(as_text=True)
+    assert addresses(html) == [f"user01{n}@big.example" for n in range(10)]
+    html = root.get("/admin/domains/big.example/mailboxes?q=r11&mode=contains").get_data(as_text=True)
+    assert addresses(html) == [f"user11{n}@big.example" for n in range(10)]
+
+
+def test_like_wildcards_are_taken_literally(root, many):
+    html = root.get("/admin/domains/big.example/aliases?q=odd_&mode=prefix").get_data(as_text=True)
+    assert "odd_name@big.example" in html
+    html = root.get("/admin/domains/big.example/aliases?q=%25&mode=prefix").get_data(as_text=True)
+    assert "No aliases match." in html
+
+
+def test_aliases_are_grouped_with_their_destinations(root, many):
+    html = root.get("/admin/domains/big.example/aliases").get_data(as_text=True)
+    assert "<td>sales@big.example</td>" in html
+    assert "user001@big.example, user002@big.example" in html
+    assert "catch-all" in html
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("?q=ab&mode=contains", "at least 3 characters"), ("?q=a%0Ab", "control characters"),
+     ("?q=" + "x" * 300, "at most 254"), ("?mode=regex&q=x", "Not a valid choice")],
+)
+def test_bad_searches_are_explained(root, many, query, message):
+    response = root.get("/admin/domains/big.example/mailboxes" + query)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+
+
+def test_bad_cursor_is_refused(root, many):
+    assert root.get("/admin/domains/big.example/mailboxes?after=%01x").status_code == 400
+
+
+def test_domain_counters_follow_every_change(root, many, db):
+    def counts():
+        page = listing.domains(db, None, listing.Search(), None)
+        row = next(r for r in page.rows if r["name"] == "big.example")
+        return row["mailboxes"], row["aliases"]
+
+    assert counts() == (120, 4)  # alias rows: sales twice, odd_name, the catch-all
+    other = db.execute("INSERT INTO virtual_domains (name) VALUES ('other.example') RETURNING id").fetchone()["id"]
+    db.execute("UPDATE virtual_users SET domain_id = %s WHERE email LIKE 'user11%%'", (other,))
+    assert counts() == (110, 4)
+    db.execute("DELETE FROM virtual_aliases WHERE source = 'sales@big.example'")
+    db.execute("DELETE FROM virtual_users WHERE email = 'user001@big.example'")
+    assert counts() == (109, 2)
+    recount = db.execute(
+        "SELECT (SELECT count(*) FROM virtual_users WHERE domain_id = d.id) AS m,"
+        " (SELECT count(*) FROM virtual_aliases WHERE domain_id = d.id) AS a, d.mailbox_count, d.alias_count"
+        " FROM virtual_domains d"
+    ).fetchall()
+    assert all(r["m"] == r["mailbox_count"] and r["a"] == r["alias_count"] for r in recount)
+
+
+def test_domain_list_pages(db):
+    with db.transaction():
+        db.execute("INSERT INTO virtual_domains (name) SELECT 'd' || lpad(n::text, 3, '0') || '.example'"
+                   " FROM generate_series(1, 75) n")
+    first = listing.domains(db, None, listing.Search(), None)
+    second = listing.domains(db, None, listing.Search(), first.next_after)
+    assert len(first.rows) == 50 and len(second.rows) == 25 and second.next_after is None
+    assert [r["name"] for r in first.rows + second.rows] == sorted(r["name"] for r in first.rows + second.rows)
