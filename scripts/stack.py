@@ -242,37 +242,49 @@ def psql_as_superuser(sql: str, database: str = "postgres") -> str:
     return result.stdout.strip()
 
 
+_ENSURE_ROLE = """
+SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')\\gexec
+SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'password')\\gexec
+"""
+
+_ENSURE_DATABASE = """
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')\\gexec
+"""
+
+_DROP_DATABASE = """
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db')\\gexec
+"""
+
+
+def _psql_vars(**values: str) -> str:
+    """psql \\set lines; values are our own names and hex tokens, quoted by psql's :'name' later."""
+    return "".join(f"\\set {name} '{value}'\n" for name, value in values.items())
+
+
 def ensure_roles() -> None:
     """Create the owner and mail-reader roles with the stack's passwords."""
     values = stack_secrets()
-    statements = []
+    script = ""
     for role, key in ((DB_OWNER, "owner_password"), (DB_MAIL_READER, "reader_password")):
-        # Passwords are hex tokens we generated, so quoting them as literals is safe.
-        statements.append(
-            f"SELECT 'CREATE ROLE {role} LOGIN'"
-            f" WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec\n"
-            f"ALTER ROLE {role} LOGIN PASSWORD '{values[key]}';\n"
-        )
-    psql_as_superuser("".join(statements))
+        script += _psql_vars(role=role, password=values[key]) + _ENSURE_ROLE
+    psql_as_superuser(script)
 
 
 def ensure_database(db_name: str, fresh: bool = False) -> None:
     """Create the database owned by the portal role (dropping it first when fresh)."""
-    sql = ""
+    script = _psql_vars(db=db_name, owner=DB_OWNER)
     if fresh:
-        sql += f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE);\n'
-    sql += (
-        f"SELECT 'CREATE DATABASE \"{db_name}\" OWNER {DB_OWNER}' "
-        f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db_name}')\\gexec\n"
-    )
-    psql_as_superuser(sql)
-    # Substring search uses trigram indexes; creating the extension needs a superuser.
+        script += _DROP_DATABASE
+    psql_as_superuser(script + _ENSURE_DATABASE)
+    # Substring search uses trigram indexes; a trusted extension, but the stack makes
+    # sure it exists even where the migration runs as a role without CREATE rights.
     psql_as_superuser("CREATE EXTENSION IF NOT EXISTS pg_trgm;\n", database=db_name)
 
 
 def drop_database(db_name: str) -> None:
     """Drop a stack database."""
-    psql_as_superuser(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE);\n')
+    psql_as_superuser(_psql_vars(db=db_name) + _DROP_DATABASE)
 
 
 def migrate_database(db_name: str) -> None:
@@ -288,15 +300,15 @@ def migrate_database(db_name: str) -> None:
 
 def grant_mail_reader(conn) -> None:
     """Grant the Postfix/Dovecot role what it needs: read the mail tables, write quota usage."""
-    conn.execute(
-        f"GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases TO {DB_MAIL_READER}"  # noqa: S608 - constant
-    )
+    from psycopg import sql
     from psycopg.rows import tuple_row
 
+    reader = sql.Identifier(DB_MAIL_READER)
+    conn.execute(sql.SQL("GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases TO {}").format(reader))
     cursor = conn.cursor(row_factory=tuple_row)
     if cursor.execute("SELECT to_regclass('portal_quota_usage') IS NOT NULL").fetchone()[0]:
-        conn.execute(f"GRANT SELECT ON portal_mailbox_quota TO {DB_MAIL_READER}")
-        conn.execute(f"GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {DB_MAIL_READER}")
+        conn.execute(sql.SQL("GRANT SELECT ON portal_mailbox_quota TO {}").format(reader))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {}").format(reader))
 
 
 # --- vmail ------------------------------------------------------------------------------
