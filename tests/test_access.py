@@ -29,6 +29,7 @@ GET_EXPECTED = {
     "admin.domains": (302, 403, 302, 200, 200),
     "admin.mailboxes": (302, 403, 302, 200, 200),
     "admin.aliases": (302, 403, 302, 200, 200),
+    "admin.new_mailbox": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
 URL_ARGS = {"alias_id": 1, "name": "m.example"}
@@ -93,7 +94,7 @@ def test_self_service_posts_need_a_finished_sign_in(app, clients, path):
     assert response.status_code == 302 and response.headers["Location"] == "/account/password"
 
 
-@pytest.mark.parametrize("page", ["mailboxes", "aliases"])
+@pytest.mark.parametrize("page", ["mailboxes", "aliases", "mailboxes/new"])
 def test_domain_admin_sees_only_their_domains(app, clients, db, page):
     make_mailbox(db, "someone@other.example", PASSWORD)
     assert clients["domain_admin"].get(f"/admin/domains/other.example/{page}").status_code == 404

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import BooleanField
+from wtforms import PasswordField
 from wtforms import SelectChoice
 from wtforms import SelectField
 from wtforms import StringField
+from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import ValidationError
 
@@ -31,3 +35,27 @@ class SearchForm(FlaskForm):
             raise ValidationError("The search contains control characters.")
         if self.mode.data == "contains" and 0 < len(text) < MIN_SUBSTRING:
             raise ValidationError(f"Searching inside addresses needs at least {MIN_SUBSTRING} characters.")
+
+
+class NewMailboxForm(FlaskForm):
+    """A new mailbox: its name, a password typed twice or generated, and a size limit."""
+
+    local_part = StringField(
+        "Address",
+        validators=[DataRequired("Enter the part before the @."), Length(max=64, message="Use at most 64 characters.")],
+    )
+    generate = BooleanField("Generate a password (shown once)")
+    password = PasswordField("Password", validators=[Length(max=1024, message="This password is too long.")])
+    confirm_password = PasswordField(
+        "Password again", validators=[EqualTo("password", message="The two passwords are not the same.")]
+    )
+    quota = StringField(
+        "Size limit", description="For example 2 GB. Leave empty for the domain's default.",
+        validators=[Length(max=32, message="Write a size such as 2 GB.")],
+    )
+
+    def validate_password(self, field):
+        if not self.generate.data and not field.data:
+            raise ValidationError("Enter a password, or let the portal generate one.")
+        if "\x00" in (field.data or ""):
+            raise ValidationError("The password contains a character that cannot be used.")

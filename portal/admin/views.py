@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Blueprint
 from flask import abort
+from flask import current_app
 from flask import render_template
 from flask import request
 from flask_login import current_user
 
+from .. import mailboxes as mailbox_rules
+from .. import passwords
 from .. import quota
 from ..access import admin_required
+from ..clientaddr import client_address
 from ..db import get_db
 from ..queries import domains as domain_queries
 from ..queries import listing
+from .forms import NewMailboxForm
 from .forms import SearchForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -84,3 +91,46 @@ def aliases(name: str):
     return _render_list("admin/aliases.html", lambda s, a: listing.aliases(get_db(), domain["id"], s, a),
                         domain=domain)
 
+
+
+def _actor_role() -> str:
+    return "superadmin" if current_user.is_superadmin else "domain_admin"
+
+
+@bp.route("/domains/<name>/mailboxes/new", methods=["GET", "POST"])
+@admin_required
+def new_mailbox(name: str):
+    """Create a mailbox; a generated password is shown once, on this response only."""
+    domain = _domain_or_404(name)
+    form = NewMailboxForm()
+    if not form.validate_on_submit():
+        return render_template("admin/new_mailbox.html", form=form, domain=domain), 400 if form.errors else 200
+    config = current_app.config
+    try:
+        address = mailbox_rules.address_for(form.local_part.data, domain)
+        limit = quota.parse_size(form.quota.data or "")
+    except (mailbox_rules.MailboxRuleError, quota.InvalidSize) as exc:
+        field = form.quota if isinstance(exc, quota.InvalidSize) else form.local_part
+        field.errors = list(field.errors) + [str(exc)]
+        return render_template("admin/new_mailbox.html", form=form, domain=domain), 400
+    generated = secrets.token_urlsafe(15) if form.generate.data else None
+    password = generated or form.password.data
+    if not generated:
+        problems = passwords.policy_problems(
+            password, address=address, current=None, min_length=int(config["PASSWORD_MIN_LENGTH"]),
+            max_length=int(config["PASSWORD_MAX_LENGTH"]), min_score=int(config["PASSWORD_MIN_SCORE"]),
+        )
+        if problems:
+            form.password.errors = list(form.password.errors) + problems
+            return render_template("admin/new_mailbox.html", form=form, domain=domain), 400
+    try:
+        mailbox_rules.create_mailbox(
+            get_db(), domain_id=domain["id"], address=address,
+            password_hash=passwords.hash_password(password, config["PASSWORD_SCHEME"]), quota_bytes=limit,
+            actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+        )
+    except mailbox_rules.MailboxRuleError as exc:
+        form.form_errors.append(str(exc))
+        return render_template("admin/new_mailbox.html", form=form, domain=domain), 409
+    # Rendered, not redirected: a generated password must not travel in a flash cookie.
+    return render_template("admin/mailbox_created.html", domain=domain, address=address, generated=generated)

@@ -1,0 +1,59 @@
+"""Creating mailboxes: the rules shared by the admin pages and, later, the command line."""
+
+from __future__ import annotations
+
+from . import quota
+from .addresses import InvalidAddress
+from .addresses import canonical_address
+from .queries import aliases
+from .queries import audit
+from .queries import mailboxes as mailbox_queries
+
+
+class MailboxRuleError(ValueError):
+    """The mailbox cannot be created as asked; the message says why, in words for the admin."""
+
+
+def address_for(local_part: str, domain: dict) -> str:
+    """Return the canonical address of a new mailbox in ``domain``, or raise MailboxRuleError."""
+    try:
+        return canonical_address(f"{local_part.strip(' ')}@{domain['name']}")
+    except InvalidAddress:
+        raise MailboxRuleError("Use letters, digits and . _ - + only, for example anna.berg.") from None
+
+
+def create_mailbox(
+    conn, *, domain_id: int, address: str, password_hash: str, quota_bytes: int, actor: str, actor_role: str,
+    client_addr: str | None,
+) -> int:
+    """Create a mailbox in one transaction, within the domain's limits; return its id.
+
+    The domain row is locked first, so concurrent creates see each other's counts:
+    twenty creates at once against a limit of N leave exactly N mailboxes. The
+    alias lock keeps mailbox addresses and alias sources apart.
+    """
+    with conn.transaction():
+        aliases.lock_alias_graph(conn)
+        domain = conn.execute(
+            "SELECT id, name, active, max_mailboxes, mailbox_count, max_quota_bytes FROM virtual_domains"
+            " WHERE id = %s FOR UPDATE",
+            (domain_id,),
+        ).fetchone()
+        if domain["max_mailboxes"] and domain["mailbox_count"] >= domain["max_mailboxes"]:
+            raise MailboxRuleError(f"{domain['name']} already has its limit of {domain['max_mailboxes']} mailboxes.")
+        problem = quota.limit_problem(quota_bytes, domain)
+        if problem:
+            raise MailboxRuleError(problem)
+        if mailbox_queries.get_mailbox(conn, address) is not None:
+            raise MailboxRuleError(f"{address} already exists.")
+        if aliases.source_exists(conn, address):
+            raise MailboxRuleError(f"{address} is already an alias; remove the alias first.")
+        mailbox_id = conn.execute(
+            "INSERT INTO virtual_users (domain_id, email, password, quota_bytes) VALUES (%s, %s, %s, %s) RETURNING id",
+            (domain_id, address, password_hash, quota_bytes),
+        ).fetchone()["id"]
+        audit.record(
+            conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="mailbox.create",
+            target=address, domain=domain["name"], summary={"quota_bytes": quota_bytes},
+        )
+    return mailbox_id

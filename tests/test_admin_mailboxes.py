@@ -1,0 +1,129 @@
+"""Creating mailboxes from the admin pages: real IMAP with the new password, limits under concurrency."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from imapclient.exceptions import LoginError
+
+from tests.conftest import csrf_token
+from tests.conftest import make_client
+from tests.conftest import new_client_ip
+from tests.conftest import sign_in
+from tests.mail import imap_login
+from tests.mail import make_mailbox
+
+PASSWORD = "a long enough test password 4"
+NEW_PASSWORD = "quartz meadow lantern 2026 river"
+URL = "/admin/domains/team.example/mailboxes/new"
+
+
+@pytest.fixture
+def admin(app, db):
+    make_mailbox(db, "boss@team.example", PASSWORD)
+    make_mailbox(db, "someone@other.example", PASSWORD)
+    app.test_cli_runner().invoke(args=["admin", "grant", "domain-admin", "boss@team.example", "team.example"])
+    client = make_client(app)
+    assert sign_in(client, "boss@team.example", PASSWORD).status_code == 302
+    return client
+
+
+def create(client, url=URL, **fields):
+    data = {"csrf_token": csrf_token(client, url), "local_part": "anna", "password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD, "quota": ""}
+    data.update(fields)
+    return client.post(url, data=data)
+
+
+def mailbox_rows(db) -> list[str]:
+    return [r["email"] for r in db.execute("SELECT email FROM virtual_users ORDER BY email").fetchall()]
+
+
+def test_created_mailbox_signs_in_over_imap(admin, db, mail_stack):
+    response = create(admin, local_part="Anna", quota="50 MB")
+    assert response.status_code == 200
+    assert "anna@team.example</strong> can now receive mail" in response.get_data(as_text=True)
+    assert response.headers["Cache-Control"] == "no-store"
+    imap_login(mail_stack.imap_port, "anna@team.example", NEW_PASSWORD, client_ip=new_client_ip()).logout()
+    row = db.execute("SELECT quota_bytes, password FROM virtual_users WHERE email = 'anna@team.example'").fetchone()
+    assert row["quota_bytes"] == 50 * 1024**2 and row["password"].startswith("{SHA512-CRYPT}$6$")
+    entry = db.execute("SELECT actor, actor_role, action, target, summary FROM portal_audit_log"
+                       " WHERE action = 'mailbox.create'").fetchone()
+    assert (entry["actor"], entry["actor_role"], entry["action"], entry["target"]) == (
+        "boss@team.example", "domain_admin", "mailbox.create", "anna@team.example")
+    assert NEW_PASSWORD not in repr(entry) and "$6$" not in repr(entry)
+
+
+def test_generated_password_is_shown_once_and_works(admin, db, mail_stack):
+    response = create(admin, local_part="gen", password="", confirm_password="", generate="y")
+    assert response.status_code == 200
+    generated = re.search(r"<code>([^<]+)</code>", response.get_data(as_text=True)).group(1)
+    imap_login(mail_stack.imap_port, "gen@team.example", generated, client_ip=new_client_ip()).logout()
+    # Not stored anywhere the browser keeps: no flash, no redirect.
+    assert generated not in repr(admin.get_cookie("portal_session").value)
+    with pytest.raises(LoginError):
+        imap_login(mail_stack.imap_port, "gen@team.example", "not it", client_ip=new_client_ip())
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"local_part": "boss"}, 409, "boss@team.example already exists."),
+        ({"local_part": "sales"}, 409, "sales@team.example is already an alias"),
+        ({"local_part": "two words"}, 400, "Use letters, digits"),
+        ({"local_part": "x@other.example"}, 400, "Use letters, digits"),
+        ({"local_part": ""}, 400, "Enter the part before the @."),
+        ({"password": "", "confirm_password": ""}, 400, "Enter a password, or let the portal generate one."),
+        ({"confirm_password": "different"}, 400, "The two passwords are not the same."),
+        ({"password": "password1234", "confirm_password": "password1234"}, 400, "too easy to guess"),
+        ({"quota": "lots"}, 400, "Write a size such as 500 MB"),
+        ({"quota": "2 TB"}, 409, "The most this domain allows per mailbox is 1 GB."),
+    ],
+)
+def test_refusals_are_explained_and_write_nothing(admin, db, fields, status, message):
+    db.execute("UPDATE virtual_domains SET max_quota_bytes = 1024 * 1024 * 1024 WHERE name = 'team.example'")
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination)"
+               " SELECT id, 'sales@team.example', 'boss@team.example' FROM virtual_domains WHERE name = 'team.example'")
+    before = mailbox_rows(db)
+    response = create(admin, **fields)
+    assert response.status_code == status
+    assert message in response.get_data(as_text=True)
+    assert mailbox_rows(db) == before
+    assert db.execute("SELECT count(*) AS n FROM portal_audit_log WHERE action = 'mailbox.create'").fetchone()["n"] == 0
+
+
+def test_twenty_creates_at_once_respect_the_limit(app_factory, db):
+    make_mailbox(db, "boss@team.example", PASSWORD)
+    db.execute("UPDATE virtual_domains SET max_mailboxes = 6")  # boss is one of them
+    app = app_factory(DB_POOL_MAX_SIZE=25)
+    app.test_cli_runner().invoke(args=["admin", "grant", "domain-admin", "boss@team.example", "team.example"])
+    client = make_client(app)
+    sign_in(client, "boss@team.example", PASSWORD)
+    tokens = [csrf_token(client, URL) for _ in range(20)]
+    statuses = []
+
+    def one(n, token):
+        statuses.append(client.post(URL, data={"csrf_token": token, "local_part": f"user{n}", "generate": "y",
+                                               "quota": ""}).status_code)
+
+    threads = [threading.Thread(target=one, args=(n, t)) for n, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] * 5 + [409] * 15
+    assert len(mailbox_rows(db)) == 6
+    assert db.execute("SELECT mailbox_count FROM virtual_domains").fetchone()["mailbox_count"] == 6
+
+
+def test_other_domains_and_users_cannot_create(app, admin, db):
+    other = "/admin/domains/other.example/mailboxes/new"
+    assert admin.get(other).status_code == 404
+    assert admin.post(other, data={"csrf_token": csrf_token(admin, URL), "local_part": "x", "generate": "y"}
+                      ).status_code == 404
+    user = make_client(app)
+    sign_in(user, "someone@other.example", PASSWORD)
+    assert user.get(URL).status_code == 403
+    assert "x@other.example" not in mailbox_rows(db)
