@@ -57,3 +57,45 @@ def create_mailbox(
             target=address, domain=domain["name"], summary={"quota_bytes": quota_bytes},
         )
     return mailbox_id
+
+
+def update_mailbox(
+    conn, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None, actor: str,
+    actor_role: str, client_addr: str | None,
+) -> dict:
+    """Change a mailbox's limit, active flag and (when given) password in one transaction.
+
+    A new password or a disabled mailbox ends the mailbox's portal sessions.
+    Returns what changed (for the audit row and the page), never the password.
+    """
+    from .queries import sessions as session_queries
+
+    changes: dict = {}
+    with conn.transaction():
+        domain = conn.execute(
+            "SELECT name, max_quota_bytes FROM virtual_domains WHERE id = %s", (mailbox["domain_id"],)
+        ).fetchone()
+        problem = quota.limit_problem(quota_bytes, domain)
+        if problem:
+            raise MailboxRuleError(problem)
+        if quota_bytes != mailbox["quota_bytes"]:
+            changes["quota_bytes"] = {"before": mailbox["quota_bytes"], "after": quota_bytes}
+        if active != mailbox["active"]:
+            changes["active"] = {"before": mailbox["active"], "after": active}
+        if password_hash is not None:
+            changes["password_changed"] = True
+        if not changes:
+            return changes
+        conn.execute(
+            "UPDATE virtual_users SET quota_bytes = %s, active = %s WHERE id = %s",
+            (quota_bytes, active, mailbox["id"]),
+        )
+        if password_hash is not None:
+            mailbox_queries.set_password(conn, mailbox["id"], password_hash)
+        if password_hash is not None or not active:
+            changes["sessions_ended"] = session_queries.delete_user_sessions(conn, mailbox["id"])
+        audit.record(
+            conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="mailbox.update",
+            target=mailbox["email"], domain=domain["name"], summary=changes,
+        )
+    return changes

@@ -30,9 +30,10 @@ GET_EXPECTED = {
     "admin.mailboxes": (302, 403, 302, 200, 200),
     "admin.aliases": (302, 403, 302, 200, 200),
     "admin.new_mailbox": (302, 403, 302, 200, 200),
+    "admin.edit_mailbox": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
-URL_ARGS = {"alias_id": 1, "name": "m.example"}
+URL_ARGS = {"alias_id": 1, "name": "m.example", "address": "user@m.example"}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {

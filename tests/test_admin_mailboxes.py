@@ -127,3 +127,71 @@ def test_other_domains_and_users_cannot_create(app, admin, db):
     sign_in(user, "someone@other.example", PASSWORD)
     assert user.get(URL).status_code == 403
     assert "x@other.example" not in mailbox_rows(db)
+
+
+# --- editing ----------------------------------------------------------------------------------------------
+
+
+def edit(client, address, **fields):
+    url = f"/admin/domains/team.example/mailboxes/{address}"
+    data = {"csrf_token": csrf_token(client, url), "quota": "", "active": "y"}
+    data.update(fields)
+    return client.post(url, data=data)
+
+
+def test_edit_limit_disable_and_password(app, admin, db, mail_stack):
+    make_mailbox(db, "worker@team.example", PASSWORD)
+    worker = make_client(app)
+    assert sign_in(worker, "worker@team.example", PASSWORD).status_code == 302
+
+    assert edit(admin, "worker@team.example", quota="200 MB").status_code == 302
+    assert db.execute("SELECT quota_bytes FROM virtual_users WHERE email = 'worker@team.example'"
+                      ).fetchone()["quota_bytes"] == 200 * 1024**2
+    assert worker.get("/").status_code == 200  # a new limit does not sign anyone out
+
+    assert edit(admin, "worker@team.example", quota="200 MB", new_password=NEW_PASSWORD,
+                confirm_password=NEW_PASSWORD).status_code == 302
+    imap_login(mail_stack.imap_port, "worker@team.example", NEW_PASSWORD, client_ip=new_client_ip()).logout()
+    with pytest.raises(LoginError):
+        imap_login(mail_stack.imap_port, "worker@team.example", PASSWORD, client_ip=new_client_ip())
+    assert worker.get("/").status_code == 302  # sessions ended
+
+    response = edit(admin, "worker@team.example", quota="200 MB", active="")
+    assert response.status_code == 302
+    with pytest.raises(LoginError):
+        imap_login(mail_stack.imap_port, "worker@team.example", NEW_PASSWORD, client_ip=new_client_ip())
+    actions = [r["summary"] for r in db.execute(
+        "SELECT summary FROM portal_audit_log WHERE action = 'mailbox.update' ORDER BY id").fetchall()]
+    assert actions[0] == {"quota_bytes": {"before": 0, "after": 200 * 1024**2}}
+    assert actions[1]["password_changed"] is True and actions[1]["sessions_ended"] == 1
+    assert actions[2]["active"] == {"before": True, "after": False}
+    assert NEW_PASSWORD not in repr(actions)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"quota": "lots"}, "Write a size"), ({"quota": "5 GB"}, "The most this domain allows"),
+     ({"new_password": "short", "confirm_password": "short"}, "Use at least 12 characters."),
+     ({"new_password": NEW_PASSWORD, "confirm_password": "other"}, "The two passwords are not the same.")],
+)
+def test_edit_refusals_change_nothing(admin, db, fields, message):
+    make_mailbox(db, "worker@team.example", PASSWORD)
+    db.execute("UPDATE virtual_domains SET max_quota_bytes = 1024 * 1024 * 1024")
+    before = db.execute("SELECT quota_bytes, password, active FROM virtual_users WHERE email = 'worker@team.example'"
+                        ).fetchone()
+    response = edit(admin, "worker@team.example", **fields)
+    assert response.status_code in (400, 409)
+    assert message in response.get_data(as_text=True)
+    after = db.execute("SELECT quota_bytes, password, active FROM virtual_users WHERE email = 'worker@team.example'"
+                       ).fetchone()
+    assert after == before
+
+
+def test_domain_admin_cannot_edit_another_admin_or_another_domain(app, admin, db):
+    make_mailbox(db, "root@team.example", PASSWORD)
+    app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", "root@team.example"])
+    assert admin.get("/admin/domains/team.example/mailboxes/root@team.example").status_code == 403
+    assert edit(admin, "boss@team.example").status_code == 302  # their own mailbox is fine
+    assert admin.get("/admin/domains/team.example/mailboxes/someone@other.example").status_code == 404
+    assert admin.get("/admin/domains/other.example/mailboxes/someone@other.example").status_code == 404
+    assert admin.get("/admin/domains/team.example/mailboxes/nobody@team.example").status_code == 404

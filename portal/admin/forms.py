@@ -59,3 +59,20 @@ class NewMailboxForm(FlaskForm):
             raise ValidationError("Enter a password, or let the portal generate one.")
         if "\x00" in (field.data or ""):
             raise ValidationError("The password contains a character that cannot be used.")
+
+
+class EditMailboxForm(FlaskForm):
+    """What an admin may change on a mailbox: its size limit, whether it is active, its password."""
+
+    quota = StringField(
+        "Size limit", description="For example 2 GB. 0 or empty: the domain's default.",
+        validators=[Length(max=32, message="Write a size such as 2 GB.")],
+    )
+    active = BooleanField("Active (can sign in and receive mail)")
+    new_password = PasswordField(
+        "New password", description="Leave empty to keep the current one.",
+        validators=[Length(max=1024, message="This password is too long.")],
+    )
+    confirm_password = PasswordField(
+        "New password again", validators=[EqualTo("new_password", message="The two passwords are not the same.")]
+    )

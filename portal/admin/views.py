@@ -7,8 +7,11 @@ import secrets
 from flask import Blueprint
 from flask import abort
 from flask import current_app
+from flask import flash
+from flask import redirect
 from flask import render_template
 from flask import request
+from flask import url_for
 from flask_login import current_user
 
 from .. import mailboxes as mailbox_rules
@@ -19,6 +22,9 @@ from ..clientaddr import client_address
 from ..db import get_db
 from ..queries import domains as domain_queries
 from ..queries import listing
+from ..queries import mailboxes as mailbox_queries
+from ..queries import roles as role_queries
+from .forms import EditMailboxForm
 from .forms import NewMailboxForm
 from .forms import SearchForm
 
@@ -134,3 +140,58 @@ def new_mailbox(name: str):
         return render_template("admin/new_mailbox.html", form=form, domain=domain), 409
     # Rendered, not redirected: a generated password must not travel in a flash cookie.
     return render_template("admin/mailbox_created.html", domain=domain, address=address, generated=generated)
+
+
+def _mailbox_or_404(domain: dict, address: str) -> dict:
+    mailbox = mailbox_queries.get_mailbox(get_db(), address.lower())
+    if mailbox is None or mailbox["domain_id"] != domain["id"]:
+        abort(404)
+    return mailbox
+
+
+@bp.route("/domains/<name>/mailboxes/<address>", methods=["GET", "POST"])
+@admin_required
+def edit_mailbox(name: str, address: str):
+    """Change a mailbox's size limit, active flag or password."""
+    domain = _domain_or_404(name)
+    mailbox = _mailbox_or_404(domain, address)
+    if current_user.email != mailbox["email"] and not current_user.is_superadmin and _holds_admin_role(mailbox):
+        abort(403)  # a domain admin never acts on another admin's mailbox
+    form = EditMailboxForm()
+    if request.method == "GET":
+        form.quota.data = quota.format_size(mailbox["quota_bytes"]) if mailbox["quota_bytes"] else ""
+        form.active.data = mailbox["active"]
+    page = {"domain": domain, "mailbox": mailbox, "form": form}
+    if not form.validate_on_submit():
+        return render_template("admin/edit_mailbox.html", **page), 400 if form.errors else 200
+    config = current_app.config
+    try:
+        limit = quota.parse_size(form.quota.data or "")
+    except quota.InvalidSize as exc:
+        form.quota.errors = list(form.quota.errors) + [str(exc)]
+        return render_template("admin/edit_mailbox.html", **page), 400
+    password_hash = None
+    if form.new_password.data:
+        problems = passwords.policy_problems(
+            form.new_password.data, address=mailbox["email"], current=None,
+            min_length=int(config["PASSWORD_MIN_LENGTH"]), max_length=int(config["PASSWORD_MAX_LENGTH"]),
+            min_score=int(config["PASSWORD_MIN_SCORE"]),
+        )
+        if problems:
+            form.new_password.errors = list(form.new_password.errors) + problems
+            return render_template("admin/edit_mailbox.html", **page), 400
+        password_hash = passwords.hash_password(form.new_password.data, config["PASSWORD_SCHEME"])
+    try:
+        changes = mailbox_rules.update_mailbox(
+            get_db(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data), password_hash=password_hash,
+            actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+        )
+    except mailbox_rules.MailboxRuleError as exc:
+        form.quota.errors = list(form.quota.errors) + [str(exc)]
+        return render_template("admin/edit_mailbox.html", **page), 409
+    flash(f"{mailbox['email']}: saved." if changes else "Nothing changed.", "success" if changes else "info")
+    return redirect(url_for("admin.edit_mailbox", name=domain["name"], address=mailbox["email"]))
+
+
+def _holds_admin_role(mailbox: dict) -> bool:
+    return bool(role_queries.roles_of(get_db(), mailbox["id"]))
