@@ -220,3 +220,36 @@ def list_command():
         click.echo("no roles granted yet: flask --app app admin grant superadmin ADDRESS")
     for row in rows:
         click.echo(f"{row['email']}\t{row['role'].replace('_', '-')}\t{row['domain'] or '*'}")
+
+
+@mailbox_cli.command("purge")
+@click.option("--address", help="Purge this deleted mailbox's mail now, before its grace period ends.")
+def purge_command(address: str | None):
+    """Remove the maildirs of deleted mailboxes whose grace period is over."""
+    import shutil
+    from pathlib import Path
+
+    from . import mailboxes
+
+    root = Path(current_app.config["MAIL_ROOT"]).resolve()
+    with _connect() as conn:
+        due = mailboxes.due_removals(conn, address.strip().lower() if address else None)
+        if address and not due:
+            raise click.ClickException(f"no deleted mailbox {address} is waiting to be purged")
+        for removal in due:
+            maildir = Path(removal["maildir"]).resolve()
+            # Never follow a path out of the mail root, whatever the table says.
+            if root not in maildir.parents:
+                raise click.ClickException(f"{maildir} is not inside {root}; not removing it")
+            if maildir.exists():
+                shutil.rmtree(maildir)
+            with conn.transaction():
+                mailboxes.mark_purged(conn, removal["id"])
+                from .queries import audit
+
+                audit.record(conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.purge",
+                             target=removal["email"], domain=removal["email"].partition("@")[2],
+                             summary={"maildir": str(maildir)})
+            click.echo(f"purged {removal['email']} ({maildir})")
+    if not due:
+        click.echo("nothing to purge")

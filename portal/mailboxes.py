@@ -46,6 +46,13 @@ def create_mailbox(
             raise MailboxRuleError(problem)
         if mailbox_queries.get_mailbox(conn, address) is not None:
             raise MailboxRuleError(f"{address} already exists.")
+        kept = pending_removal(conn, address)
+        if kept:
+            raise MailboxRuleError(
+                f"{address} was deleted on {kept['deleted_at']:%Y-%m-%d} and its mail is kept until "
+                f"{kept['purge_after']:%Y-%m-%d}, so that nobody else receives it. Purge it first: "
+                f"flask --app app mailbox purge --address {address}"
+            )
         if aliases.source_exists(conn, address):
             raise MailboxRuleError(f"{address} is already an alias; remove the alias first.")
         mailbox_id = conn.execute(
@@ -99,3 +106,70 @@ def update_mailbox(
             target=mailbox["email"], domain=domain["name"], summary=changes,
         )
     return changes
+
+
+def pending_removal(conn, address: str) -> dict | None:
+    """Return the removal of a deleted mailbox at this address whose mail is still kept."""
+    return conn.execute(
+        "SELECT deleted_at, purge_after, maildir FROM portal_mailbox_removals WHERE email = %s AND purged_at IS NULL",
+        (address,),
+    ).fetchone()
+
+
+def delete_mailbox(
+    conn, *, mailbox: dict, mail_root: str, grace_days: int, actor: str, actor_role: str, client_addr: str | None,
+) -> dict:
+    """Delete a mailbox, keep its maildir queued for purging, and drop alias rows that delivered to it.
+
+    Returns ``{"removed_aliases": [...], "purge_after": ...}``: the alias rows that
+    pointed to the mailbox are gone; aliases left without any destination are listed.
+    """
+    local, _, domain = mailbox["email"].partition("@")
+    with conn.transaction():
+        aliases.lock_alias_graph(conn)
+        removed = conn.execute(
+            "DELETE FROM virtual_aliases WHERE destination = %s AND source <> %s RETURNING source",
+            (mailbox["email"], mailbox["email"]),
+        ).fetchall()
+        orphaned = sorted(
+            {r["source"] for r in removed} - {
+                r["source"] for r in conn.execute(
+                    "SELECT DISTINCT source FROM virtual_aliases WHERE source = ANY(%s)",
+                    ([r["source"] for r in removed],),
+                ).fetchall()
+            }
+        )
+        purge_after = conn.execute(
+            """
+            INSERT INTO portal_mailbox_removals (email, maildir, purge_after)
+            VALUES (%s, %s, now() + make_interval(days => %s)) RETURNING purge_after
+            """,
+            (mailbox["email"], f"{mail_root.rstrip('/')}/{domain}/{local}", grace_days),
+        ).fetchone()["purge_after"]
+        # Its own forwarding rows, personal aliases, roles and sessions go with it.
+        conn.execute("DELETE FROM virtual_aliases WHERE source = %s", (mailbox["email"],))
+        conn.execute("DELETE FROM virtual_users WHERE id = %s", (mailbox["id"],))
+        audit.record(
+            conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="mailbox.delete",
+            target=mailbox["email"], domain=domain,
+            summary={"aliases_left_without_destination": orphaned, "purge_after": purge_after.isoformat()},
+        )
+    return {"removed_aliases": orphaned, "purge_after": purge_after}
+
+
+def due_removals(conn, address: str | None = None) -> list[dict]:
+    """Return removals whose grace period is over (or the named one, due or not)."""
+    if address:
+        return conn.execute(
+            "SELECT id, email, maildir FROM portal_mailbox_removals WHERE email = %s AND purged_at IS NULL",
+            (address,),
+        ).fetchall()
+    return conn.execute(
+        "SELECT id, email, maildir FROM portal_mailbox_removals WHERE purged_at IS NULL AND purge_after <= now()"
+        " ORDER BY purge_after"
+    ).fetchall()
+
+
+def mark_purged(conn, removal_id: int) -> None:
+    """Record that a removal's maildir is gone."""
+    conn.execute("UPDATE portal_mailbox_removals SET purged_at = now() WHERE id = %s", (removal_id,))

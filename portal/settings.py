@@ -54,6 +54,10 @@ DEFAULTS = {
     "PASSWORD_MIN_SCORE": 3,
     # Hash scheme for new passwords: SHA512-CRYPT, BLF-CRYPT or ARGON2ID.
     "PASSWORD_SCHEME": "SHA512-CRYPT",
+    # Where Dovecot keeps maildirs (mail_location maildir:<root>/%d/%n), for the
+    # removal queue of deleted mailboxes; and how long their mail is kept.
+    "MAIL_ROOT": "/var/mail/vhosts",
+    "MAILBOX_PURGE_GRACE_DAYS": 30,
     # Forwarding destinations a user may set for their own address.
     "FORWARD_MAX_DESTINATIONS": 10,
     # Local parts nobody but a superadmin may take as an alias.

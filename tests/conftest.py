@@ -44,7 +44,8 @@ def db(mail_stack, database_url):
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute(
             "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
-            " portal_sessions, portal_login_throttle, portal_quota_usage RESTART IDENTITY CASCADE"
+            " portal_sessions, portal_login_throttle, portal_quota_usage, portal_mailbox_removals"
+            " RESTART IDENTITY CASCADE"
         )
         for child in mail_stack.mail_root.iterdir():
             shutil.rmtree(child)
@@ -61,6 +62,7 @@ def make_test_config(mail_stack, database_url, **overrides) -> dict:
         "IMAP_PORT": mail_stack.imap_port,
         "IMAP_SECURITY": "plain",
         "IMAP_TIMEOUT": 3.0,
+        "MAIL_ROOT": str(mail_stack.mail_root),
     }
     config.update(overrides)
     return config

@@ -195,3 +195,80 @@ def test_domain_admin_cannot_edit_another_admin_or_another_domain(app, admin, db
     assert admin.get("/admin/domains/team.example/mailboxes/someone@other.example").status_code == 404
     assert admin.get("/admin/domains/other.example/mailboxes/someone@other.example").status_code == 404
     assert admin.get("/admin/domains/team.example/mailboxes/nobody@team.example").status_code == 404
+
+
+# --- deleting and purging --------------------------------------------------------------------------------
+
+
+def delete(client, address, confirm=None):
+    url = f"/admin/domains/team.example/mailboxes/{address}/delete"
+    return client.post(url, data={"csrf_token": csrf_token(client, url), "confirm": confirm or address})
+
+
+def test_delete_keeps_mail_refuses_reuse_until_purged(app, admin, db, mail_stack):
+    from tests.mail import send_mail
+    from tests.mail import wait_for_maildir_message
+
+    make_mailbox(db, "leaver@team.example", PASSWORD)
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'only@team.example',"
+               " 'leaver@team.example' FROM virtual_domains WHERE name = 'team.example'")
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, s, d FROM virtual_domains,"
+               " (VALUES ('both@team.example', 'leaver@team.example'), ('both@team.example', 'boss@team.example'))"
+               " v(s, d) WHERE name = 'team.example'")
+    send_mail(mail_stack.smtp_port, "leaver@team.example", "old mail")
+    maildir = mail_stack.mail_root / "team.example" / "leaver"
+    wait_for_maildir_message(maildir, "old mail")
+
+    page = admin.get("/admin/domains/team.example/mailboxes/leaver@team.example/delete").get_data(as_text=True)
+    assert "only@team.example (its only destination" in page and "both@team.example" in page
+    assert delete(admin, "leaver@team.example", confirm="wrong@team.example").status_code == 400
+    assert "leaver@team.example" in mailbox_rows(db)
+
+    response = delete(admin, "leaver@team.example")
+    assert response.status_code == 302
+    flashed = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "These aliases delivered only to it and are gone: only@team.example." in flashed
+    assert "leaver@team.example" not in mailbox_rows(db)
+    assert maildir.is_dir()  # mail kept
+    aliases = [(r["source"], r["destination"]) for r in db.execute(
+        "SELECT source, destination FROM virtual_aliases ORDER BY 1, 2").fetchall()]
+    assert aliases == [("both@team.example", "boss@team.example")]
+    with pytest.raises(Exception, match="550"):
+        send_mail(mail_stack.smtp_port, "leaver@team.example", "after delete")
+
+    response = create(admin, local_part="leaver")
+    assert response.status_code == 409
+    assert "its mail is kept until" in response.get_data(as_text=True)
+    assert app.test_cli_runner().invoke(args=["mailbox", "purge"]).output.strip() == "nothing to purge"
+
+    result = app.test_cli_runner().invoke(args=["mailbox", "purge", "--address", "leaver@team.example"])
+    assert result.exit_code == 0, result.output
+    assert not maildir.exists()
+    assert create(admin, local_part="leaver").status_code == 200
+    actions = [r["action"] for r in db.execute("SELECT action FROM portal_audit_log ORDER BY id").fetchall()]
+    assert actions[-3:] == ["mailbox.delete", "mailbox.purge", "mailbox.create"]
+
+
+def test_purge_after_the_grace_period_and_never_outside_the_mail_root(app, admin, db, mail_stack, tmp_path):
+    make_mailbox(db, "old@team.example", PASSWORD)
+    delete(admin, "old@team.example")
+    db.execute("UPDATE portal_mailbox_removals SET purge_after = now() - interval '1 day'")
+    (mail_stack.mail_root / "team.example" / "old" / "cur").mkdir(parents=True)
+    assert "purged old@team.example" in app.test_cli_runner().invoke(args=["mailbox", "purge"]).output
+    assert not (mail_stack.mail_root / "team.example" / "old").exists()
+
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    db.execute("INSERT INTO portal_mailbox_removals (email, maildir, purge_after) VALUES ('x@team.example', %s,"
+               " now() - interval '1 day')", (str(outside),))
+    result = app.test_cli_runner().invoke(args=["mailbox", "purge"])
+    assert result.exit_code != 0 and "not inside" in result.output
+    assert outside.exists()
+
+
+def test_nobody_deletes_their_own_or_another_admins_mailbox(app, admin, db):
+    make_mailbox(db, "root@team.example", PASSWORD)
+    app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", "root@team.example"])
+    assert delete(admin, "root@team.example").status_code == 403
+    assert delete(admin, "boss@team.example").status_code == 403
+    assert {"root@team.example", "boss@team.example"} <= set(mailbox_rows(db))

@@ -76,3 +76,9 @@ class EditMailboxForm(FlaskForm):
     confirm_password = PasswordField(
         "New password again", validators=[EqualTo("new_password", message="The two passwords are not the same.")]
     )
+
+
+class DeleteMailboxForm(FlaskForm):
+    """Deleting asks for the address typed again."""
+
+    confirm = StringField("Type the address to confirm", validators=[DataRequired("Type the address to confirm.")])

@@ -20,10 +20,12 @@ from .. import quota
 from ..access import admin_required
 from ..clientaddr import client_address
 from ..db import get_db
+from ..queries import aliases as alias_queries
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
+from .forms import DeleteMailboxForm
 from .forms import EditMailboxForm
 from .forms import NewMailboxForm
 from .forms import SearchForm
@@ -195,3 +197,33 @@ def edit_mailbox(name: str, address: str):
 
 def _holds_admin_role(mailbox: dict) -> bool:
     return bool(role_queries.roles_of(get_db(), mailbox["id"]))
+
+
+@bp.route("/domains/<name>/mailboxes/<address>/delete", methods=["GET", "POST"])
+@admin_required
+def delete_mailbox(name: str, address: str):
+    """Confirm, then delete a mailbox; its mail is kept for the grace period."""
+    domain = _domain_or_404(name)
+    mailbox = _mailbox_or_404(domain, address)
+    if not current_user.is_superadmin and _holds_admin_role(mailbox):
+        abort(403)
+    if mailbox["email"] == current_user.email:
+        abort(403)  # nobody deletes the mailbox they are signed in with
+    form = DeleteMailboxForm()
+    pointing = alias_queries.sources_delivering_to(get_db(), mailbox["email"])
+    page = {"domain": domain, "mailbox": mailbox, "form": form, "pointing": pointing,
+            "grace_days": int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"])}
+    if not form.validate_on_submit():
+        return render_template("admin/delete_mailbox.html", **page), 400 if form.errors else 200
+    if form.confirm.data.strip().lower() != mailbox["email"]:
+        form.confirm.errors = list(form.confirm.errors) + [f"Type {mailbox['email']} exactly."]
+        return render_template("admin/delete_mailbox.html", **page), 400
+    result = mailbox_rules.delete_mailbox(
+        get_db(), mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"], grace_days=page["grace_days"],
+        actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+    )
+    message = f"{mailbox['email']} is deleted. Its mail is kept until {result['purge_after']:%Y-%m-%d}."
+    if result["removed_aliases"]:
+        message += " These aliases delivered only to it and are gone: " + ", ".join(result["removed_aliases"]) + "."
+    flash(message, "success")
+    return redirect(url_for("admin.mailboxes", name=domain["name"]))

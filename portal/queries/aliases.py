@@ -166,3 +166,16 @@ def forwarding_loop(conn, source: str, starts: list[str]) -> list[str] | None:
                     next_frontier.append(target)
         frontier = next_frontier
     return None
+
+
+def sources_delivering_to(conn, destination: str) -> list[dict]:
+    """Return the alias addresses with a row to ``destination``, and whether it is their only one."""
+    return conn.execute(
+        """
+        SELECT a.source, (SELECT count(*) FROM virtual_aliases o WHERE o.source = a.source) = 1 AS only_destination
+          FROM virtual_aliases a
+         WHERE a.destination = %s AND a.source <> a.destination
+         ORDER BY a.source
+        """,
+        (destination,),
+    ).fetchall()
