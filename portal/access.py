@@ -41,6 +41,18 @@ def admin_required(view):
     return account_required(wrapped)
 
 
+def superadmin_required(view):
+    """A superadmin."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_superadmin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return account_required(wrapped)
+
+
 def safe_next_url(target: str | None) -> str | None:
     """Return ``target`` if it is a path on this site, else None (no open redirects)."""
     if not target or len(target) > 2048:

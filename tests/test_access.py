@@ -32,6 +32,8 @@ GET_EXPECTED = {
     "admin.new_mailbox": (302, 403, 302, 200, 200),
     "admin.edit_mailbox": (302, 403, 302, 200, 200),
     "admin.delete_mailbox": (302, 403, 302, 200, 200),
+    "admin.new_domain": (302, 403, 302, 403, 200),
+    "admin.domain_settings": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
 URL_ARGS = {"alias_id": 1, "name": "m.example", "address": "user@m.example"}

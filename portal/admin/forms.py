@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
+from wtforms import IntegerField
 from wtforms import PasswordField
 from wtforms import SelectChoice
 from wtforms import SelectField
@@ -11,6 +12,7 @@ from wtforms import StringField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
+from wtforms.validators import NumberRange
 from wtforms.validators import ValidationError
 
 from ..queries.listing import MIN_SUBSTRING
@@ -82,3 +84,21 @@ class DeleteMailboxForm(FlaskForm):
     """Deleting asks for the address typed again."""
 
     confirm = StringField("Type the address to confirm", validators=[DataRequired("Type the address to confirm.")])
+
+
+class DomainForm(FlaskForm):
+    """A domain's name (on creation) and its limits and switches."""
+
+    name = StringField("Domain name", validators=[Length(max=253, message="Use at most 253 characters.")])
+    active = BooleanField("Active (its mailboxes sign in and receive mail)", default=True)
+    max_mailboxes = IntegerField("Most mailboxes (0: no limit)", default=0,
+                                 validators=[NumberRange(0, 10_000_000, "Use a number from 0 up.")])
+    max_aliases = IntegerField("Most aliases (0: no limit)", default=0,
+                               validators=[NumberRange(0, 10_000_000, "Use a number from 0 up.")])
+    default_quota = StringField("Default size limit per mailbox", description="For example 2 GB; empty: unlimited.",
+                                validators=[Length(max=32)])
+    max_quota = StringField("Largest size limit per mailbox", description="Empty: no ceiling.",
+                            validators=[Length(max=32)])
+    allow_personal_aliases = BooleanField("Users may create personal addresses", default=True)
+    max_personal_aliases = IntegerField("Personal addresses per user", default=5,
+                                        validators=[NumberRange(0, 1000, "Use a number from 0 to 1000.")])

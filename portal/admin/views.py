@@ -18,14 +18,19 @@ from .. import mailboxes as mailbox_rules
 from .. import passwords
 from .. import quota
 from ..access import admin_required
+from ..access import superadmin_required
+from ..addresses import InvalidAddress
+from ..addresses import canonical_domain
 from ..clientaddr import client_address
 from ..db import get_db
 from ..queries import aliases as alias_queries
+from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
 from .forms import DeleteMailboxForm
+from .forms import DomainForm
 from .forms import EditMailboxForm
 from .forms import NewMailboxForm
 from .forms import SearchForm
@@ -227,3 +232,85 @@ def delete_mailbox(name: str, address: str):
         message += " These aliases delivered only to it and are gone: " + ", ".join(result["removed_aliases"]) + "."
     flash(message, "success")
     return redirect(url_for("admin.mailboxes", name=domain["name"]))
+
+
+def _domain_settings(form) -> dict:
+    """Read the form's settings; raise quota.InvalidSize or MailboxRuleError with a message."""
+    default_quota = quota.parse_size(form.default_quota.data or "")
+    max_quota = quota.parse_size(form.max_quota.data or "")
+    if max_quota and default_quota > max_quota:
+        raise mailbox_rules.MailboxRuleError("The default size limit cannot be above the largest one.")
+    return {
+        "active": bool(form.active.data), "max_mailboxes": form.max_mailboxes.data or 0,
+        "max_aliases": form.max_aliases.data or 0, "default_quota_bytes": default_quota,
+        "max_quota_bytes": max_quota, "allow_personal_aliases": bool(form.allow_personal_aliases.data),
+        "max_personal_aliases": form.max_personal_aliases.data or 0,
+    }
+
+
+def _size_text(size: int) -> str:
+    return quota.format_size(size) if size else ""
+
+
+def _domain_audit(conn, action: str, name: str, settings: dict) -> None:
+    audit.record(conn, actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+                 action=action, target=name, domain=name, summary=settings)
+
+
+@bp.route("/domains/new", methods=["GET", "POST"])
+@superadmin_required
+def new_domain():
+    """Create a domain (superadmins only)."""
+    form = DomainForm()
+    if not form.validate_on_submit():
+        return render_template("admin/domain_form.html", form=form, domain=None), 400 if form.errors else 200
+    try:
+        name = canonical_domain(form.name.data or "")
+        settings = _domain_settings(form)
+    except InvalidAddress as exc:
+        form.name.errors = list(form.name.errors) + [f"This domain name {exc}."]
+        return render_template("admin/domain_form.html", form=form, domain=None), 400
+    except (quota.InvalidSize, mailbox_rules.MailboxRuleError) as exc:
+        form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
+        return render_template("admin/domain_form.html", form=form, domain=None), 400
+    conn = get_db()
+    with conn.transaction():
+        if domain_queries.create_domain(conn, name, settings) is None:
+            form.name.errors = list(form.name.errors) + [f"{name} already exists."]
+            return render_template("admin/domain_form.html", form=form, domain=None), 409
+        _domain_audit(conn, "domain.create", name, settings)
+    flash(f"{name} is created. Add its first mailbox.", "success")
+    return redirect(url_for("admin.mailboxes", name=name))
+
+
+@bp.route("/domains/<name>/settings", methods=["GET", "POST"])
+@admin_required
+def domain_settings(name: str):
+    """Show a domain's settings; only superadmins change its limits."""
+    domain = domain_queries.get_domain(get_db(), _domain_or_404(name)["id"])
+    form = DomainForm(obj=None)
+    if request.method == "GET":
+        form.active.data = domain["active"]
+        form.max_mailboxes.data = domain["max_mailboxes"]
+        form.max_aliases.data = domain["max_aliases"]
+        form.default_quota.data = _size_text(domain["default_quota_bytes"])
+        form.max_quota.data = _size_text(domain["max_quota_bytes"])
+        form.allow_personal_aliases.data = domain["allow_personal_aliases"]
+        form.max_personal_aliases.data = domain["max_personal_aliases"]
+    if request.method == "GET" or not current_user.is_superadmin:
+        if request.method == "POST":
+            abort(403)  # domain admins see the limits; setting them is the superadmin's
+        return render_template("admin/domain_form.html", form=form, domain=domain)
+    if not form.validate_on_submit():
+        return render_template("admin/domain_form.html", form=form, domain=domain), 400
+    try:
+        settings = _domain_settings(form)
+    except (quota.InvalidSize, mailbox_rules.MailboxRuleError) as exc:
+        form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
+        return render_template("admin/domain_form.html", form=form, domain=domain), 400
+    conn = get_db()
+    with conn.transaction():
+        domain_queries.update_domain(conn, domain["id"], settings)
+        _domain_audit(conn, "domain.update", domain["name"], settings)
+    flash(f"{domain['name']}: saved.", "success")
+    return redirect(url_for("admin.domain_settings", name=domain["name"]))

@@ -34,3 +34,33 @@ def get_domain(conn, domain_id: int) -> dict | None:
         """,
         (domain_id,),
     ).fetchone()
+
+
+def create_domain(conn, name: str, settings: dict) -> int | None:
+    """Insert a domain with its settings; return its id, or None if the name exists."""
+    row = conn.execute(
+        """
+        INSERT INTO virtual_domains (name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
+                                     allow_personal_aliases, max_personal_aliases)
+        VALUES (%(name)s, %(active)s, %(max_mailboxes)s, %(max_aliases)s, %(default_quota_bytes)s,
+                %(max_quota_bytes)s, %(allow_personal_aliases)s, %(max_personal_aliases)s)
+        ON CONFLICT (name) DO NOTHING
+        RETURNING id
+        """,
+        {"name": name, **settings},
+    ).fetchone()
+    return row["id"] if row else None
+
+
+def update_domain(conn, domain_id: int, settings: dict) -> None:
+    """Store a domain's settings and limits."""
+    conn.execute(
+        """
+        UPDATE virtual_domains SET active = %(active)s, max_mailboxes = %(max_mailboxes)s,
+               max_aliases = %(max_aliases)s, default_quota_bytes = %(default_quota_bytes)s,
+               max_quota_bytes = %(max_quota_bytes)s, allow_personal_aliases = %(allow_personal_aliases)s,
+               max_personal_aliases = %(max_personal_aliases)s
+         WHERE id = %(id)s
+        """,
+        {"id": domain_id, **settings},
+    )
