@@ -559,6 +559,7 @@ def load_demo_data(instance: Instance) -> dict[str, str]:
     from portal.queries import aliases
     from portal.queries import domains
     from portal.queries import mailboxes
+    from portal.queries import roles
 
     passwords = {f"{local}@{DEMO_DOMAIN}": secrets.token_urlsafe(12) for local in DEMO_MAILBOXES}
     with psycopg.connect(database_url(instance.db_name), autocommit=True, row_factory=dict_row) as conn:
@@ -567,6 +568,9 @@ def load_demo_data(instance: Instance) -> dict[str, str]:
             for address, password in passwords.items():
                 mailboxes.upsert_mailbox(conn, domain_id, address, hash_password(password))
             aliases.ensure_alias(conn, domain_id, f"info@{DEMO_DOMAIN}", f"alice@{DEMO_DOMAIN}")
+            # The demo's postmaster can try the admin pages.
+            postmaster = mailboxes.get_mailbox(conn, f"postmaster@{DEMO_DOMAIN}")
+            roles.grant(conn, postmaster["id"], "superadmin", None)
     return passwords
 
 
@@ -589,7 +593,7 @@ def main(argv=None) -> int:
         elif args.command == "demo":
             passwords = load_demo_data(instance)
             print(f"Demo data in database {instance.db_name}: domain {DEMO_DOMAIN},"
-                  f" alias info@{DEMO_DOMAIN} -> alice@{DEMO_DOMAIN}")
+                  f" alias info@{DEMO_DOMAIN} -> alice@{DEMO_DOMAIN}, postmaster@{DEMO_DOMAIN} is a superadmin")
             for address, password in passwords.items():
                 print(f"  {address:28} password: {password}")
         elif args.command == "env":
