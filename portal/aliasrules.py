@@ -111,3 +111,21 @@ def check_new_alias_target(conn, source: str, destination: str) -> None:
             [f"This would send mail round in a circle ({hops}) and it would never arrive. "
              "Change the forwarding of your mailbox first."]
         )
+
+
+# An admin alias may be a small mailing list; far more than this is a job for a list server.
+MAX_ALIAS_DESTINATIONS = 1000
+
+
+def check_alias_destinations(conn, source: str, destinations: list[str]) -> None:
+    """Raise AliasRuleError unless an admin alias ``source`` may deliver to ``destinations``."""
+    if not destinations:
+        raise AliasRuleError(["Give at least one address to deliver to."])
+    if len(destinations) > MAX_ALIAS_DESTINATIONS:
+        raise AliasRuleError([f"At most {MAX_ALIAS_DESTINATIONS} addresses are allowed."])
+    if source in destinations:
+        raise AliasRuleError(["An alias cannot deliver to itself."])
+    path = aliases.forwarding_loop(conn, source, destinations)
+    if path:
+        hops = " \u2192 ".join([source, *path])
+        raise AliasRuleError([f"This would send mail round in a circle ({hops}) and it would never arrive."])

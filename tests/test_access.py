@@ -34,13 +34,16 @@ GET_EXPECTED = {
     "admin.delete_mailbox": (302, 403, 302, 200, 200),
     "admin.new_domain": (302, 403, 302, 403, 200),
     "admin.domain_settings": (302, 403, 302, 200, 200),
+    "admin.new_alias": (302, 403, 302, 200, 200),
+    "admin.edit_alias": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
-URL_ARGS = {"alias_id": 1, "name": "m.example", "address": "user@m.example"}
+URL_ARGS = {"alias_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example"}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
-    "auth.logout", "account.save_forwarding", "account.add_personal_alias", "account.delete_personal_alias",
+    "admin.delete_alias", "auth.logout", "account.save_forwarding", "account.add_personal_alias",
+    "account.delete_personal_alias",
 }
 
 
@@ -52,6 +55,8 @@ def clients(app, db):
     runner = app.test_cli_runner()
     runner.invoke(args=["admin", "grant", "domain-admin", "dadmin@m.example", "m.example"])
     runner.invoke(args=["admin", "grant", "superadmin", "root@m.example"])
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'team@m.example',"
+               " 'user@m.example' FROM virtual_domains WHERE name = 'm.example'")
     made = {"anonymous": make_client(app)}
     for role, address in (("user", "user@m.example"), ("forced_change", "forced@m.example"),
                           ("domain_admin", "dadmin@m.example"), ("superadmin", "root@m.example")):

@@ -77,7 +77,7 @@ def test_like_wildcards_are_taken_literally(root, many):
 
 def test_aliases_are_grouped_with_their_destinations(root, many):
     html = root.get("/admin/domains/big.example/aliases").get_data(as_text=True)
-    assert "<td>sales@big.example</td>" in html
+    assert ">sales@big.example</a></td>" in html
     assert "user001@big.example, user002@big.example" in html
     assert "catch-all" in html
 

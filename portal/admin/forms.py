@@ -9,6 +9,7 @@ from wtforms import PasswordField
 from wtforms import SelectChoice
 from wtforms import SelectField
 from wtforms import StringField
+from wtforms import TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
@@ -102,3 +103,14 @@ class DomainForm(FlaskForm):
     allow_personal_aliases = BooleanField("Users may create personal addresses", default=True)
     max_personal_aliases = IntegerField("Personal addresses per user", default=5,
                                         validators=[NumberRange(0, 1000, "Use a number from 0 to 1000.")])
+
+
+class AliasForm(FlaskForm):
+    """An alias address (new ones only) and where it delivers."""
+
+    local_part = StringField("Address", validators=[Length(max=64, message="Use at most 64 characters.")])
+    catch_all = BooleanField("Catch-all: every address of the domain that is not a mailbox or another alias")
+    destinations = TextAreaField(
+        "Delivers to", description="One address per line.",
+        validators=[Length(max=100_000, message="This list is too long.")],
+    )

@@ -14,12 +14,15 @@ from flask import request
 from flask import url_for
 from flask_login import current_user
 
+from .. import aliasrules
 from .. import mailboxes as mailbox_rules
 from .. import passwords
 from .. import quota
 from ..access import admin_required
 from ..access import superadmin_required
+from ..account.forms import DeleteForm
 from ..addresses import InvalidAddress
+from ..addresses import canonical_address
 from ..addresses import canonical_domain
 from ..clientaddr import client_address
 from ..db import get_db
@@ -29,6 +32,7 @@ from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
+from .forms import AliasForm
 from .forms import DeleteMailboxForm
 from .forms import DomainForm
 from .forms import EditMailboxForm
@@ -314,3 +318,112 @@ def domain_settings(name: str):
         _domain_audit(conn, "domain.update", domain["name"], settings)
     flash(f"{domain['name']}: saved.", "success")
     return redirect(url_for("admin.domain_settings", name=domain["name"]))
+
+
+def _alias_page(domain, form, source=None, status=200):
+    return render_template("admin/alias_form.html", domain=domain, form=form, source=source), status
+
+
+def _write_alias(conn, domain: dict, source: str, destinations: list[str], action: str) -> None:
+    """Check and store an admin alias in one transaction (the rules: portal/aliasrules.py)."""
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        row = conn.execute(
+            "SELECT max_aliases FROM virtual_domains WHERE id = %s FOR UPDATE", (domain["id"],)
+        ).fetchone()
+        if action == "alias.create":
+            reserved = [] if current_user.is_superadmin else list(current_app.config["RESERVED_LOCAL_PARTS"])
+            if not source.startswith("@"):
+                aliasrules.check_new_alias_source(
+                    conn, source, domain["name"], reserved, current_app.config["RECIPIENT_DELIMITER"]
+                )
+            elif alias_queries.source_exists(conn, source):
+                raise aliasrules.AliasRuleError([f"{domain['name']} already has a catch-all."])
+            count = conn.execute(
+                "SELECT count(DISTINCT source) AS n FROM virtual_aliases WHERE domain_id = %s", (domain["id"],)
+            ).fetchone()["n"]
+            if row["max_aliases"] and count >= row["max_aliases"]:
+                limit = row["max_aliases"]
+                raise aliasrules.AliasRuleError([f"{domain['name']} already has its limit of {limit} aliases."])
+        before = alias_queries.destinations(conn, source)
+        aliasrules.check_alias_destinations(conn, source, destinations)
+        alias_queries.replace_destinations(conn, domain["id"], source, destinations)
+        audit.record(conn, actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+                     action=action, target=source, domain=domain["name"],
+                     summary={"before": before, "after": sorted(destinations)})
+
+
+@bp.route("/domains/<name>/aliases/new", methods=["GET", "POST"])
+@admin_required
+def new_alias(name: str):
+    """Create an alias or the catch-all of a domain."""
+    domain = _domain_or_404(name)
+    form = AliasForm()
+    if not form.validate_on_submit():
+        return _alias_page(domain, form, status=400 if form.errors else 200)
+    if form.catch_all.data:
+        source = f"@{domain['name']}"
+    else:
+        try:
+            source = canonical_address(f"{(form.local_part.data or '').strip(' ')}@{domain['name']}")
+        except InvalidAddress:
+            form.local_part.errors = list(form.local_part.errors) + [
+                "Use letters, digits and . _ - only, for example sales."]
+            return _alias_page(domain, form, status=400)
+    return _save_alias(domain, form, source, "alias.create")
+
+
+def _save_alias(domain, form, source, action):
+    destinations, problems = aliasrules.parse_destinations((form.destinations.data or "").splitlines())
+    if problems:
+        form.destinations.errors = list(form.destinations.errors) + problems
+        return _alias_page(domain, form, source if action != "alias.create" else None, 400)
+    try:
+        _write_alias(get_db(), domain, source, destinations, action)
+    except aliasrules.AliasRuleError as exc:
+        form.destinations.errors = list(form.destinations.errors) + exc.problems
+        return _alias_page(domain, form, source if action != "alias.create" else None, 409)
+    flash(f"{source} delivers to {', '.join(destinations)}.", "success")
+    return redirect(url_for("admin.aliases", name=domain["name"]))
+
+
+@bp.route("/domains/<name>/aliases/<source>", methods=["GET", "POST"])
+@admin_required
+def edit_alias(name: str, source: str):
+    """Change where an alias delivers."""
+    domain = _domain_or_404(name)
+    source = source.lower()
+    current = alias_queries.destinations(get_db(), source)
+    if not current or not (source.endswith("@" + domain["name"]) or source == "@" + domain["name"]):
+        abort(404)
+    if source in current or mailbox_queries.get_mailbox(get_db(), source) is not None:
+        abort(404)  # a mailbox's forwarding is set on its owner's page
+    form = AliasForm()
+    if request.method == "GET":
+        form.destinations.data = "\n".join(current)
+    if not form.validate_on_submit():
+        return _alias_page(domain, form, source, 400 if form.errors else 200)
+    return _save_alias(domain, form, source, "alias.update")
+
+
+@bp.post("/domains/<name>/aliases/<source>/delete")
+@admin_required
+def delete_alias(name: str, source: str):
+    """Remove an alias and all its rows."""
+    domain = _domain_or_404(name)
+    source = source.lower()
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    conn = get_db()
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        current = alias_queries.destinations(conn, source)
+        if not current or source in current or source.rpartition("@")[2] != domain["name"]:
+            abort(404)
+        if mailbox_queries.get_mailbox(conn, source) is not None:
+            abort(404)  # a mailbox's forwarding, not an alias
+        conn.execute("DELETE FROM virtual_aliases WHERE source = %s", (source,))
+        audit.record(conn, actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+                     action="alias.delete", target=source, domain=domain["name"], summary={"before": current})
+    flash(f"{source} no longer exists.", "success")
+    return redirect(url_for("admin.aliases", name=domain["name"]))

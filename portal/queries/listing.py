@@ -93,7 +93,8 @@ def aliases(conn, domain_id: int, search: Search, after: str | None, limit: int 
     rows = conn.execute(
         """
         SELECT a.source, array_agg(a.destination ORDER BY a.destination) AS destinations,
-               bool_or(a.owner_id IS NOT NULL) AS personal
+               bool_or(a.owner_id IS NOT NULL) AS personal,
+               EXISTS (SELECT 1 FROM virtual_users u WHERE u.email = a.source) AS mailbox
           FROM virtual_aliases a
          WHERE a.domain_id = %(domain)s
            AND (%(prefix)s::text IS NULL OR a.source COLLATE "C" LIKE %(prefix)s)
