@@ -173,3 +173,47 @@ def due_removals(conn, address: str | None = None) -> list[dict]:
 def mark_purged(conn, removal_id: int) -> None:
     """Record that a removal's maildir is gone."""
     conn.execute("UPDATE portal_mailbox_removals SET purged_at = now() WHERE id = %s", (removal_id,))
+
+
+def delete_domain(
+    conn, *, domain: dict, mail_root: str, grace_days: int, actor: str, actor_role: str, client_addr: str | None,
+) -> dict:
+    """Delete a domain with its mailboxes and aliases, keeping every maildir queued for purging.
+
+    Every mailbox follows the mailbox-deletion rule: its maildir is kept for the
+    grace period and its address cannot be created again until then. Alias rows
+    in other domains that delivered to its mailboxes go too.
+    """
+    root = mail_root.rstrip("/")
+    with conn.transaction():
+        aliases.lock_alias_graph(conn)
+        conn.execute("SELECT id FROM virtual_domains WHERE id = %s FOR UPDATE", (domain["id"],))
+        queued = conn.execute(
+            """
+            INSERT INTO portal_mailbox_removals (email, maildir, purge_after)
+            SELECT u.email, %(root)s || '/' || %(name)s || '/' || split_part(u.email, '@', 1),
+                   now() + make_interval(days => %(days)s)
+              FROM virtual_users u WHERE u.domain_id = %(id)s
+            RETURNING email
+            """,
+            {"root": root, "name": domain["name"], "days": grace_days, "id": domain["id"]},
+        ).fetchall()
+        elsewhere = conn.execute(
+            """
+            DELETE FROM virtual_aliases a USING virtual_users u
+             WHERE u.domain_id = %s AND a.destination = u.email AND a.domain_id <> u.domain_id
+            RETURNING a.source
+            """,
+            (domain["id"],),
+        ).fetchall()
+        counts = conn.execute(
+            "SELECT mailbox_count, alias_count FROM virtual_domains WHERE id = %s", (domain["id"],)
+        ).fetchone()
+        conn.execute("DELETE FROM virtual_domains WHERE id = %s", (domain["id"],))
+        summary = {
+            "mailboxes": len(queued), "alias_rows": counts["alias_count"],
+            "alias_rows_elsewhere": sorted({r["source"] for r in elsewhere}),
+        }
+        audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.delete",
+                     target=domain["name"], domain=domain["name"], summary=summary)
+    return summary

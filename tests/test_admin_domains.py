@@ -100,3 +100,53 @@ def test_domain_admin_sees_settings_but_cannot_change_or_create(app, root, db):
     assert domain_row(db)["max_mailboxes"] == 3
     assert post_domain(boss, name="mine.example").status_code == 403
     assert domain_row(db, "mine.example") is None
+
+
+def delete_domain(client, name, confirm=None):
+    url = f"/admin/domains/{name}/delete"
+    return client.post(url, data={"csrf_token": csrf_token(client, "/admin/domains"), "confirm": confirm or name})
+
+
+def test_delete_a_domain_keeps_its_mail_and_its_addresses(app, root, db, mail_stack):
+    from tests.mail import send_mail
+    from tests.mail import wait_for_maildir_message
+
+    post_domain(root)
+    make_mailbox(db, "staff@new.example", PASSWORD)
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'fwd@hq.example',"
+               " 'staff@new.example' FROM virtual_domains WHERE name = 'hq.example'")
+    send_mail(mail_stack.smtp_port, "staff@new.example", "kept mail")
+    maildir = mail_stack.mail_root / "new.example" / "staff"
+    wait_for_maildir_message(maildir, "kept mail")
+
+    page = root.get("/admin/domains/new.example/delete").get_data(as_text=True)
+    assert "1 mailbox:" in page
+    assert delete_domain(root, "new.example", confirm="other.example").status_code == 400
+    assert domain_row(db) is not None
+
+    response = delete_domain(root, "new.example")
+    assert response.status_code == 302
+    assert domain_row(db) is None
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases").fetchone()["n"] == 0
+    assert maildir.is_dir()
+    entry = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'domain.delete'").fetchone()
+    assert entry["summary"] == {"mailboxes": 1, "alias_rows": 0, "alias_rows_elsewhere": ["fwd@hq.example"]}
+
+    # The domain may come back, but not its old addresses until their mail is purged.
+    assert post_domain(root).status_code == 302
+    response = root.post("/admin/domains/new.example/mailboxes/new", data={
+        "csrf_token": csrf_token(root, "/admin/domains"), "local_part": "staff", "generate": "y"})
+    assert response.status_code == 409 and "its mail is kept until" in response.get_data(as_text=True)
+    app.test_cli_runner().invoke(args=["mailbox", "purge", "--address", "staff@new.example"])
+    assert not maildir.exists()
+
+
+def test_only_superadmins_delete_and_not_their_own_domain(app, root, db):
+    post_domain(root)
+    make_mailbox(db, "boss@new.example", PASSWORD)
+    app.test_cli_runner().invoke(args=["admin", "grant", "domain-admin", "boss@new.example", "new.example"])
+    boss = make_client(app)
+    sign_in(boss, "boss@new.example", PASSWORD)
+    assert delete_domain(boss, "new.example").status_code == 403
+    assert delete_domain(root, "hq.example").status_code == 403
+    assert domain_row(db) is not None and domain_row(db, "hq.example") is not None

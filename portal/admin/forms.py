@@ -114,3 +114,9 @@ class AliasForm(FlaskForm):
         "Delivers to", description="One address per line.",
         validators=[Length(max=100_000, message="This list is too long.")],
     )
+
+
+class DeleteDomainForm(FlaskForm):
+    """Deleting a domain asks for its name typed again."""
+
+    confirm = StringField("Type the domain name to confirm", validators=[DataRequired("Type the domain name.")])

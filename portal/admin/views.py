@@ -33,6 +33,7 @@ from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
 from .forms import AliasForm
+from .forms import DeleteDomainForm
 from .forms import DeleteMailboxForm
 from .forms import DomainForm
 from .forms import EditMailboxForm
@@ -427,3 +428,27 @@ def delete_alias(name: str, source: str):
                      action="alias.delete", target=source, domain=domain["name"], summary={"before": current})
     flash(f"{source} no longer exists.", "success")
     return redirect(url_for("admin.aliases", name=domain["name"]))
+
+
+@bp.route("/domains/<name>/delete", methods=["GET", "POST"])
+@superadmin_required
+def delete_domain(name: str):
+    """Show what goes, then delete a domain (its mail kept for the grace period)."""
+    domain = domain_queries.get_domain(get_db(), _domain_or_404(name)["id"])
+    if domain["name"] == current_user.domain:
+        abort(403)  # not the domain of the mailbox one is signed in with
+    form = DeleteDomainForm()
+    grace = int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"])
+    page = {"domain": domain, "form": form, "grace_days": grace}
+    if not form.validate_on_submit():
+        return render_template("admin/delete_domain.html", **page), 400 if form.errors else 200
+    if form.confirm.data.strip().lower().rstrip(".") != domain["name"]:
+        form.confirm.errors = list(form.confirm.errors) + [f"Type {domain['name']} exactly."]
+        return render_template("admin/delete_domain.html", **page), 400
+    summary = mailbox_rules.delete_domain(
+        get_db(), domain=domain, mail_root=current_app.config["MAIL_ROOT"], grace_days=grace,
+        actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+    )
+    flash(f"{domain['name']} is deleted with {summary['mailboxes']} mailboxes; their mail is kept for {grace} days.",
+          "success")
+    return redirect(url_for("admin.domains"))

@@ -29,7 +29,7 @@ def get_domain(conn, domain_id: int) -> dict | None:
     return conn.execute(
         """
         SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
-               allow_personal_aliases, max_personal_aliases
+               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count
           FROM virtual_domains WHERE id = %s
         """,
         (domain_id,),
