@@ -15,6 +15,8 @@ from tests.mail import make_mailbox
 
 PASSWORD = "a long enough test password 5"
 ROLES = ("anonymous", "user", "forced_change", "domain_admin", "superadmin")
+# Two more kinds: a helpdesk (no admin pages yet) and the domain admin of another domain.
+MORE_ROLES = ("helpdesk", "admin_b")
 
 # endpoint -> expected status for (anonymous, user, forced_change, domain_admin, superadmin) on GET.
 # 302 to sign-in for anonymous; 302 to the password page while a change is forced.
@@ -59,9 +61,14 @@ def clients(app, db):
     runner.invoke(args=["admin", "grant", "superadmin", "root@m.example"])
     db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'team@m.example',"
                " 'user@m.example' FROM virtual_domains WHERE name = 'm.example'")
+    make_mailbox(db, "help@m.example", PASSWORD)
+    make_mailbox(db, "badmin@b.example", PASSWORD)
+    runner.invoke(args=["admin", "grant", "helpdesk", "help@m.example"])
+    runner.invoke(args=["admin", "grant", "domain-admin", "badmin@b.example", "b.example"])
     made = {"anonymous": make_client(app)}
     for role, address in (("user", "user@m.example"), ("forced_change", "forced@m.example"),
-                          ("domain_admin", "dadmin@m.example"), ("superadmin", "root@m.example")):
+                          ("domain_admin", "dadmin@m.example"), ("superadmin", "root@m.example"),
+                          ("helpdesk", "help@m.example"), ("admin_b", "badmin@b.example")):
         made[role] = make_client(app)
         assert sign_in(made[role], address, PASSWORD).status_code == 302
     return made
@@ -83,6 +90,65 @@ def test_get_matrix(app, clients):
             if status != expected:
                 failures.append(f"{role} GET {url}: {status}, expected {expected}")
     assert failures == []
+
+
+# endpoint -> (helpdesk, domain admin of b.example) on GET of the m.example URLs above.
+MORE_EXPECTED = {
+    "health.healthz": (200, 200),
+    "auth.login": (302, 302),
+    "account.index": (200, 200),
+    "account.password": (200, 200),
+    "account.forwarding": (200, 200),
+    "account.storage": (200, 200),
+    "admin.index": (403, 200),
+    "admin.domains": (403, 200),
+    "admin.mailboxes": (403, 404),
+    "admin.aliases": (403, 404),
+    "admin.new_mailbox": (403, 404),
+    "admin.edit_mailbox": (403, 404),
+    "admin.delete_mailbox": (403, 404),
+    "admin.new_domain": (403, 403),
+    "admin.domain_settings": (403, 404),
+    "admin.new_alias": (403, 404),
+    "admin.edit_alias": (403, 404),
+    "admin.delete_domain": (403, 403),
+}
+
+
+def test_get_matrix_for_helpdesk_and_the_other_domains_admin(app, clients):
+    assert set(MORE_EXPECTED) == set(GET_EXPECTED)
+    failures = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint not in MORE_EXPECTED:
+            continue
+        url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
+        for role, expected in zip(MORE_ROLES, MORE_EXPECTED[rule.endpoint], strict=True):
+            status = clients[role].get(url).status_code
+            if status != expected:
+                failures.append(f"{role} GET {url}: {status}, expected {expected}")
+    assert failures == []
+
+
+@pytest.mark.parametrize("role", ["helpdesk", "admin_b", "user"])
+def test_no_admin_post_changes_anything_from_outside(app, clients, db, role):
+    """POSTs with a valid token to every admin route of m.example: refused, nothing written."""
+    client = clients[role]
+    token = csrf_token(client, "/")
+    before = db.execute("SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
+                        " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t"
+                        ).fetchone()
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin.") or "POST" not in rule.methods:
+            continue
+        url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
+        data = {"csrf_token": token, "local_part": "intruder", "generate": "y", "confirm": "m.example",
+                "destinations": "user@m.example", "name": "evil.example", "quota": "", "active": ""}
+        status = client.post(url, data=data).status_code
+        assert status in (403, 404), f"{role} POST {url}: {status}"
+    after = db.execute("SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
+                       " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t"
+                       ).fetchone()
+    assert after == before
 
 
 def test_post_only_routes_refuse_get(app, clients):
