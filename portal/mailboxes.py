@@ -24,7 +24,7 @@ def address_for(local_part: str, domain: dict) -> str:
 
 def create_mailbox(
     conn, *, domain_id: int, address: str, password_hash: str, quota_bytes: int, actor: str, actor_role: str,
-    client_addr: str | None,
+    client_addr: str | None, display_name: str = "",
 ) -> int:
     """Create a mailbox in one transaction, within the domain's limits; return its id.
 
@@ -56,8 +56,9 @@ def create_mailbox(
         if aliases.source_exists(conn, address):
             raise MailboxRuleError(f"{address} is already an alias; remove the alias first.")
         mailbox_id = conn.execute(
-            "INSERT INTO virtual_users (domain_id, email, password, quota_bytes) VALUES (%s, %s, %s, %s) RETURNING id",
-            (domain_id, address, password_hash, quota_bytes),
+            "INSERT INTO virtual_users (domain_id, email, password, quota_bytes, display_name)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (domain_id, address, password_hash, quota_bytes, display_name),
         ).fetchone()["id"]
         audit.record(
             conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="mailbox.create",
@@ -68,7 +69,7 @@ def create_mailbox(
 
 def update_mailbox(
     conn, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None, actor: str,
-    actor_role: str, client_addr: str | None,
+    actor_role: str, client_addr: str | None, display_name: str | None = None,
 ) -> dict:
     """Change a mailbox's limit, active flag and (when given) password in one transaction.
 
@@ -89,13 +90,17 @@ def update_mailbox(
             changes["quota_bytes"] = {"before": mailbox["quota_bytes"], "after": quota_bytes}
         if active != mailbox["active"]:
             changes["active"] = {"before": mailbox["active"], "after": active}
+        if display_name is None:
+            display_name = mailbox["display_name"]
+        if display_name != mailbox["display_name"]:
+            changes["display_name"] = {"before": mailbox["display_name"], "after": display_name}
         if password_hash is not None:
             changes["password_changed"] = True
         if not changes:
             return changes
         conn.execute(
-            "UPDATE virtual_users SET quota_bytes = %s, active = %s WHERE id = %s",
-            (quota_bytes, active, mailbox["id"]),
+            "UPDATE virtual_users SET quota_bytes = %s, active = %s, display_name = %s WHERE id = %s",
+            (quota_bytes, active, display_name, mailbox["id"]),
         )
         if password_hash is not None:
             mailbox_queries.set_password(conn, mailbox["id"], password_hash)

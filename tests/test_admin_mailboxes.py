@@ -272,3 +272,14 @@ def test_nobody_deletes_their_own_or_another_admins_mailbox(app, admin, db):
     assert delete(admin, "root@team.example").status_code == 403
     assert delete(admin, "boss@team.example").status_code == 403
     assert {"root@team.example", "boss@team.example"} <= set(mailbox_rows(db))
+
+
+def test_display_name_on_create_edit_and_list(admin, db):
+    assert create(admin, local_part="dora", display_name="Dora <Müller>").status_code == 200
+    listing = admin.get("/admin/domains/team.example/mailboxes").get_data(as_text=True)
+    assert "<td>Dora &lt;Müller&gt;</td>" in listing
+    assert edit(admin, "dora@team.example", display_name="Dora M.").status_code == 302
+    assert db.execute("SELECT display_name FROM virtual_users WHERE email = 'dora@team.example'"
+                      ).fetchone()["display_name"] == "Dora M."
+    summary = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'mailbox.update'").fetchone()["summary"]
+    assert summary == {"display_name": {"before": "Dora <Müller>", "after": "Dora M."}}

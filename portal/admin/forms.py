@@ -47,6 +47,7 @@ class NewMailboxForm(FlaskForm):
         "Address",
         validators=[DataRequired("Enter the part before the @."), Length(max=64, message="Use at most 64 characters.")],
     )
+    display_name = StringField("Name", validators=[Length(max=255, message="Use at most 255 characters.")])
     generate = BooleanField("Generate a password (shown once)")
     password = PasswordField("Password", validators=[Length(max=1024, message="This password is too long.")])
     confirm_password = PasswordField(
@@ -65,8 +66,9 @@ class NewMailboxForm(FlaskForm):
 
 
 class EditMailboxForm(FlaskForm):
-    """What an admin may change on a mailbox: its size limit, whether it is active, its password."""
+    """What an admin may change on a mailbox: its name, size limit, whether it is active, its password."""
 
+    display_name = StringField("Name", validators=[Length(max=255, message="Use at most 255 characters.")])
     quota = StringField(
         "Size limit", description="For example 2 GB. 0 or empty: the domain's default.",
         validators=[Length(max=32, message="Write a size such as 2 GB.")],

@@ -146,6 +146,7 @@ def new_mailbox(name: str):
             get_db(), domain_id=domain["id"], address=address,
             password_hash=passwords.hash_password(password, config["PASSWORD_SCHEME"]), quota_bytes=limit,
             actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+            display_name=(form.display_name.data or "").strip(),
         )
     except mailbox_rules.MailboxRuleError as exc:
         form.form_errors.append(str(exc))
@@ -173,6 +174,7 @@ def edit_mailbox(name: str, address: str):
     if request.method == "GET":
         form.quota.data = quota.format_size(mailbox["quota_bytes"]) if mailbox["quota_bytes"] else ""
         form.active.data = mailbox["active"]
+        form.display_name.data = mailbox["display_name"]
     page = {"domain": domain, "mailbox": mailbox, "form": form}
     if not form.validate_on_submit():
         return render_template("admin/edit_mailbox.html", **page), 400 if form.errors else 200
@@ -197,6 +199,7 @@ def edit_mailbox(name: str, address: str):
         changes = mailbox_rules.update_mailbox(
             get_db(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data), password_hash=password_hash,
             actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
+            display_name=(form.display_name.data or "").strip(),
         )
     except mailbox_rules.MailboxRuleError as exc:
         form.quota.errors = list(form.quota.errors) + [str(exc)]

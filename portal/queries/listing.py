@@ -71,7 +71,7 @@ def mailboxes(conn, domain_id: int, search: Search, after: str | None, limit: in
     """Mailboxes of a domain by address, with their limit and usage."""
     rows = conn.execute(
         """
-        SELECT u.id, u.email, u.active, u.quota_bytes, u.created_at, m.limit_bytes,
+        SELECT u.id, u.email, u.display_name, u.active, u.quota_bytes, u.created_at, m.limit_bytes,
                coalesce(q.bytes, 0) AS used_bytes, coalesce(q.messages, 0) AS messages
           FROM virtual_users u
           JOIN portal_mailbox_quota m ON m.mailbox_id = u.id
