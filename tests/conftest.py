@@ -6,6 +6,8 @@ import itertools
 import os
 import re
 import shutil
+import socket
+import threading
 
 import psycopg
 import pytest
@@ -129,3 +131,29 @@ def sign_in(client, address: str, password: str, next_url: str | None = None):
     if next_url is not None:
         data["next"] = next_url
     return client.post("/auth/login", data=data)
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers, like a hung Dovecot."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held, stop = [], threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()

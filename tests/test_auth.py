@@ -222,32 +222,6 @@ def test_dovecot_stopped_gives_503_and_counts_nothing(client, alice, db, stopped
     assert throttle_rows(db) == []
 
 
-@pytest.fixture
-def silent_server():
-    """Accepts connections and never answers, like a hung Dovecot."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    held, stop = [], threading.Event()
-
-    def accept():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
-
-
 def test_dovecot_hanging_gives_503_within_the_timeout(app_factory, db, alice, silent_server):
     app = app_factory(IMAP_PORT=silent_server, IMAP_TIMEOUT=1.5)
     started = time.monotonic()

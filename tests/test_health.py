@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 
@@ -81,35 +79,8 @@ def test_dovecot_stopped(client, stopped_dovecot):
     assert elapsed < 3
 
 
-@pytest.fixture
-def silent_imap_port():
-    """A socket that accepts connections and never says a word, like a hung Dovecot."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    listener.close()
-
-
-def test_dovecot_hanging(app_factory, db, silent_imap_port):
-    app = app_factory(IMAP_PORT=silent_imap_port, HEALTH_TIMEOUT=1.0)
+def test_dovecot_hanging(app_factory, db, silent_server):
+    app = app_factory(IMAP_PORT=silent_server, HEALTH_TIMEOUT=1.0)
     started = time.monotonic()
     response = app.test_client().get("/healthz")
     elapsed = time.monotonic() - started
