@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "bench")]
 
 import psycopg  # noqa: E402
 import stack  # noqa: E402
+from dataset import created_at  # noqa: E402
 from dataset import generate  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 from signin import Browser  # noqa: E402
@@ -52,6 +53,7 @@ def reuse() -> str:
     """Keep the data set of an earlier --keep run; give the superadmin a new password."""
     password = secrets.token_urlsafe(16)
     with psycopg.connect(stack.database_url(DB), autocommit=True) as conn:
+        migrate.upgrade(conn, report=lambda _: None)  # the code under test may have new migrations
         conn.execute("UPDATE virtual_users SET password = %s WHERE email = %s", (hash_password(password), ADMIN))
         conn.execute("DELETE FROM portal_login_throttle")
     return password
@@ -100,19 +102,29 @@ def start_gunicorn(imap_port: int, workers: int) -> tuple[subprocess.Popen, str]
             time.sleep(0.2)
 
 
+def _deep(path: str, cursor: list, **params) -> str:
+    """A page far into a list: the cursor the list itself would have put in its Next link."""
+    return path + "?" + urllib.parse.urlencode({**params, "after": json.dumps(cursor, separators=(",", ":"))})
+
+
 def page_mix() -> dict[str, str]:
     big = "/admin/domains/d1.example"
+    newest_deep = [created_at(100_000).isoformat(), 100_000]
     return {
         "domain list, first page": "/admin/domains",
-        "domain list, deep page": "/admin/domains?" + urllib.parse.urlencode({"after": "d5000.example"}),
+        "domain list, deep page": _deep("/admin/domains", ["d5000.example"]),
+        "domain list by most mailboxes": "/admin/domains?sort=mailboxes",
         "domain prefix search": "/admin/domains?q=d123&mode=prefix",
         "mailbox list, first page": f"{big}/mailboxes",
-        "mailbox list, deep page": f"{big}/mailboxes?" + urllib.parse.urlencode({"after": "u150000@d1.example"}),
+        "mailbox list, deep page": _deep(f"{big}/mailboxes", ["u150000@d1.example"]),
+        "mailbox list newest first, deep page": _deep(f"{big}/mailboxes", newest_deep, sort="newest"),
         "mailbox prefix search": f"{big}/mailboxes?q=u1234&mode=prefix",
         "mailbox substring search": f"{big}/mailboxes?q=23456&mode=contains",
-        "alias list, deep page": f"{big}/aliases?" + urllib.parse.urlencode({"after": "a300000@d1.example"}),
+        "alias list, deep page": _deep(f"{big}/aliases", ["a300000@d1.example"]),
+        "alias list Z to A, deep page": _deep(f"{big}/aliases", ["a300000@d1.example"], sort="address-desc"),
         "alias prefix search": f"{big}/aliases?q=a9876&mode=prefix",
         "alias substring search": f"{big}/aliases?q=98765&mode=contains",
+        "role list": "/admin/roles",
     }
 
 

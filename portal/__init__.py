@@ -9,6 +9,7 @@ from flask import request
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import auditlog
 from . import db
 from . import errors
 from . import sessions
@@ -48,6 +49,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     _register_blueprints(app)
     _register_commands(app)
+    app.add_template_filter(auditlog.action_label, "action_label")
+    app.add_template_filter(auditlog.summary_text, "audit_summary")
     app.after_request(_no_store)
     return app
 
@@ -65,10 +68,12 @@ def _register_blueprints(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .health import bp as health_bp
+    from .helpdesk import bp as helpdesk_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(helpdesk_bp)
     app.register_blueprint(health_bp)
 
 

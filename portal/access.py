@@ -29,28 +29,31 @@ def account_required(view):
     return login_required(wrapped)
 
 
-def admin_required(view):
-    """A superadmin, or a domain admin (what of the domain is checked by the view's data)."""
+def _role_rule(allowed, doc: str):
+    """A decorator that lets a view run only for a signed-in user for whom ``allowed(user)`` is true (else 403)."""
 
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            if not allowed(current_user):
+                abort(403)
+            return view(*args, **kwargs)
 
-    return account_required(wrapped)
+        return account_required(wrapped)
+
+    decorator.__doc__ = doc
+    return decorator
 
 
-def superadmin_required(view):
-    """A superadmin."""
-
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if not current_user.is_superadmin:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return account_required(wrapped)
+admin_required = _role_rule(
+    lambda user: user.is_admin,
+    "A superadmin, or a domain admin (what of the domain is checked by the view's data).",
+)
+superadmin_required = _role_rule(lambda user: user.is_superadmin, "A superadmin.")
+support_required = _role_rule(
+    lambda user: user.is_support,
+    "Helpdesk, domain admin or superadmin (which mailboxes is checked against ``support_scope``).",
+)
 
 
 def safe_next_url(target: str | None) -> str | None:

@@ -131,81 +131,42 @@ def quota_import_command(listing):
 
 admin_cli = AppGroup("admin", help="Grant and revoke the portal's roles.")
 
-_ROLE_NAMES = {"superadmin": "superadmin", "domain-admin": "domain_admin", "helpdesk": "helpdesk"}
+_ROLE_CHOICES = ("domain-admin", "helpdesk", "superadmin")
 
 
-def _role_target(conn, address: str, role: str, domain: str | None):
-    """Resolve and check the command's arguments; return (mailbox, role, domain row or None)."""
-    from .addresses import InvalidAddress
-    from .addresses import canonical_address
-    from .addresses import canonical_domain
-    from .queries import domains
-    from .queries import mailboxes
+def _role_change(change, role: str, address: str, domain: str | None):
+    from . import roles
 
     try:
-        email = canonical_address(address)
-    except InvalidAddress as exc:
-        raise click.ClickException(f"{address!r} {exc}") from None
-    mailbox = mailboxes.get_mailbox(conn, email)
-    if mailbox is None:
-        raise click.ClickException(f"there is no mailbox {email}; roles belong to mailboxes")
-    role_name = _ROLE_NAMES[role]
-    if role_name == "superadmin" and domain:
-        raise click.ClickException("a superadmin holds every domain; give no domain")
-    if role_name == "domain_admin" and not domain:
-        raise click.ClickException("a domain admin needs a domain: admin grant domain-admin ADDRESS DOMAIN")
-    domain_row = None
-    if domain:
-        try:
-            name = canonical_domain(domain)
-        except InvalidAddress as exc:
-            raise click.ClickException(f"{domain!r} {exc}") from None
-        domain_row = domains.get_domain_by_name(conn, name)
-        if domain_row is None:
-            raise click.ClickException(f"there is no domain {name}")
-    return mailbox, role_name, domain_row
-
-
-def _audit_role(conn, action: str, mailbox: dict, role: str, domain_row: dict | None) -> None:
-    from .queries import audit
-
-    audit.record(
-        conn, actor="cli", actor_role="cli", client_addr=None, action=action, target=mailbox["email"],
-        domain=domain_row["name"] if domain_row else "", summary={"role": role},
-    )
+        with _connect() as conn:
+            return change(conn, address=address, role=role, domain=domain, actor="cli", actor_role="cli",
+                          client_addr=None)
+    except roles.RoleError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @admin_cli.command("grant")
-@click.argument("role", type=click.Choice(sorted(_ROLE_NAMES)))
+@click.argument("role", type=click.Choice(_ROLE_CHOICES))
 @click.argument("address")
 @click.argument("domain", required=False)
 def grant_command(role: str, address: str, domain: str | None):
     """Give ROLE to the mailbox ADDRESS (domain-admin, and helpdesk if limited, in DOMAIN)."""
-    from .queries import roles
+    from . import roles
 
-    with _connect() as conn, conn.transaction():
-        mailbox, role_name, domain_row = _role_target(conn, address, role, domain)
-        granted = roles.grant(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None)
-        if granted:
-            _audit_role(conn, "role.grant", mailbox, role_name, domain_row)
+    granted, mailbox, _, domain_row = _role_change(roles.grant, role, address, domain)
     where = f" in {domain_row['name']}" if domain_row else ""
     click.echo(f"{mailbox['email']} {'is now' if granted else 'was already'} {role}{where}")
 
 
 @admin_cli.command("revoke")
-@click.argument("role", type=click.Choice(sorted(_ROLE_NAMES)))
+@click.argument("role", type=click.Choice(_ROLE_CHOICES))
 @click.argument("address")
 @click.argument("domain", required=False)
 def revoke_command(role: str, address: str, domain: str | None):
     """Take ROLE back from the mailbox ADDRESS."""
-    from .queries import roles
+    from . import roles
 
-    with _connect() as conn, conn.transaction():
-        mailbox, role_name, domain_row = _role_target(conn, address, role, domain)
-        revoked = roles.revoke(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None)
-        if not revoked:
-            raise click.ClickException(f"{mailbox['email']} does not hold that role")
-        _audit_role(conn, "role.revoke", mailbox, role_name, domain_row)
+    mailbox, _, domain_row = _role_change(roles.revoke, role, address, domain)
     click.echo(f"{mailbox['email']} is no longer {role}{' in ' + domain_row['name'] if domain_row else ''}")
 
 

@@ -35,7 +35,9 @@ def render_error(code: int, message: str | None = None):
 def _http_error(exc: HTTPException):
     if exc.code is None or exc.code < 400:
         return exc
-    return render_error(exc.code)
+    # abort(403, "why") gives its own message; werkzeug's stock texts are replaced by ours.
+    custom = exc.description if exc.description != type(exc).description else None
+    return render_error(exc.code, custom)
 
 
 def _database_unavailable(exc: Exception):

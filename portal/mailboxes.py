@@ -99,8 +99,10 @@ def update_mailbox(
         if not changes:
             return changes
         conn.execute(
-            "UPDATE virtual_users SET quota_bytes = %s, active = %s, display_name = %s WHERE id = %s",
-            (quota_bytes, active, display_name, mailbox["id"]),
+            # An enabled mailbox has no reason for being disabled (set by the helpdesk pages).
+            "UPDATE virtual_users SET quota_bytes = %s, active = %s, display_name = %s,"
+            " disabled_reason = CASE WHEN %s THEN '' ELSE disabled_reason END WHERE id = %s",
+            (quota_bytes, active, display_name, active, mailbox["id"]),
         )
         if password_hash is not None:
             mailbox_queries.set_password(conn, mailbox["id"], password_hash)

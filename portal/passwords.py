@@ -79,3 +79,16 @@ def policy_problems(
         advice = " ".join(filter(None, [result["feedback"].get("warning")] + result["feedback"].get("suggestions", [])))
         problems.append(f"This password is too easy to guess. {advice}".strip())
     return problems
+
+
+# No 0/o, 1/l/i: a generated password is often read out over the phone.
+_READABLE = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def generate_password(groups: int = 4, group_length: int = 5) -> str:
+    """Return a random password easy to read out, such as ``k7rmx-2qbzn-...`` (about 99 bits by default)."""
+    import secrets
+
+    return "-".join(
+        "".join(secrets.choice(_READABLE) for _ in range(group_length)) for _ in range(groups)
+    )

@@ -60,6 +60,26 @@ class MailboxUser(UserMixin):
         """Superadmin, or domain admin of at least one domain."""
         return any(r["role"] in ("superadmin", "domain_admin") for r in self.roles)
 
+    @property
+    def is_support(self) -> bool:
+        """May use the helpdesk pages: helpdesk, domain admin or superadmin."""
+        return bool(self.roles)
+
+    @property
+    def support_scope(self) -> list[int] | None:
+        """The domain ids whose mailboxes this user may help with; None for every domain."""
+        if any(r["role"] in ("superadmin", "helpdesk") and r["domain_id"] is None for r in self.roles):
+            return None
+        return sorted({r["domain_id"] for r in self.roles if r["role"] in ("domain_admin", "helpdesk")})
+
+    @property
+    def support_role(self) -> str:
+        """The role the audit log names for this user's helpdesk actions: the strongest held."""
+        for role in ("superadmin", "domain_admin", "helpdesk"):
+            if any(r["role"] == role for r in self.roles):
+                return role
+        return "user"
+
 
 def token_hash(token: str) -> bytes:
     """Return what the database stores for a session token."""

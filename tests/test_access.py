@@ -15,7 +15,7 @@ from tests.mail import make_mailbox
 
 PASSWORD = "a long enough test password 5"
 ROLES = ("anonymous", "user", "forced_change", "domain_admin", "superadmin")
-# Two more kinds: a helpdesk (no admin pages yet) and the domain admin of another domain.
+# Two more kinds: a helpdesk of every domain and the domain admin of another domain.
 MORE_ROLES = ("helpdesk", "admin_b")
 
 # endpoint -> expected status for (anonymous, user, forced_change, domain_admin, superadmin) on GET.
@@ -40,14 +40,20 @@ GET_EXPECTED = {
     "admin.edit_alias": (302, 403, 302, 200, 200),
     # The superadmin's own mailbox is in m.example: nobody deletes the domain they sign in from.
     "admin.delete_domain": (302, 403, 302, 403, 403),
+    "admin.roles": (302, 403, 302, 403, 200),
+    "admin.audit_log": (302, 403, 302, 200, 200),
+    "admin.audit_csv": (302, 403, 302, 200, 200),
+    "helpdesk.index": (302, 403, 302, 200, 200),
+    "helpdesk.mailbox": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
-URL_ARGS = {"alias_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example"}
+URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example"}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
     "admin.delete_alias", "auth.logout", "account.save_forwarding", "account.add_personal_alias",
-    "account.delete_personal_alias",
+    "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
+    "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable",
 }
 
 
@@ -112,6 +118,11 @@ MORE_EXPECTED = {
     "admin.new_alias": (403, 404),
     "admin.edit_alias": (403, 404),
     "admin.delete_domain": (403, 403),
+    "admin.roles": (403, 403),
+    "admin.audit_log": (403, 200),
+    "admin.audit_csv": (403, 200),
+    "helpdesk.index": (200, 200),
+    "helpdesk.mailbox": (200, 403),
 }
 
 
@@ -129,25 +140,33 @@ def test_get_matrix_for_helpdesk_and_the_other_domains_admin(app, clients):
     assert failures == []
 
 
+# What an admin POST could change: counts of every table it writes, and the newest mailbox change.
+STATE = (
+    "SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
+    " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t,"
+    " (SELECT count(*) FROM portal_roles) AS r, (SELECT count(*) FROM portal_audit_log) AS l"
+)
+
+
 @pytest.mark.parametrize("role", ["helpdesk", "admin_b", "user"])
 def test_no_admin_post_changes_anything_from_outside(app, clients, db, role):
-    """POSTs with a valid token to every admin route of m.example: refused, nothing written."""
+    """POSTs with a valid token to every admin route of m.example (and, but for the helpdesk, every helpdesk
+    route): refused, nothing written."""
     client = clients[role]
     token = csrf_token(client, "/")
-    before = db.execute("SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
-                        " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t"
-                        ).fetchone()
+    before = db.execute(STATE).fetchone()
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("admin.") or "POST" not in rule.methods:
+        if "POST" not in rule.methods:
+            continue
+        if not (rule.endpoint.startswith("admin.") or rule.endpoint.startswith("helpdesk.") and role != "helpdesk"):
             continue
         url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
         data = {"csrf_token": token, "local_part": "intruder", "generate": "y", "confirm": "m.example",
-                "destinations": "user@m.example", "name": "evil.example", "quota": "", "active": ""}
+                "destinations": "user@m.example", "name": "evil.example", "quota": "", "active": "",
+                "address": f"{role}@m.example", "role": "superadmin", "domain": "", "reason": "x"}
         status = client.post(url, data=data).status_code
         assert status in (403, 404), f"{role} POST {url}: {status}"
-    after = db.execute("SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
-                       " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t"
-                       ).fetchone()
+    after = db.execute(STATE).fetchone()
     assert after == before
 
 

@@ -47,16 +47,7 @@ def addresses(page_html: str) -> list[str]:
 
 
 def test_pages_cover_every_mailbox_once_in_order(root, many):
-    seen, url = [], "/admin/domains/big.example/mailboxes"
-    for _ in range(5):
-        response = root.get(url)
-        assert response.status_code == 200
-        html = response.get_data(as_text=True)
-        seen += addresses(html)
-        match = re.search(r'<a href="([^"]+)">Next', html)
-        if not match:
-            break
-        url = match.group(1).replace("&amp;", "&")
+    seen = walk(root, "/admin/domains/big.example/mailboxes")
     assert len(seen) == 120 == len(set(seen))
     assert seen == sorted(seen)
 
@@ -126,3 +117,64 @@ def test_domain_list_pages(db):
     second = listing.domains(db, None, listing.Search(), first.next_after)
     assert len(first.rows) == 50 and len(second.rows) == 25 and second.next_after is None
     assert [r["name"] for r in first.rows + second.rows] == sorted(r["name"] for r in first.rows + second.rows)
+
+
+def walk(client, url: str) -> list[str]:
+    """Follow the Next links from ``url``; the addresses of every page, in order."""
+    seen = []
+    for _ in range(20):
+        response = client.get(url)
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        seen += addresses(html)
+        match = re.search(r'<a href="([^"]+)">Next', html)
+        if not match:
+            return seen
+        url = match.group(1).replace("&amp;", "&")
+    raise AssertionError("more pages than expected")
+
+
+def test_sorted_newest_first_across_pages_with_equal_times(root, many, db):
+    # Three mailboxes share each creation time: the id decides among them, and no page repeats or skips one.
+    db.execute("UPDATE virtual_users SET created_at = '2026-01-01'::timestamptz + (id / 3) * interval '1 minute'"
+               " WHERE domain_id = %s", (many,))
+    expected = [r["email"] for r in db.execute(
+        "SELECT email FROM virtual_users WHERE domain_id = %s ORDER BY created_at DESC, id DESC", (many,)
+    ).fetchall()]
+    assert walk(root, "/admin/domains/big.example/mailboxes?sort=newest") == expected
+    assert walk(root, "/admin/domains/big.example/mailboxes?sort=oldest") == expected[::-1]
+
+
+def test_sorted_z_to_a_with_a_search(root, many):
+    seen = walk(root, "/admin/domains/big.example/mailboxes?sort=address-desc&q=user0&mode=prefix")
+    assert seen == sorted((f"user{n:03d}@big.example" for n in range(1, 100)), reverse=True)
+    aliases_html = root.get("/admin/domains/big.example/aliases?sort=address-desc").get_data(as_text=True)
+    assert aliases_html.index("sales@big.example") < aliases_html.index("odd_name@big.example")
+
+
+def test_domains_by_most_mailboxes(root, many, db):
+    with db.transaction():
+        db.execute("INSERT INTO virtual_domains (name) SELECT 'd' || n || '.example' FROM generate_series(1, 60) n")
+    html = root.get("/admin/domains?sort=mailboxes").get_data(as_text=True)
+    first = re.search(r'<td><a href="[^"]+">([a-z0-9.]+)</a></td>', html).group(1)
+    assert first == "big.example"
+    names = []
+    url = "/admin/domains?sort=mailboxes"
+    while url:
+        html = root.get(url).get_data(as_text=True)
+        names += re.findall(r'<td><a href="/admin/domains/[^/]+/mailboxes">([a-z0-9.]+)</a></td>', html)
+        match = re.search(r'<a href="([^"]+)">Next', html)
+        url = match.group(1).replace("&amp;", "&") if match else None
+    assert len(names) == len(set(names)) == db.execute("SELECT count(*) AS n FROM virtual_domains").fetchone()["n"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sort=size", "sort=address;drop", "after=%5B%22x%22%2C1%5D", "sort=newest&after=%5B%22user%22%5D",
+     "sort=newest&after=%5B%22not-a-time%22%2C1%5D", "sort=newest&after=%5B%222026-01-01%22%2Ctrue%5D",
+     "after=%7B%7D", "after=%5B%22a%5Cu0000%22%5D"],
+)
+def test_unknown_sorts_and_forged_cursors_are_refused(root, many, query):
+    response = root.get("/admin/domains/big.example/mailboxes?" + query)
+    assert response.status_code == 400
+    assert "Traceback" not in response.get_data(as_text=True)

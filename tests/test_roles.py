@@ -55,13 +55,13 @@ def test_grant_list_and_revoke(app, people, db):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("grant", "superadmin", "nobody@a.example"), "there is no mailbox nobody@a.example"),
+        (("grant", "superadmin", "nobody@a.example"), "There is no mailbox nobody@a.example"),
         (("grant", "superadmin", "not an address"), "is not an e-mail address"),
-        (("grant", "superadmin", "root@a.example", "a.example"), "a superadmin holds every domain"),
-        (("grant", "domain-admin", "ann@a.example"), "a domain admin needs a domain"),
-        (("grant", "domain-admin", "ann@a.example", "zzz.example"), "there is no domain zzz.example"),
+        (("grant", "superadmin", "root@a.example", "a.example"), "A superadmin holds every domain"),
+        (("grant", "domain-admin", "ann@a.example"), "A domain admin needs a domain"),
+        (("grant", "domain-admin", "ann@a.example", "zzz.example"), "There is no domain zzz.example"),
         (("grant", "emperor", "ann@a.example"), "Invalid value"),
-        (("revoke", "superadmin", "ann@a.example"), "does not hold that role"),
+        (("revoke", "superadmin", "ann@a.example"), "ann@a.example is not superadmin"),
     ],
 )
 def test_refusals_are_explained_and_change_nothing(app, people, db, args, message):
@@ -71,6 +71,16 @@ def test_refusals_are_explained_and_change_nothing(app, people, db, args, messag
     assert "Traceback" not in result.output
     assert roles(db) == []
     assert db.execute("SELECT count(*) AS n FROM portal_audit_log").fetchone()["n"] == 0
+
+
+def test_the_last_superadmin_cannot_be_revoked(app, people, db):
+    cli(app, "grant", "superadmin", "root@a.example")
+    result = cli(app, "revoke", "superadmin", "root@a.example")
+    assert result.exit_code != 0 and "root@a.example is the last superadmin" in result.output
+    assert roles(db) == [("root@a.example", "superadmin", None)]
+    cli(app, "grant", "superadmin", "ann@a.example")
+    assert cli(app, "revoke", "superadmin", "root@a.example").exit_code == 0
+    assert roles(db) == [("ann@a.example", "superadmin", None)]
 
 
 def test_deleting_a_mailbox_drops_its_roles(app, people, db):

@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 @account_required
 def index():
     """The signed-in user's start page."""
-    mailbox = mailboxes.get_mailbox(get_db(), current_user.email)
-    return render_template("account/index.html", mailbox=mailbox)
+    conn = get_db()
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    return render_template("account/index.html", mailbox=mailbox,
+                           history=audit.account_history(conn, current_user.email))
 
 
 def _policy_problems(form, config) -> list[str]:

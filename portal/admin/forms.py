@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
+from wtforms import DateField
 from wtforms import IntegerField
 from wtforms import PasswordField
 from wtforms import SelectChoice
@@ -14,8 +15,11 @@ from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
+from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
+from ..auditlog import ACTIONS
+from ..queries.listing import AUDIT_SORTS
 from ..queries.listing import MIN_SUBSTRING
 
 
@@ -31,6 +35,8 @@ class SearchForm(FlaskForm):
         choices=[SelectChoice("prefix", "starts with"), SelectChoice("contains", "contains")],
         default="prefix",
     )
+    # Choices are the list's own allow-list (portal/queries/listing.py), set by the view.
+    sort = SelectField("Sort by", choices=[], validate_choice=True)
 
     def validate_q(self, field):
         text = (field.data or "").strip()
@@ -122,3 +128,53 @@ class DeleteDomainForm(FlaskForm):
     """Deleting a domain asks for its name typed again."""
 
     confirm = StringField("Type the domain name to confirm", validators=[DataRequired("Type the domain name.")])
+
+
+class GrantRoleForm(FlaskForm):
+    """A role to give: to which mailbox, which role, and in which domain."""
+
+    address = StringField(
+        "Mailbox", validators=[DataRequired("Enter the mailbox's address."), Length(max=254, message="Too long.")]
+    )
+    role = SelectField(
+        "Role",
+        choices=[SelectChoice("domain-admin", "domain admin"), SelectChoice("helpdesk", "helpdesk"),
+                 SelectChoice("superadmin", "superadmin")],
+    )
+    domain = StringField(
+        "Domain", description="Needed for a domain admin; for helpdesk, empty means every domain.",
+        validators=[Length(max=253, message="Use at most 253 characters.")],
+    )
+
+
+class AuditFilterForm(FlaskForm):
+    """Filters of the audit log (a GET form: nothing changes, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    actor = StringField("Who", description="The full address, or cli.",
+                        validators=[Optional(), Length(max=254, message="Use at most 254 characters.")])
+    target = StringField("Concerning", description="A full address or domain name.",
+                         validators=[Optional(), Length(max=254, message="Use at most 254 characters.")])
+    action = SelectField("What", choices=[SelectChoice("", "anything")]
+                         + [SelectChoice(key, label) for key, label in ACTIONS.items()], default="")
+    since = DateField("From (UTC)", validators=[Optional()], format="%Y-%m-%d")
+    until = DateField("To (UTC, inclusive)", validators=[Optional()], format="%Y-%m-%d")
+    sort = SelectField("Order", choices=[SelectChoice(name, s.label) for name, s in AUDIT_SORTS.items()],
+                       default="newest")
+
+    def validate_actor(self, field):
+        _printable(field)
+
+    def validate_target(self, field):
+        _printable(field)
+
+    def validate_until(self, field):
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end of the range is before its start.")
+
+
+def _printable(field):
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in field.data or ""):
+        raise ValidationError("This contains control characters.")

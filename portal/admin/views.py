@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
+import csv
+import io
+import json
+from datetime import UTC
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 
 from flask import Blueprint
+from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import stream_with_context
 from flask import url_for
 from flask_login import current_user
 
@@ -18,6 +26,7 @@ from .. import aliasrules
 from .. import mailboxes as mailbox_rules
 from .. import passwords
 from .. import quota
+from .. import roles as role_rules
 from ..access import admin_required
 from ..access import superadmin_required
 from ..account.forms import DeleteForm
@@ -26,6 +35,7 @@ from ..addresses import canonical_address
 from ..addresses import canonical_domain
 from ..clientaddr import client_address
 from ..db import get_db
+from ..listpages import render_list
 from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
@@ -33,12 +43,13 @@ from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
 from .forms import AliasForm
+from .forms import AuditFilterForm
 from .forms import DeleteDomainForm
 from .forms import DeleteMailboxForm
 from .forms import DomainForm
 from .forms import EditMailboxForm
+from .forms import GrantRoleForm
 from .forms import NewMailboxForm
-from .forms import SearchForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,23 +70,6 @@ def _domain_or_404(name: str) -> dict:
     return row
 
 
-def _search() -> tuple[SearchForm, listing.Search | None, str | None]:
-    form = SearchForm(request.args)
-    after = request.args.get("after") or None
-    if after is not None and (len(after) > 254 or any(ord(ch) < 0x20 for ch in after)):
-        abort(400)
-    if request.args and not form.validate():
-        return form, None, after
-    return form, listing.Search((form.q.data or "").strip().lower(), form.mode.data or "prefix"), after
-
-
-def _render_list(template: str, fetch, **context):
-    form, search, after = _search()
-    page = fetch(search, after) if search is not None else listing.Page([], None)
-    status = 200 if search is not None else 400
-    return render_template(template, form=form, page=page, format_size=quota.format_size, **context), status
-
-
 @bp.get("/")
 @admin_required
 def index():
@@ -89,7 +83,8 @@ def index():
 @admin_required
 def domains():
     """All domains in scope, searchable, a page at a time."""
-    return _render_list("admin/domains.html", lambda s, a: listing.domains(get_db(), _scope(), s, a))
+    return render_list("admin/domains.html", lambda s, a, o: listing.domains(get_db(), _scope(), s, a, o),
+                        listing.DOMAIN_SORTS)
 
 
 @bp.get("/domains/<name>/mailboxes")
@@ -97,8 +92,8 @@ def domains():
 def mailboxes(name: str):
     """The mailboxes of a domain with their limit and usage, a page at a time."""
     domain = _domain_or_404(name)
-    return _render_list("admin/mailboxes.html", lambda s, a: listing.mailboxes(get_db(), domain["id"], s, a),
-                        domain=domain)
+    return render_list("admin/mailboxes.html", lambda s, a, o: listing.mailboxes(get_db(), domain["id"], s, a, o),
+                        listing.MAILBOX_SORTS, domain=domain)
 
 
 @bp.get("/domains/<name>/aliases")
@@ -106,8 +101,8 @@ def mailboxes(name: str):
 def aliases(name: str):
     """The aliases of a domain with their destinations, a page at a time."""
     domain = _domain_or_404(name)
-    return _render_list("admin/aliases.html", lambda s, a: listing.aliases(get_db(), domain["id"], s, a),
-                        domain=domain)
+    return render_list("admin/aliases.html", lambda s, a, o: listing.aliases(get_db(), domain["id"], s, a, o),
+                        listing.ALIAS_SORTS, domain=domain)
 
 
 
@@ -131,7 +126,7 @@ def new_mailbox(name: str):
         field = form.quota if isinstance(exc, quota.InvalidSize) else form.local_part
         field.errors = list(field.errors) + [str(exc)]
         return render_template("admin/new_mailbox.html", form=form, domain=domain), 400
-    generated = secrets.token_urlsafe(15) if form.generate.data else None
+    generated = passwords.generate_password() if form.generate.data else None
     password = generated or form.password.data
     if not generated:
         problems = passwords.policy_problems(
@@ -455,3 +450,148 @@ def delete_domain(name: str):
     flash(f"{domain['name']} is deleted with {summary['mailboxes']} mailboxes; their mail is kept for {grace} days.",
           "success")
     return redirect(url_for("admin.domains"))
+
+
+def _roles_page(form, status=None):
+    html, list_status = render_list("admin/roles.html", lambda s, a, o: listing.roles(get_db(), s, a, o),
+                                     listing.ROLE_SORTS, grant_form=form, revoke_form=DeleteForm(),
+                                     labels=role_rules.ROLE_LABELS)
+    return html, status or list_status
+
+
+@bp.get("/roles")
+@superadmin_required
+def roles():
+    """Everyone who holds a role, a page at a time, and the form to grant one (superadmins only)."""
+    return _roles_page(GrantRoleForm(formdata=None))
+
+
+@bp.post("/roles")
+@superadmin_required
+def grant_role():
+    """Give a mailbox a role."""
+    form = GrantRoleForm()
+    if not form.validate_on_submit():
+        return _roles_page(form, 400)
+    try:
+        granted, mailbox, role_name, domain_row = role_rules.grant(
+            get_db(), address=form.address.data, role=form.role.data, domain=form.domain.data,
+            actor=current_user.email, actor_role="superadmin", client_addr=client_address(),
+        )
+    except role_rules.RoleError as exc:
+        form.form_errors.append(str(exc))
+        return _roles_page(form, 400)
+    what = role_rules.ROLE_LABELS[role_name] + (f" of {domain_row['name']}" if domain_row else "")
+    if granted:
+        flash(f"{mailbox['email']} is now {what}.", "success")
+    else:
+        flash(f"{mailbox['email']} was already {what}.", "info")
+    return redirect(url_for("admin.roles"))
+
+
+@bp.post("/roles/<int:role_id>/revoke")
+@superadmin_required
+def revoke_role(role_id: int):
+    """Take a role back (never the last superadmin's)."""
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    held = role_queries.get_role(get_db(), role_id)
+    if held is None:
+        abort(404)
+    try:
+        mailbox, role_name, domain_row = role_rules.revoke(
+            get_db(), address=held["email"], role=held["role"], domain=held["domain"],
+            actor=current_user.email, actor_role="superadmin", client_addr=client_address(),
+        )
+    except role_rules.RoleError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.roles"))
+    what = role_rules.ROLE_LABELS[role_name] + (f" of {domain_row['name']}" if domain_row else "")
+    flash(f"{mailbox['email']} is no longer {what}.", "success")
+    return redirect(url_for("admin.roles"))
+
+
+def _audit_scope() -> list[str] | None:
+    """The domains whose audit rows the admin may read; None for a superadmin (all rows)."""
+    if current_user.is_superadmin:
+        return None
+    return [r["domain"] for r in current_user.roles if r["role"] == "domain_admin"]
+
+
+def _audit_request() -> tuple[AuditFilterForm, listing.AuditFilter | None, listing.Sort]:
+    form = AuditFilterForm(request.args)
+    if request.args and not form.validate():
+        return form, None, listing.AUDIT_SORTS["newest"]
+    day = timedelta(days=1)
+    filters = listing.AuditFilter(
+        actor=(form.actor.data or "").strip().lower() or None,
+        target=(form.target.data or "").strip().lower() or None,
+        action=form.action.data or None,
+        since=datetime.combine(form.since.data, time(), UTC) if form.since.data else None,
+        until=datetime.combine(form.until.data, time(), UTC) + day if form.until.data else None,
+    )
+    return form, filters, listing.AUDIT_SORTS.get(form.sort.data or "", listing.AUDIT_SORTS["newest"])
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log():
+    """Who changed what: all of it for superadmins, their domains' rows for domain admins."""
+    form, filters, sort = _audit_request()
+    # Only the form's own fields go into the page's links (never _external, _scheme and the like).
+    link_args = {name: request.args[name] for name in AUDIT_FILTER_FIELDS if request.args.get(name)}
+    if filters is None:
+        return render_template("admin/audit.html", form=form, page=listing.Page([], None), filters=link_args), 400
+    try:
+        page = listing.audit_entries(get_db(), _audit_scope(), filters, request.args.get("after"), sort)
+    except listing.InvalidCursor:
+        abort(400)
+    return render_template("admin/audit.html", form=form, page=page, filters=link_args)
+
+
+AUDIT_FILTER_FIELDS = ("actor", "target", "action", "since", "until", "sort")
+
+
+CSV_BATCH = 1000
+
+
+def _csv_cell(value) -> str:
+    text = "" if value is None else str(value)
+    # A cell that a spreadsheet would run as a formula is quoted as text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.get("/audit.csv")
+@admin_required
+def audit_csv():
+    """The audit rows the page's filters select, all of them, as CSV."""
+    form, filters, sort = _audit_request()
+    if filters is None:
+        abort(400)
+    scope = _audit_scope()
+    try:
+        first = listing.audit_entries(get_db(), scope, filters, request.args.get("after"), sort, limit=CSV_BATCH)
+    except listing.InvalidCursor:
+        abort(400)
+
+    def rows():
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["at", "actor", "actor_role", "client_addr", "action", "target", "domain", "summary"])
+        page = first
+        while True:
+            for e in page.rows:
+                writer.writerow([_csv_cell(v) for v in (
+                    e["at"].isoformat(), e["actor"], e["actor_role"], e["client_addr"], e["action"], e["target"],
+                    e["domain"], json.dumps(e["summary"], ensure_ascii=False, sort_keys=True))])
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            if page.next_after is None:
+                return
+            # Keyset batches: memory stays flat however long the log is.
+            page = listing.audit_entries(get_db(), scope, filters, page.next_after, sort, limit=CSV_BATCH)
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Response(stream_with_context(rows()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'})

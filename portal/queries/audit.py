@@ -35,3 +35,16 @@ def entries_for_target(conn, target: str, limit: int = 20) -> list[dict]:
         """,
         (target, limit),
     ).fetchall()
+
+
+def account_history(conn, email: str, limit: int = 10) -> list[dict]:
+    """Return the newest changes to one account: made to it by anyone, or by its owner through self-service."""
+    return conn.execute(
+        """
+        SELECT at, actor, actor_role, client_addr, action, target, domain, summary
+          FROM portal_audit_log
+         WHERE target = %(email)s OR (actor = %(email)s AND actor_role = 'user')
+         ORDER BY at DESC, id DESC LIMIT %(limit)s
+        """,
+        {"email": email, "limit": limit},
+    ).fetchall()

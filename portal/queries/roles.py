@@ -57,3 +57,17 @@ def all_roles(conn) -> list[dict]:
          ORDER BY u.email, r.role, d.name NULLS FIRST
         """
     ).fetchall()
+
+
+def get_role(conn, role_id: int) -> dict | None:
+    """Return one held role with its holder's address and its domain's name."""
+    return conn.execute(
+        """
+        SELECT r.id, r.role, u.email, d.name AS domain
+          FROM portal_roles r
+          JOIN virtual_users u ON u.id = r.user_id
+          LEFT JOIN virtual_domains d ON d.id = r.domain_id
+         WHERE r.id = %s
+        """,
+        (role_id,),
+    ).fetchone()

@@ -59,3 +59,8 @@ def delete_expired_sessions(conn, idle: timedelta, absolute: timedelta) -> int:
         "DELETE FROM portal_sessions WHERE last_seen_at < now() - %s OR created_at < now() - %s",
         (idle, absolute),
     ).rowcount
+
+
+def count_user_sessions(conn, user_id: int) -> int:
+    """Return how many portal sessions a mailbox has open."""
+    return conn.execute("SELECT count(*) AS n FROM portal_sessions WHERE user_id = %s", (user_id,)).fetchone()["n"]

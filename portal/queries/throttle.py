@@ -62,3 +62,15 @@ def purge_expired(conn, window: timedelta) -> int:
         """,
         (window,),
     ).rowcount
+
+
+def state(conn, kind: str, key: str) -> dict | None:
+    """Return the failures counted for one key and until when it is locked (None: nothing counted)."""
+    return conn.execute(
+        """
+        SELECT failures, window_started_at,
+               CASE WHEN locked_until > now() THEN locked_until END AS locked_until
+          FROM portal_login_throttle WHERE kind = %s AND key = %s
+        """,
+        (kind, key),
+    ).fetchone()

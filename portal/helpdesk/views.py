@@ -1,0 +1,177 @@
+"""Helpdesk pages: find a mailbox, see its state, and reset, unlock, disable or enable it.
+
+Helpdesk members, domain admins and superadmins use them, each within their own
+domains (``support_scope``), and only on ordinary mailboxes unless a superadmin.
+An address outside one's domains gets 403 whether or not it exists, so these
+pages cannot be used to find out which addresses exist elsewhere.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import abort
+from flask import current_app
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import url_for
+from flask_login import current_user
+
+from .. import aliasrules
+from .. import quota
+from .. import support
+from ..access import support_required
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..clientaddr import client_address
+from ..db import get_db
+from ..listpages import render_list
+from ..queries import aliases as alias_queries
+from ..queries import audit
+from ..queries import domains as domain_queries
+from ..queries import listing
+from ..queries import mailboxes as mailbox_queries
+from ..queries import quota as quota_queries
+from ..queries import sessions as session_queries
+from ..queries import throttle
+from .forms import ActionForm
+from .forms import DisableForm
+from .forms import EnableForm
+
+bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
+
+
+@bp.get("/")
+@support_required
+def index():
+    """Find a mailbox among those one may help with."""
+    return render_list(
+        "helpdesk/index.html",
+        lambda s, a, o: listing.support_mailboxes(get_db(), current_user.support_scope, s, a, o),
+        listing.SUPPORT_SORTS,
+    )
+
+
+def _target(address: str) -> dict:
+    """The mailbox at ``address`` if it is in the user's scope: 403 outside it, 404 inside if missing."""
+    try:
+        email = canonical_address(address)
+    except InvalidAddress:
+        abort(404)
+    scope = current_user.support_scope
+    if scope is not None:
+        domain = domain_queries.get_domain_by_name(get_db(), email.rpartition("@")[2])
+        if domain is None or domain["id"] not in scope:
+            abort(403)
+    mailbox = mailbox_queries.get_mailbox(get_db(), email)
+    if mailbox is None:
+        abort(404)
+    return mailbox
+
+
+def _checked_target(address: str) -> dict:
+    """The mailbox, if the user may act on it (not their own; an ordinary one unless superadmin)."""
+    mailbox = _target(address)
+    try:
+        support.check_target(get_db(), mailbox, current_user.is_superadmin, current_user.email)
+    except support.SupportRefused:
+        abort(403)
+    return mailbox
+
+
+def _actor() -> dict:
+    return {"actor": current_user.email, "actor_role": current_user.support_role,
+            "actor_is_superadmin": current_user.is_superadmin, "client_addr": client_address()}
+
+
+def _mailbox_page(mailbox: dict, disable_form=None, enable_form=None, status: int = 200):
+    conn = get_db()
+    forwarding = aliasrules.Forwarding.from_rows(mailbox["email"], alias_queries.destinations(conn, mailbox["email"]))
+    return render_template(
+        "helpdesk/mailbox.html", mailbox=mailbox, forwarding=forwarding,
+        usage=quota_queries.mailbox_usage(conn, mailbox["email"]), format_size=quota.format_size,
+        failures=throttle.state(conn, "account", mailbox["email"]),
+        sessions=session_queries.count_user_sessions(conn, mailbox["id"]),
+        history=audit.entries_for_target(conn, mailbox["email"], limit=10),
+        action_form=ActionForm(formdata=None), disable_form=disable_form or DisableForm(formdata=None),
+        enable_form=enable_form or EnableForm(formdata=None),
+    ), status
+
+
+@bp.get("/mailboxes/<address>")
+@support_required
+def mailbox(address: str):
+    """A mailbox's state: status, storage, forwarding, password, sign-in failures, recent history."""
+    return _mailbox_page(_checked_target(address))
+
+
+def _refused(exc: support.SupportRefused):
+    abort(403, str(exc))
+
+
+@bp.post("/mailboxes/<address>/reset")
+@support_required
+def reset_password(address: str):
+    """Give the mailbox a one-time password, shown on this response only."""
+    mailbox = _checked_target(address)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        temporary = support.reset_password(get_db(), mailbox, scheme=current_app.config["PASSWORD_SCHEME"],
+                                           **_actor())
+    except support.SupportRefused as exc:
+        _refused(exc)
+    # Rendered, not redirected: the password must not travel in a flash cookie.
+    return render_template("helpdesk/password_reset.html", mailbox=mailbox, temporary=temporary)
+
+
+@bp.post("/mailboxes/<address>/unlock")
+@support_required
+def unlock(address: str):
+    """Forget the failed sign-ins that lock the mailbox out of the portal."""
+    mailbox = _checked_target(address)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        cleared = support.unlock(get_db(), mailbox, **_actor())
+    except support.SupportRefused as exc:
+        _refused(exc)
+    if cleared is None:
+        flash(f"{mailbox['email']} had no failed sign-ins to forget.", "info")
+    else:
+        flash(f"{mailbox['email']} is unlocked: {cleared['failures']} failed sign-ins forgotten.", "success")
+    return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
+
+
+@bp.post("/mailboxes/<address>/disable")
+@support_required
+def disable(address: str):
+    """Disable the mailbox, with a reason: no sign-in, no mail delivered, its sessions ended."""
+    return _set_active(address, DisableForm(), active=False)
+
+
+@bp.post("/mailboxes/<address>/enable")
+@support_required
+def enable(address: str):
+    """Enable the mailbox again."""
+    return _set_active(address, EnableForm(), active=True)
+
+
+def _set_active(address: str, form, *, active: bool):
+    mailbox = _checked_target(address)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        forms = {"enable_form": form} if active else {"disable_form": form}
+        return _mailbox_page(mailbox, status=400, **forms)
+    try:
+        changed = support.set_active(get_db(), mailbox, active=active, reason=(form.reason.data or "").strip(),
+                                     **_actor())
+    except support.SupportRefused as exc:
+        _refused(exc)
+    state = "enabled" if active else "disabled"
+    if changed:
+        flash(f"{mailbox['email']} is {state}.", "success")
+    else:
+        flash(f"{mailbox['email']} was already {state}.", "info")
+    return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))

@@ -1,0 +1,84 @@
+"""Granting and revoking the portal's roles: one set of rules for the admin pages and the command line."""
+
+from __future__ import annotations
+
+from .addresses import InvalidAddress
+from .addresses import canonical_address
+from .addresses import canonical_domain
+from .queries import audit
+from .queries import domains as domain_queries
+from .queries import mailboxes as mailbox_queries
+from .queries import roles as role_queries
+
+# Names as people type them (command line, forms) and as the database stores them.
+ROLE_NAMES = {"superadmin": "superadmin", "domain-admin": "domain_admin", "helpdesk": "helpdesk"}
+ROLE_LABELS = {"superadmin": "superadmin", "domain_admin": "domain admin", "helpdesk": "helpdesk"}
+
+
+class RoleError(ValueError):
+    """A grant or revoke that cannot be done; the message says why."""
+
+
+def resolve(conn, address: str, role: str, domain: str | None) -> tuple[dict, str, dict | None]:
+    """Check a role change's arguments; return (mailbox, stored role name, domain row or None)."""
+    role_name = ROLE_NAMES.get(role, role if role in ROLE_LABELS else None)
+    if role_name is None:
+        raise RoleError(f"There is no role {role!r}; use superadmin, domain-admin or helpdesk.")
+    try:
+        email = canonical_address(address)
+    except InvalidAddress as exc:
+        raise RoleError(f"{address!r} {exc}.") from None
+    mailbox = mailbox_queries.get_mailbox(conn, email)
+    if mailbox is None:
+        raise RoleError(f"There is no mailbox {email}; roles belong to mailboxes.")
+    domain = (domain or "").strip()
+    if role_name == "superadmin" and domain:
+        raise RoleError("A superadmin holds every domain; give no domain.")
+    if role_name == "domain_admin" and not domain:
+        raise RoleError("A domain admin needs a domain.")
+    domain_row = None
+    if domain:
+        try:
+            name = canonical_domain(domain)
+        except InvalidAddress as exc:
+            raise RoleError(f"{domain!r} {exc}.") from None
+        domain_row = domain_queries.get_domain_by_name(conn, name)
+        if domain_row is None:
+            raise RoleError(f"There is no domain {name}.")
+    return mailbox, role_name, domain_row
+
+
+def _record(conn, action, mailbox, role_name, domain_row, actor, actor_role, client_addr) -> None:
+    audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action=action,
+                 target=mailbox["email"], domain=domain_row["name"] if domain_row else "", summary={"role": role_name})
+
+
+def grant(conn, *, address: str, role: str, domain: str | None, actor: str, actor_role: str,
+          client_addr: str | None) -> tuple[bool, dict, str, dict | None]:
+    """Give a role in one transaction with its audit row; (granted, mailbox, role, domain row).
+
+    ``granted`` is False when the role was held already (nothing is written then)."""
+    with conn.transaction():
+        mailbox, role_name, domain_row = resolve(conn, address, role, domain)
+        granted = role_queries.grant(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None)
+        if granted:
+            _record(conn, "role.grant", mailbox, role_name, domain_row, actor, actor_role, client_addr)
+    return granted, mailbox, role_name, domain_row
+
+
+def revoke(conn, *, address: str, role: str, domain: str | None, actor: str, actor_role: str,
+           client_addr: str | None) -> tuple[dict, str, dict | None]:
+    """Take a role back in one transaction with its audit row; never the last superadmin's."""
+    with conn.transaction():
+        # Serialises revokes, so two superadmins cannot each revoke the other at once.
+        conn.execute("LOCK TABLE portal_roles IN SHARE ROW EXCLUSIVE MODE")
+        mailbox, role_name, domain_row = resolve(conn, address, role, domain)
+        if role_name == "superadmin" and role_queries.count_superadmins(conn) == 1 and any(
+            r["role"] == "superadmin" for r in role_queries.roles_of(conn, mailbox["id"])
+        ):
+            raise RoleError(f"{mailbox['email']} is the last superadmin; grant the role to someone else first.")
+        if not role_queries.revoke(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None):
+            where = f" in {domain_row['name']}" if domain_row else ""
+            raise RoleError(f"{mailbox['email']} is not {ROLE_LABELS[role_name]}{where}.")
+        _record(conn, "role.revoke", mailbox, role_name, domain_row, actor, actor_role, client_addr)
+    return mailbox, role_name, domain_row
