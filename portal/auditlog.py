@@ -15,7 +15,7 @@ ACTIONS = {
     "mailbox.delete": "mailbox deleted",
     "mailbox.purge": "deleted mailbox's mail removed",
     "mailbox.quota": "size limit set",
-    "mailbox.password_reset": "password reset by helpdesk",
+    "mailbox.password_reset": "password reset (one-time password given)",
     "mailbox.unlock": "sign-in failures cleared",
     "mailbox.disable": "mailbox disabled",
     "mailbox.enable": "mailbox enabled",

@@ -50,7 +50,8 @@ def resolve(conn, address: str, role: str, domain: str | None) -> tuple[dict, st
 
 def _record(conn, action, mailbox, role_name, domain_row, actor, actor_role, client_addr) -> None:
     audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action=action,
-                 target=mailbox["email"], domain=domain_row["name"] if domain_row else "", summary={"role": role_name})
+                 target=mailbox["email"], domain=domain_row["name"] if domain_row else "",
+                 summary={"role": role_name, "in": domain_row["name"] if domain_row else "every domain"})
 
 
 def grant(conn, *, address: str, role: str, domain: str | None, actor: str, actor_role: str,

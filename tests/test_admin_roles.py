@@ -48,7 +48,7 @@ def test_grant_gives_access_at_once_and_revoke_takes_it_away(app, root, db):
     assert ann.get("/admin/domains/s.example/mailboxes").status_code == 200
     assert ann.get("/admin/domains/r.example/mailboxes").status_code == 404
     assert audit_rows(db) == [("root@r.example", "superadmin", "role.grant", "ann@r.example", "s.example",
-                               {"role": "domain_admin"})]
+                               {"role": "domain_admin", "in": "s.example"})]
 
     role_id = db.execute("SELECT id FROM portal_roles WHERE role = 'domain_admin'").fetchone()["id"]
     token = csrf_token(root, "/admin/roles")

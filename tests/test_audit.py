@@ -29,17 +29,29 @@ def people(app, db):
         assert runner.invoke(args=["admin", "grant", *args]).exit_code == 0
     db.execute("INSERT INTO virtual_aliases (domain_id, source, destination)"
                " SELECT id, 'team@a.example', 'user@a.example' FROM virtual_domains WHERE name = 'a.example'")
+    # Something for the enable, unlock and personal-alias-delete actions to act on.
+    db.execute("UPDATE virtual_users SET active = false, disabled_reason = 'test' WHERE email = 'gone@a.example'")
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination, owner_id)"
+               " SELECT domain_id, 'mine@a.example', email, id FROM virtual_users WHERE email = %s", (USER,))
     db.execute("DELETE FROM portal_audit_log")
     clients = {}
     for name, address in (("user", USER), ("root", "root@a.example"), ("dadmin", "dadmin@a.example"),
                           ("badmin", "badmin@b.example")):
         clients[name] = make_client(app)
         assert sign_in(clients[name], address, PASSWORD).status_code == 302
+    # After the sign-ins, which clear it: failures for the unlock action to forget.
+    db.execute("INSERT INTO portal_login_throttle (kind, key, failures, window_started_at)"
+               " VALUES ('account', %s, 3, now())", (USER,))
     return clients
 
 
 def form_post(client, page: str, url: str | None = None, **data):
     return client.post(url or page, data={"csrf_token": csrf_token(client, page), **data})
+
+
+def domain_admin_role_id(db) -> int:
+    return db.execute("SELECT r.id FROM portal_roles r JOIN virtual_users u ON u.id = r.user_id"
+                      " WHERE u.email = 'badmin@b.example'").fetchone()["id"]
 
 
 def personal_alias_id(db) -> int:
@@ -85,6 +97,17 @@ ACTIONS = {
     "disable": (lambda c, db: form_post(c["dadmin"], f"/helpdesk/mailboxes/{USER}",
                                         f"/helpdesk/mailboxes/{USER}/disable", reason="on leave"),
                 "mailbox.disable", USER),
+    "enable": (lambda c, db: form_post(c["dadmin"], "/helpdesk/mailboxes/gone@a.example",
+                                       "/helpdesk/mailboxes/gone@a.example/enable", reason=""),
+               "mailbox.enable", "gone@a.example"),
+    "unlock": (lambda c, db: form_post(c["dadmin"], f"/helpdesk/mailboxes/{USER}",
+                                       f"/helpdesk/mailboxes/{USER}/unlock"), "mailbox.unlock", USER),
+    "personal alias delete": (lambda c, db: form_post(c["user"], "/account/forwarding",
+                                                      f"/account/aliases/{personal_alias_id(db)}/delete"),
+                              "alias.personal.delete", "mine@a.example"),
+    "role revoke": (lambda c, db: form_post(c["root"], "/admin/roles",
+                                            f"/admin/roles/{domain_admin_role_id(db)}/revoke"),
+                    "role.revoke", "badmin@b.example"),
 }
 
 
@@ -98,6 +121,8 @@ def snapshot(db) -> dict:
         "sessions": "SELECT token_hash, user_id FROM portal_sessions ORDER BY token_hash",
         "removals": "SELECT * FROM portal_mailbox_removals ORDER BY id",
         "quota": "SELECT * FROM portal_mailbox_quota ORDER BY mailbox_id",
+        "throttle": "SELECT kind, key, failures, locked_until FROM portal_login_throttle WHERE kind = 'account'"
+                    " ORDER BY key",
         "audit": "SELECT * FROM portal_audit_log ORDER BY id",
     }
     return {name: db.execute(query).fetchall() for name, query in tables.items()}
@@ -129,7 +154,12 @@ def test_a_database_error_inside_an_action_leaves_no_change_and_no_row(people, d
     response = do(people, db)
     assert response.status_code == 500
     assert "Traceback" not in response.get_data(as_text=True)
-    assert snapshot(db) == before
+    after = snapshot(db)
+    if name == "password change":
+        # Dovecot accepted the current password before the change began: like any
+        # successful sign-in, that clears the failures counted for the address.
+        before.pop("throttle"), after.pop("throttle")
+    assert after == before
 
 
 def test_cli_changes_are_audited_as_cli(app, people, db):
