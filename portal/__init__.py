@@ -78,12 +78,6 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_commands(app: Flask) -> None:
-    from .cli import admin_cli
-    from .cli import db_cli
-    from .cli import mailbox_cli
-    from .cli import quota_cli
+    from .cli import register
 
-    app.cli.add_command(admin_cli)
-    app.cli.add_command(db_cli)
-    app.cli.add_command(mailbox_cli)
-    app.cli.add_command(quota_cli)
+    register(app)

@@ -1,4 +1,4 @@
-"""Creating mailboxes: the rules shared by the admin pages and, later, the command line."""
+"""Creating, changing and deleting mailboxes: the rules shared by the admin pages, the command line and import."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def create_mailbox(
 
 def update_mailbox(
     conn, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None, actor: str,
-    actor_role: str, client_addr: str | None, display_name: str | None = None,
+    actor_role: str, client_addr: str | None, display_name: str | None = None, must_change: bool = False,
 ) -> dict:
     """Change a mailbox's limit, active flag and (when given) password in one transaction.
 
@@ -96,8 +96,12 @@ def update_mailbox(
             changes["display_name"] = {"before": mailbox["display_name"], "after": display_name}
         if password_hash is not None:
             changes["password_changed"] = True
+            if must_change:
+                changes["must_change"] = True
         if not changes:
             return changes
+        if not active:
+            _keep_a_superadmin(conn, mailbox)
         conn.execute(
             # An enabled mailbox has no reason for being disabled (set by the helpdesk pages).
             "UPDATE virtual_users SET quota_bytes = %s, active = %s, display_name = %s,"
@@ -105,7 +109,7 @@ def update_mailbox(
             (quota_bytes, active, display_name, active, mailbox["id"]),
         )
         if password_hash is not None:
-            mailbox_queries.set_password(conn, mailbox["id"], password_hash)
+            mailbox_queries.set_password(conn, mailbox["id"], password_hash, must_change)
         if password_hash is not None or not active:
             changes["sessions_ended"] = session_queries.delete_user_sessions(conn, mailbox["id"])
         audit.record(
@@ -113,6 +117,15 @@ def update_mailbox(
             target=mailbox["email"], domain=domain["name"], summary=changes,
         )
     return changes
+
+
+def _keep_a_superadmin(conn, mailbox: dict) -> None:
+    from . import roles
+
+    try:
+        roles.keep_a_superadmin(conn, mailbox)
+    except roles.RoleError as exc:
+        raise MailboxRuleError(str(exc)) from None
 
 
 def pending_removal(conn, address: str) -> dict | None:
@@ -134,6 +147,7 @@ def delete_mailbox(
     local, _, domain = mailbox["email"].partition("@")
     with conn.transaction():
         aliases.lock_alias_graph(conn)
+        _keep_a_superadmin(conn, mailbox)
         removed = conn.execute(
             "DELETE FROM virtual_aliases WHERE destination = %s AND source <> %s RETURNING source",
             (mailbox["email"], mailbox["email"]),

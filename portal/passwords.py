@@ -92,3 +92,37 @@ def generate_password(groups: int = 4, group_length: int = 5) -> str:
     return "-".join(
         "".join(secrets.choice(_READABLE) for _ in range(group_length)) for _ in range(groups)
     )
+
+
+def configured_policy_problems(config, password: str, *, address: str, current: str | None = None) -> list[str]:
+    """``policy_problems`` with the limits of the portal's configuration."""
+    return policy_problems(
+        password, address=address, current=current, min_length=int(config["PASSWORD_MIN_LENGTH"]),
+        max_length=int(config["PASSWORD_MAX_LENGTH"]), min_score=int(config["PASSWORD_MIN_SCORE"]),
+    )
+
+
+def stored_hash_problem(stored: str) -> str | None:
+    """Why Dovecot could not read ``stored`` as a password hash of ours (None: it can)."""
+    scheme, digest = "SHA512-CRYPT", stored
+    if stored.startswith("{"):
+        scheme, _, digest = stored[1:].partition("}")
+    hasher = _HASHERS.get(scheme)
+    if hasher is None:
+        return f"the scheme {scheme!r} is not one of {', '.join(SCHEMES)}"
+    if not digest or not hasher.identify(digest):
+        return f"this is not a {scheme} hash"
+    if len(stored) > 255:
+        return "the hash is longer than 255 characters"
+    return None
+
+
+def hash_for_import(item: tuple[str, str, str, dict]) -> tuple[str | None, list[str]]:
+    """Check and hash one imported plain password: (address, password, scheme, policy limits) -> (hash, problems).
+
+    Runs in worker processes, so that a bulk import hashes on every core."""
+    address, password, scheme, limits = item
+    problems = policy_problems(password, address=address, current=None, **limits)
+    if problems:
+        return None, problems
+    return hash_password(password, scheme), []

@@ -48,6 +48,19 @@ def resolve(conn, address: str, role: str, domain: str | None) -> tuple[dict, st
     return mailbox, role_name, domain_row
 
 
+def keep_a_superadmin(conn, mailbox: dict) -> None:
+    """Refuse (RoleError) to take away the last superadmin who can still sign in; call inside the transaction
+    that would revoke, disable or delete ``mailbox``.
+
+    The table lock serialises such changes, so two superadmins cannot each remove
+    the other at the same moment."""
+    conn.execute("LOCK TABLE portal_roles IN SHARE ROW EXCLUSIVE MODE")
+    if role_queries.is_superadmin(conn, mailbox["id"]) and not role_queries.other_usable_superadmins(
+            conn, mailbox["id"]):
+        raise RoleError(f"{mailbox['email']} is the last superadmin who can sign in; make someone else superadmin"
+                        " first.")
+
+
 def _record(conn, action, mailbox, role_name, domain_row, actor, actor_role, client_addr) -> None:
     audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action=action,
                  target=mailbox["email"], domain=domain_row["name"] if domain_row else "",
@@ -61,6 +74,10 @@ def grant(conn, *, address: str, role: str, domain: str | None, actor: str, acto
     ``granted`` is False when the role was held already (nothing is written then)."""
     with conn.transaction():
         mailbox, role_name, domain_row = resolve(conn, address, role, domain)
+        if mailbox["password_must_change"]:
+            # Whoever reset it may still know its one-time password.
+            raise RoleError(f"{mailbox['email']} has a one-time password; its owner must choose a new one before"
+                            " it can hold a role.")
         granted = role_queries.grant(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None)
         if granted:
             _record(conn, "role.grant", mailbox, role_name, domain_row, actor, actor_role, client_addr)
@@ -71,13 +88,9 @@ def revoke(conn, *, address: str, role: str, domain: str | None, actor: str, act
            client_addr: str | None) -> tuple[dict, str, dict | None]:
     """Take a role back in one transaction with its audit row; never the last superadmin's."""
     with conn.transaction():
-        # Serialises revokes, so two superadmins cannot each revoke the other at once.
-        conn.execute("LOCK TABLE portal_roles IN SHARE ROW EXCLUSIVE MODE")
         mailbox, role_name, domain_row = resolve(conn, address, role, domain)
-        if role_name == "superadmin" and role_queries.count_superadmins(conn) == 1 and any(
-            r["role"] == "superadmin" for r in role_queries.roles_of(conn, mailbox["id"])
-        ):
-            raise RoleError(f"{mailbox['email']} is the last superadmin; grant the role to someone else first.")
+        if role_name == "superadmin":
+            keep_a_superadmin(conn, mailbox)
         if not role_queries.revoke(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None):
             where = f" in {domain_row['name']}" if domain_row else ""
             raise RoleError(f"{mailbox['email']} is not {ROLE_LABELS[role_name]}{where}.")

@@ -72,13 +72,13 @@ class MailboxUser(UserMixin):
             return None
         return sorted({r["domain_id"] for r in self.roles if r["role"] in ("domain_admin", "helpdesk")})
 
-    @property
-    def support_role(self) -> str:
-        """The role the audit log names for this user's helpdesk actions: the strongest held."""
-        for role in ("superadmin", "domain_admin", "helpdesk"):
-            if any(r["role"] == role for r in self.roles):
-                return role
-        return "user"
+    def support_role_for(self, domain_id: int) -> str:
+        """The role by which this user helps with a mailbox of ``domain_id``, as the audit log names it."""
+        if self.is_superadmin:
+            return "superadmin"
+        if any(r["role"] == "domain_admin" and r["domain_id"] == domain_id for r in self.roles):
+            return "domain_admin"
+        return "helpdesk"
 
 
 def token_hash(token: str) -> bytes:

@@ -9,6 +9,7 @@ lock on the same row).
 from __future__ import annotations
 
 from . import passwords
+from . import roles
 from .queries import audit
 from .queries import roles as role_queries
 from .queries import sessions as session_queries
@@ -89,6 +90,11 @@ def set_active(conn, mailbox: dict, *, active: bool, reason: str, actor: str, ac
         row = _lock(conn, mailbox, actor_is_superadmin, actor)
         if row["active"] == active:
             return False
+        if not active:
+            try:
+                roles.keep_a_superadmin(conn, row)
+            except roles.RoleError as exc:
+                raise SupportRefused(str(exc)) from None
         conn.execute(
             "UPDATE virtual_users SET active = %s, disabled_reason = %s WHERE id = %s",
             (active, "" if active else reason, row["id"]),

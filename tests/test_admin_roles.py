@@ -92,8 +92,8 @@ def test_the_last_superadmin_keeps_the_role(root, db):
     role_id = db.execute("SELECT id FROM portal_roles WHERE role = 'superadmin'").fetchone()["id"]
     token = csrf_token(root, "/admin/roles")
     response = root.post(f"/admin/roles/{role_id}/revoke", data={"csrf_token": token}, follow_redirects=True)
-    assert "root@r.example is the last superadmin; grant the role to someone else first." in response.get_data(
-        as_text=True)
+    page = response.get_data(as_text=True)
+    assert "root@r.example is the last superadmin who can sign in; make someone else superadmin first." in page
     assert held(db) == [("root@r.example", "superadmin", None)] and audit_rows(db) == []
 
 
@@ -110,3 +110,41 @@ def test_role_list_searches_and_sorts(root, db):
     html = root.get("/admin/roles?sort=role").get_data(as_text=True)
     assert html.index("<td>ben@s.example</td>") < html.index("<td>ann@r.example</td>") < html.index(
         "<td>root@r.example</td>")
+
+
+def test_a_disabled_superadmin_does_not_count(app, root, db):
+    grant(root, address="ann@r.example", role="superadmin", domain="")
+    token = csrf_token(root, "/helpdesk/mailboxes/ann@r.example")
+    assert root.post("/helpdesk/mailboxes/ann@r.example/disable",
+                     data={"csrf_token": token, "reason": "test"}).status_code == 302
+    # ann is disabled: root is the last superadmin who can sign in and keeps the role.
+    role_id = db.execute("SELECT r.id FROM portal_roles r JOIN virtual_users u ON u.id = r.user_id"
+                         " WHERE u.email = 'root@r.example'").fetchone()["id"]
+    token = csrf_token(root, "/admin/roles")
+    page = root.post(f"/admin/roles/{role_id}/revoke", data={"csrf_token": token},
+                     follow_redirects=True).get_data(as_text=True)
+    assert "root@r.example is the last superadmin who can sign in" in page
+    assert ("root@r.example", "superadmin", None) in held(db)
+
+
+def test_the_last_usable_superadmin_cannot_be_disabled_or_deleted(app, root, db):
+    other = make_client(app)
+    grant(root, address="ann@r.example", role="superadmin", domain="")
+    assert sign_in(other, "ann@r.example", PASSWORD).status_code == 302
+    token = csrf_token(other, "/helpdesk/mailboxes/root@r.example")
+    assert other.post("/helpdesk/mailboxes/root@r.example/disable",
+                      data={"csrf_token": token, "reason": "test"}).status_code == 302
+    # Now ann is the only usable superadmin; root's mailbox is disabled, so root cannot act.
+    result = app.test_cli_runner().invoke(args=["mailbox", "disable", "ann@r.example", "--reason", "x"])
+    assert result.exit_code != 0 and "ann@r.example is the last superadmin who can sign in" in result.output
+    result = app.test_cli_runner().invoke(args=["mailbox", "delete", "ann@r.example", "--yes"])
+    assert result.exit_code != 0 and "last superadmin" in result.output
+    assert db.execute("SELECT active FROM virtual_users WHERE email = 'ann@r.example'").fetchone()["active"]
+
+
+def test_a_mailbox_with_a_one_time_password_gets_no_role(root, db):
+    db.execute("UPDATE virtual_users SET password_must_change = true WHERE email = 'ann@r.example'")
+    response = grant(root, address="ann@r.example", role="helpdesk", domain="")
+    assert response.status_code == 400
+    assert "has a one-time password" in response.get_data(as_text=True)
+    assert ("ann@r.example", "helpdesk", None) not in held(db)

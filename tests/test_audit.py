@@ -226,7 +226,8 @@ def test_filters(people, history):
 @pytest.mark.parametrize(("query", "message"), [
     ("since=yesterday", "Not a valid date value"), ("action=drop.table", "Not a valid choice"),
     ("since=2026-02-02&until=2026-02-01", "The end of the range is before its start."),
-    ("actor=a%0Ab", "control characters"),
+    ("actor=a%0Ab", "control characters"), ("until=9999-12-31", "before the year 9999"),
+    ("since=9999-12-31", "before the year 9999"),
 ])
 def test_bad_filters_are_explained(people, history, query, message):
     response = people["root"].get("/admin/audit?" + query)
@@ -274,3 +275,29 @@ def test_dashboard_history(people, db):
     assert "an administrator" in html and "dadmin@a.example" not in html
     assert "far@remote.example" in html
 
+
+
+def test_an_address_used_again_does_not_inherit_history(app, people, db):
+    ACTIONS["forwarding"][0](people, db)
+    ACTIONS["mailbox update"][0](people, db)
+    # The mailbox is deleted, purged, and the address given to someone new.
+    db.execute("DELETE FROM virtual_aliases WHERE source = %s OR destination = %s", (USER, USER))
+    db.execute("DELETE FROM virtual_users WHERE email = %s", (USER,))
+    make_mailbox(db, USER, PASSWORD)
+    newcomer = make_client(app)
+    assert sign_in(newcomer, USER, PASSWORD).status_code == 302
+    html = newcomer.get("/").get_data(as_text=True)
+    assert "No changes recorded yet." in html and "far@remote.example" not in html
+    html = people["root"].get(f"/helpdesk/mailboxes/{USER}").get_data(as_text=True)
+    assert "No changes recorded." in html
+
+
+def test_helpdesk_history_stays_in_the_mailboxs_domain(app, people, db):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["admin", "grant", "helpdesk", USER, "b.example"]).exit_code == 0
+    assert runner.invoke(args=["admin", "revoke", "helpdesk", USER, "b.example"]).exit_code == 0
+    ACTIONS["forwarding"][0](people, db)
+    html = people["dadmin"].get(f"/helpdesk/mailboxes/{USER}").get_data(as_text=True)
+    assert "forwarding changed" in html and "role given" not in html
+    html = people["root"].get(f"/helpdesk/mailboxes/{USER}").get_data(as_text=True)
+    assert "role given" in html

@@ -229,3 +229,18 @@ def test_helpdesk_cannot_use_admin_pages(people):
     for path in ("/admin/", "/admin/domains/a.example/mailboxes", f"/admin/domains/a.example/mailboxes/{USER}",
                  "/admin/roles", "/admin/audit"):
         assert people["help"].get(path).status_code == 403, path
+
+
+def test_the_audit_row_names_the_role_that_allowed_the_action(app, people, db):
+    # dadmin administers a.example and is helpdesk of every domain too.
+    assert app.test_cli_runner().invoke(args=["admin", "grant", "helpdesk", "dadmin@a.example"]).exit_code == 0
+    assert post(people["dadmin"], "other@b.example", "unlock").status_code == 302
+    assert post(people["dadmin"], USER, "unlock").status_code == 302
+    lock_out(db)
+    db.execute("DELETE FROM portal_audit_log")
+    db.execute("INSERT INTO portal_login_throttle (kind, key, failures, window_started_at)"
+               " VALUES ('account', 'other@b.example', 2, now())")
+    post(people["dadmin"], "other@b.example", "unlock")
+    post(people["dadmin"], USER, "unlock")
+    assert [(r["target"], r["actor_role"]) for r in audit_rows(db)] == [
+        ("other@b.example", "helpdesk"), (USER, "domain_admin")]

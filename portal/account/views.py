@@ -50,7 +50,7 @@ def index():
     conn = get_db()
     mailbox = mailboxes.get_mailbox(conn, current_user.email)
     return render_template("account/index.html", mailbox=mailbox,
-                           history=audit.account_history(conn, current_user.email))
+                           history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 
 def _policy_problems(form, config) -> list[str]:

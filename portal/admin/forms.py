@@ -170,7 +170,13 @@ class AuditFilterForm(FlaskForm):
     def validate_target(self, field):
         _printable(field)
 
+    def validate_since(self, field):
+        if field.data and field.data.year > 9998:
+            raise ValidationError("Use a date before the year 9999.")
+
     def validate_until(self, field):
+        if field.data and field.data.year > 9998:
+            raise ValidationError("Use a date before the year 9999.")
         if field.data and self.since.data and field.data < self.since.data:
             raise ValidationError("The end of the range is before its start.")
 

@@ -22,7 +22,9 @@ from flask import stream_with_context
 from flask import url_for
 from flask_login import current_user
 
+from .. import aliases as alias_rules
 from .. import aliasrules
+from .. import domains as domain_rules
 from .. import mailboxes as mailbox_rules
 from .. import passwords
 from .. import quota
@@ -32,12 +34,10 @@ from ..access import superadmin_required
 from ..account.forms import DeleteForm
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
-from ..addresses import canonical_domain
 from ..clientaddr import client_address
 from ..db import get_db
 from ..listpages import render_list
 from ..queries import aliases as alias_queries
-from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
@@ -226,10 +226,14 @@ def delete_mailbox(name: str, address: str):
     if form.confirm.data.strip().lower() != mailbox["email"]:
         form.confirm.errors = list(form.confirm.errors) + [f"Type {mailbox['email']} exactly."]
         return render_template("admin/delete_mailbox.html", **page), 400
-    result = mailbox_rules.delete_mailbox(
-        get_db(), mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"], grace_days=page["grace_days"],
-        actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-    )
+    try:
+        result = mailbox_rules.delete_mailbox(
+            get_db(), mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"], grace_days=page["grace_days"],
+            **_actor_fields(),
+        )
+    except mailbox_rules.MailboxRuleError as exc:
+        form.form_errors.append(str(exc))
+        return render_template("admin/delete_mailbox.html", **page), 409
     message = f"{mailbox['email']} is deleted. Its mail is kept until {result['purge_after']:%Y-%m-%d}."
     if result["removed_aliases"]:
         message += " These aliases delivered only to it and are gone: " + ", ".join(result["removed_aliases"]) + "."
@@ -238,26 +242,21 @@ def delete_mailbox(name: str, address: str):
 
 
 def _domain_settings(form) -> dict:
-    """Read the form's settings; raise quota.InvalidSize or MailboxRuleError with a message."""
-    default_quota = quota.parse_size(form.default_quota.data or "")
-    max_quota = quota.parse_size(form.max_quota.data or "")
-    if max_quota and default_quota > max_quota:
-        raise mailbox_rules.MailboxRuleError("The default size limit cannot be above the largest one.")
-    return {
-        "active": bool(form.active.data), "max_mailboxes": form.max_mailboxes.data or 0,
-        "max_aliases": form.max_aliases.data or 0, "default_quota_bytes": default_quota,
-        "max_quota_bytes": max_quota, "allow_personal_aliases": bool(form.allow_personal_aliases.data),
-        "max_personal_aliases": form.max_personal_aliases.data or 0,
-    }
+    """Read the form's settings; raise DomainRuleError with a message."""
+    return domain_rules.settings_from(
+        default_quota=form.default_quota.data, max_quota=form.max_quota.data, active=bool(form.active.data),
+        max_mailboxes=form.max_mailboxes.data or 0, max_aliases=form.max_aliases.data or 0,
+        allow_personal_aliases=bool(form.allow_personal_aliases.data),
+        max_personal_aliases=form.max_personal_aliases.data or 0,
+    )
 
 
 def _size_text(size: int) -> str:
     return quota.format_size(size) if size else ""
 
 
-def _domain_audit(conn, action: str, name: str, settings: dict) -> None:
-    audit.record(conn, actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-                 action=action, target=name, domain=name, summary=settings)
+def _actor_fields() -> dict:
+    return {"actor": current_user.email, "actor_role": _actor_role(), "client_addr": client_address()}
 
 
 @bp.route("/domains/new", methods=["GET", "POST"])
@@ -268,20 +267,16 @@ def new_domain():
     if not form.validate_on_submit():
         return render_template("admin/domain_form.html", form=form, domain=None), 400 if form.errors else 200
     try:
-        name = canonical_domain(form.name.data or "")
         settings = _domain_settings(form)
-    except InvalidAddress as exc:
-        form.name.errors = list(form.name.errors) + [f"This domain name {exc}."]
-        return render_template("admin/domain_form.html", form=form, domain=None), 400
-    except (quota.InvalidSize, mailbox_rules.MailboxRuleError) as exc:
+    except domain_rules.DomainRuleError as exc:
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
         return render_template("admin/domain_form.html", form=form, domain=None), 400
-    conn = get_db()
-    with conn.transaction():
-        if domain_queries.create_domain(conn, name, settings) is None:
-            form.name.errors = list(form.name.errors) + [f"{name} already exists."]
-            return render_template("admin/domain_form.html", form=form, domain=None), 409
-        _domain_audit(conn, "domain.create", name, settings)
+    try:
+        name = domain_rules.create_domain(get_db(), name=form.name.data or "", settings=settings, **_actor_fields())
+    except domain_rules.DomainRuleError as exc:
+        form.name.errors = list(form.name.errors) + [str(exc)]
+        status = 409 if isinstance(exc, domain_rules.DomainExists) else 400
+        return render_template("admin/domain_form.html", form=form, domain=None), status
     flash(f"{name} is created. Add its first mailbox.", "success")
     return redirect(url_for("admin.mailboxes", name=name))
 
@@ -308,48 +303,16 @@ def domain_settings(name: str):
         return render_template("admin/domain_form.html", form=form, domain=domain), 400
     try:
         settings = _domain_settings(form)
-    except (quota.InvalidSize, mailbox_rules.MailboxRuleError) as exc:
+    except domain_rules.DomainRuleError as exc:
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
         return render_template("admin/domain_form.html", form=form, domain=domain), 400
-    conn = get_db()
-    with conn.transaction():
-        domain_queries.update_domain(conn, domain["id"], settings)
-        _domain_audit(conn, "domain.update", domain["name"], settings)
+    domain_rules.update_domain(get_db(), domain=domain, settings=settings, **_actor_fields())
     flash(f"{domain['name']}: saved.", "success")
     return redirect(url_for("admin.domain_settings", name=domain["name"]))
 
 
 def _alias_page(domain, form, source=None, status=200):
     return render_template("admin/alias_form.html", domain=domain, form=form, source=source), status
-
-
-def _write_alias(conn, domain: dict, source: str, destinations: list[str], action: str) -> None:
-    """Check and store an admin alias in one transaction (the rules: portal/aliasrules.py)."""
-    with conn.transaction():
-        alias_queries.lock_alias_graph(conn)
-        row = conn.execute(
-            "SELECT max_aliases FROM virtual_domains WHERE id = %s FOR UPDATE", (domain["id"],)
-        ).fetchone()
-        if action == "alias.create":
-            reserved = [] if current_user.is_superadmin else list(current_app.config["RESERVED_LOCAL_PARTS"])
-            if not source.startswith("@"):
-                aliasrules.check_new_alias_source(
-                    conn, source, domain["name"], reserved, current_app.config["RECIPIENT_DELIMITER"]
-                )
-            elif alias_queries.source_exists(conn, source):
-                raise aliasrules.AliasRuleError([f"{domain['name']} already has a catch-all."])
-            count = conn.execute(
-                "SELECT count(DISTINCT source) AS n FROM virtual_aliases WHERE domain_id = %s", (domain["id"],)
-            ).fetchone()["n"]
-            if row["max_aliases"] and count >= row["max_aliases"]:
-                limit = row["max_aliases"]
-                raise aliasrules.AliasRuleError([f"{domain['name']} already has its limit of {limit} aliases."])
-        before = alias_queries.destinations(conn, source)
-        aliasrules.check_alias_destinations(conn, source, destinations)
-        alias_queries.replace_destinations(conn, domain["id"], source, destinations)
-        audit.record(conn, actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-                     action=action, target=source, domain=domain["name"],
-                     summary={"before": before, "after": sorted(destinations)})
 
 
 @bp.route("/domains/<name>/aliases/new", methods=["GET", "POST"])
@@ -377,8 +340,13 @@ def _save_alias(domain, form, source, action):
     if problems:
         form.destinations.errors = list(form.destinations.errors) + problems
         return _alias_page(domain, form, source if action != "alias.create" else None, 400)
+    reserved = [] if current_user.is_superadmin else list(current_app.config["RESERVED_LOCAL_PARTS"])
     try:
-        _write_alias(get_db(), domain, source, destinations, action)
+        alias_rules.save_alias(get_db(), domain=domain, source=source, destinations=destinations,
+                               create=action == "alias.create", reserved=reserved,
+                               delimiter=current_app.config["RECIPIENT_DELIMITER"], **_actor_fields())
+    except alias_rules.AliasNotFound:
+        abort(404)
     except aliasrules.AliasRuleError as exc:
         form.destinations.errors = list(form.destinations.errors) + exc.problems
         return _alias_page(domain, form, source if action != "alias.create" else None, 409)
@@ -392,14 +360,11 @@ def edit_alias(name: str, source: str):
     """Change where an alias delivers."""
     domain = _domain_or_404(name)
     source = source.lower()
-    current = alias_queries.destinations(get_db(), source)
-    if not current or not (source.endswith("@" + domain["name"]) or source == "@" + domain["name"]):
-        abort(404)
-    if source in current or mailbox_queries.get_mailbox(get_db(), source) is not None:
-        abort(404)  # a mailbox's forwarding is set on its owner's page
+    if not alias_rules.editable(get_db(), domain, source):
+        abort(404)  # missing, another domain's, or a mailbox's forwarding (set on its owner's page)
     form = AliasForm()
     if request.method == "GET":
-        form.destinations.data = "\n".join(current)
+        form.destinations.data = "\n".join(alias_queries.destinations(get_db(), source))
     if not form.validate_on_submit():
         return _alias_page(domain, form, source, 400 if form.errors else 200)
     return _save_alias(domain, form, source, "alias.update")
@@ -410,21 +375,13 @@ def edit_alias(name: str, source: str):
 def delete_alias(name: str, source: str):
     """Remove an alias and all its rows."""
     domain = _domain_or_404(name)
-    source = source.lower()
     if not DeleteForm().validate_on_submit():
         abort(400)
-    conn = get_db()
-    with conn.transaction():
-        alias_queries.lock_alias_graph(conn)
-        current = alias_queries.destinations(conn, source)
-        if not current or source in current or source.rpartition("@")[2] != domain["name"]:
-            abort(404)
-        if mailbox_queries.get_mailbox(conn, source) is not None:
-            abort(404)  # a mailbox's forwarding, not an alias
-        conn.execute("DELETE FROM virtual_aliases WHERE source = %s", (source,))
-        audit.record(conn, actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-                     action="alias.delete", target=source, domain=domain["name"], summary={"before": current})
-    flash(f"{source} no longer exists.", "success")
+    try:
+        alias_rules.delete_alias(get_db(), domain=domain, source=source.lower(), **_actor_fields())
+    except alias_rules.AliasNotFound:
+        abort(404)
+    flash(f"{source.lower()} no longer exists.", "success")
     return redirect(url_for("admin.aliases", name=domain["name"]))
 
 

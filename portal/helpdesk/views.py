@@ -79,8 +79,8 @@ def _checked_target(address: str) -> dict:
     return mailbox
 
 
-def _actor() -> dict:
-    return {"actor": current_user.email, "actor_role": current_user.support_role,
+def _actor(mailbox: dict) -> dict:
+    return {"actor": current_user.email, "actor_role": current_user.support_role_for(mailbox["domain_id"]),
             "actor_is_superadmin": current_user.is_superadmin, "client_addr": client_address()}
 
 
@@ -92,7 +92,10 @@ def _mailbox_page(mailbox: dict, disable_form=None, enable_form=None, status: in
         usage=quota_queries.mailbox_usage(conn, mailbox["email"]), format_size=quota.format_size,
         failures=throttle.state(conn, "account", mailbox["email"]),
         sessions=session_queries.count_user_sessions(conn, mailbox["id"]),
-        history=audit.entries_for_target(conn, mailbox["email"], limit=10),
+        # Only this mailbox's own rows (not an earlier owner's of the address), and, below a
+        # superadmin, only those of its domain (a role given elsewhere is not the helpdesk's business).
+        history=audit.entries_for_target(conn, mailbox["email"], mailbox["created_at"],
+                                         None if current_user.is_superadmin else mailbox["domain"], limit=10),
         action_form=ActionForm(formdata=None), disable_form=disable_form or DisableForm(formdata=None),
         enable_form=enable_form or EnableForm(formdata=None),
     ), status
@@ -118,7 +121,7 @@ def reset_password(address: str):
         abort(400)
     try:
         temporary = support.reset_password(get_db(), mailbox, scheme=current_app.config["PASSWORD_SCHEME"],
-                                           **_actor())
+                                           **_actor(mailbox))
     except support.SupportRefused as exc:
         _refused(exc)
     # Rendered, not redirected: the password must not travel in a flash cookie.
@@ -133,7 +136,7 @@ def unlock(address: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        cleared = support.unlock(get_db(), mailbox, **_actor())
+        cleared = support.unlock(get_db(), mailbox, **_actor(mailbox))
     except support.SupportRefused as exc:
         _refused(exc)
     if cleared is None:
@@ -166,7 +169,7 @@ def _set_active(address: str, form, *, active: bool):
         return _mailbox_page(mailbox, status=400, **forms)
     try:
         changed = support.set_active(get_db(), mailbox, active=active, reason=(form.reason.data or "").strip(),
-                                     **_actor())
+                                     **_actor(mailbox))
     except support.SupportRefused as exc:
         _refused(exc)
     state = "enabled" if active else "disabled"

@@ -26,25 +26,30 @@ def record(
     )
 
 
-def entries_for_target(conn, target: str, limit: int = 20) -> list[dict]:
-    """Return the newest audit rows about one address."""
-    return conn.execute(
-        """
-        SELECT at, actor, actor_role, client_addr, action, target, domain, summary
-          FROM portal_audit_log WHERE target = %s ORDER BY at DESC, id DESC LIMIT %s
-        """,
-        (target, limit),
-    ).fetchall()
-
-
-def account_history(conn, email: str, limit: int = 10) -> list[dict]:
-    """Return the newest changes to one account: made to it by anyone, or by its owner through self-service."""
+def entries_for_target(conn, target: str, since, domain: str | None = None, limit: int = 20) -> list[dict]:
+    """Return the newest audit rows about one address since ``since`` (its mailbox's creation; an earlier
+    owner's history is not the new owner's), only those of ``domain`` when given."""
     return conn.execute(
         """
         SELECT at, actor, actor_role, client_addr, action, target, domain, summary
           FROM portal_audit_log
-         WHERE target = %(email)s OR (actor = %(email)s AND actor_role = 'user')
+         WHERE target = %(target)s AND at >= %(since)s AND (%(domain)s::text IS NULL OR domain = %(domain)s)
          ORDER BY at DESC, id DESC LIMIT %(limit)s
         """,
-        {"email": email, "limit": limit},
+        {"target": target, "since": since, "domain": domain, "limit": limit},
+        prepare=False,
+    ).fetchall()
+
+
+def account_history(conn, email: str, since, limit: int = 10) -> list[dict]:
+    """Return the newest changes to one account since ``since`` (its creation): made to it by anyone, or by
+    its owner through self-service."""
+    return conn.execute(
+        """
+        SELECT at, actor, actor_role, client_addr, action, target, domain, summary
+          FROM portal_audit_log
+         WHERE (target = %(email)s OR (actor = %(email)s AND actor_role = 'user')) AND at >= %(since)s
+         ORDER BY at DESC, id DESC LIMIT %(limit)s
+        """,
+        {"email": email, "since": since, "limit": limit},
     ).fetchall()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC
 from datetime import datetime
 
 from psycopg import sql
@@ -79,23 +80,42 @@ class Sort:
         """Read a cursor made by ``cursor_of``; raise InvalidCursor for anything else."""
         if not text:
             return None
+        # A cursor holds at most three short values; anything longer was not made here
+        # (and deeply nested JSON would exhaust the parser's recursion).
+        if len(text) > MAX_CURSOR or not text.startswith("["):
+            raise InvalidCursor(text)
         try:
             values = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidCursor(text) from None
         if not isinstance(values, list) or len(values) != len(self.types):
             raise InvalidCursor(text)
-        for value, kind in zip(values, self.types, strict=True):
-            if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise InvalidCursor(text)
-            if kind in ("text", "time") and not (isinstance(value, str) and value.isprintable() and len(value) <= 254):
-                raise InvalidCursor(text)
-            if kind == "time":
-                try:
-                    datetime.fromisoformat(value)
-                except ValueError:
-                    raise InvalidCursor(text) from None
-        return values
+        return [_cursor_value(value, kind, text) for value, kind in zip(values, self.types, strict=True)]
+
+
+MAX_CURSOR = 600
+_BIGINT = 2**63
+
+
+def _cursor_value(value, kind: str, text: str):
+    """One value of a cursor, checked to be what PostgreSQL will accept for its column."""
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool) and -_BIGINT <= value < _BIGINT:
+            return value
+        raise InvalidCursor(text)
+    if not (isinstance(value, str) and value.isprintable() and len(value) <= 254):
+        raise InvalidCursor(text)
+    if kind == "time":
+        # Python reads forms PostgreSQL does not (week dates, offsets past 15:59):
+        # pass on the parsed moment, never the text.
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidCursor(text) from None
+        if moment.tzinfo is None:
+            raise InvalidCursor(text)
+        return moment.astimezone(UTC)
+    return value
 
 
 def _sorts(*sorts: Sort) -> dict[str, Sort]:

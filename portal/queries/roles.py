@@ -41,9 +41,23 @@ def revoke(conn, user_id: int, role: str, domain_id: int | None) -> bool:
     )
 
 
-def count_superadmins(conn) -> int:
-    """Return how many superadmins there are."""
-    return conn.execute("SELECT count(*) AS n FROM portal_roles WHERE role = 'superadmin'").fetchone()["n"]
+def other_usable_superadmins(conn, user_id: int) -> int:
+    """Return how many superadmins besides ``user_id`` could sign in (their mailbox and domain active)."""
+    return conn.execute(
+        """
+        SELECT count(*) AS n FROM portal_roles r
+          JOIN virtual_users u ON u.id = r.user_id JOIN virtual_domains d ON d.id = u.domain_id
+         WHERE r.role = 'superadmin' AND r.user_id <> %s AND u.active AND d.active
+        """,
+        (user_id,),
+    ).fetchone()["n"]
+
+
+def is_superadmin(conn, user_id: int) -> bool:
+    """Whether the mailbox holds the superadmin role."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM portal_roles WHERE user_id = %s AND role = 'superadmin') AS x", (user_id,)
+    ).fetchone()["x"]
 
 
 def all_roles(conn) -> list[dict]:

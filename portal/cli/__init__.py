@@ -1,0 +1,67 @@
+"""Commands under ``flask --app app ...``: one module per group, each calling the same rules as the pages."""
+
+from __future__ import annotations
+
+import click
+import psycopg
+from flask import current_app
+
+from .. import db
+
+
+def connect() -> psycopg.Connection:
+    """A database connection for one command (autocommit; changes open their own transactions)."""
+    try:
+        return db.connect(current_app.config)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot connect to the database: {exc}") from None
+
+
+CLI_ACTOR = {"actor": "cli", "actor_role": "cli", "client_addr": None}
+
+
+def register(app) -> None:
+    """Add every command group to the app's CLI."""
+    from .aliases import alias_cli
+    from .config import config_cli
+    from .doctor import doctor_command
+    from .domains import domain_cli
+    from .mailboxes import mailbox_cli
+    from .quota import quota_cli
+    from .roles import admin_cli
+    from .schema import db_cli
+    from .transfer import export_command
+    from .transfer import import_command
+
+    for command in (admin_cli, alias_cli, config_cli, db_cli, domain_cli, doctor_command, export_command,
+                    import_command, mailbox_cli, quota_cli):
+        app.cli.add_command(command)
+
+
+def password_options(command):
+    """--password-stdin and --generate: the two ways besides the hidden prompt (never an argument)."""
+    command = click.option("--password-stdin", is_flag=True,
+                           help="Read the password from the first line of standard input.")(command)
+    return click.option("--generate", is_flag=True, help="Generate a password and print it once.")(command)
+
+
+def read_new_password(address: str, password_stdin: bool, generate: bool) -> tuple[str, bool]:
+    """The new password for ``address`` and whether it was generated; policy-checked unless generated."""
+    import sys
+
+    from .. import passwords
+
+    if password_stdin and generate:
+        raise click.UsageError("use either --password-stdin or --generate")
+    if generate:
+        return passwords.generate_password(), True
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+    else:
+        password = click.prompt(f"Password for {address}", hide_input=True, confirmation_prompt="Again")
+    problems = passwords.configured_policy_problems(current_app.config, password, address=address)
+    if problems:
+        raise click.ClickException("the password is refused: " + " ".join(problems))
+    return password, False

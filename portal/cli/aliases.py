@@ -1,0 +1,88 @@
+"""flask alias: add, list and delete a domain's aliases (the rules of portal/aliases.py and aliasrules.py)."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .. import aliases as alias_rules
+from .. import aliasrules
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..queries import aliases as alias_queries
+from ..queries import listing
+from . import CLI_ACTOR
+from . import connect
+from .domains import find_domain
+
+alias_cli = AppGroup("alias", help="Manage aliases.")
+
+
+def _source(conn, text: str) -> tuple[str, dict]:
+    """The canonical alias address (``@domain`` for a catch-all) and its domain row."""
+    text = text.strip()
+    if text.startswith("@"):
+        domain = find_domain(conn, text[1:])
+        return "@" + domain["name"], domain
+    try:
+        source = canonical_address(text)
+    except InvalidAddress as exc:
+        raise click.ClickException(f"{text!r} {exc}") from None
+    return source, find_domain(conn, source.rpartition("@")[2])
+
+
+@alias_cli.command("add")
+@click.argument("source")
+@click.argument("destinations", nargs=-1, required=True)
+@click.option("--replace", is_flag=True, help="Replace the destinations of an existing alias.")
+def add_command(source: str, destinations: tuple[str, ...], replace: bool):
+    """Make SOURCE (an address, or @domain for the catch-all) deliver to DESTINATIONS."""
+    parsed, problems = aliasrules.parse_destinations(list(destinations))
+    if problems:
+        raise click.ClickException(" ".join(problems))
+    with connect() as conn:
+        address, domain = _source(conn, source)
+        exists = bool(alias_queries.destinations(conn, address))
+        if exists and not replace:
+            raise click.ClickException(f"{address} exists; add --replace to change where it delivers")
+        try:
+            alias_rules.save_alias(conn, domain=domain, source=address, destinations=parsed, create=not exists,
+                                   reserved=[], delimiter=current_app.config["RECIPIENT_DELIMITER"], **CLI_ACTOR)
+        except alias_rules.AliasNotFound:
+            raise click.ClickException(f"{address} is a mailbox's forwarding; its owner sets it") from None
+        except aliasrules.AliasRuleError as exc:
+            raise click.ClickException(" ".join(exc.problems)) from None
+    click.echo(f"{address} delivers to {', '.join(parsed)}")
+
+
+@alias_cli.command("list")
+@click.argument("domain")
+@click.option("--search", default="", help="Only addresses starting with this.")
+def list_command(domain: str, search: str):
+    """List a domain's aliases: address, kind, destinations (tab-separated)."""
+    with connect() as conn:
+        row = find_domain(conn, domain)
+        after = None
+        while True:
+            page = listing.aliases(conn, row["id"], listing.Search(search.strip().lower()), after, limit=1000)
+            for a in page.rows:
+                kind = ("forwarding" if a["mailbox"] else "personal" if a["personal"]
+                        else "catch-all" if a["source"].startswith("@") else "alias")
+                click.echo(f"{a['source']}\t{kind}\t{','.join(a['destinations'])}")
+            if page.next_after is None:
+                break
+            after = page.next_after
+
+
+@alias_cli.command("delete")
+@click.argument("source")
+def delete_command(source: str):
+    """Remove the alias SOURCE with all its destinations."""
+    with connect() as conn:
+        address, domain = _source(conn, source)
+        try:
+            alias_rules.delete_alias(conn, domain=domain, source=address, **CLI_ACTOR)
+        except alias_rules.AliasNotFound:
+            raise click.ClickException(f"{address} is not an alias of {domain['name']}") from None
+    click.echo(f"deleted {address}")

@@ -1,0 +1,68 @@
+"""flask config render: the Postfix and Dovecot files for this portal's schema, from the stack's own templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from psycopg.conninfo import conninfo_to_dict
+
+from .. import mailconfig
+
+config_cli = AppGroup("config", help="Postfix and Dovecot configuration.")
+
+# (template under config/, file under DIR, mode): secrets only for their owner (and group, for the
+# daemons that read them as their group), the rest readable.
+FILES = (
+    *((f"postfix/{name}", f"postfix/{name}", 0o640) for name in mailconfig.POSTFIX_MAPS),
+    ("postfix/main.cf.portal", "postfix/main.cf.portal", 0o644),
+    ("dovecot/dovecot-sql.conf.ext", "dovecot/dovecot-sql.conf.ext", 0o600),
+    ("dovecot/dovecot-dict-quota.conf.ext", "dovecot/dovecot-dict-quota.conf.ext", 0o640),
+    ("dovecot/auth-sql.conf.ext", "dovecot/conf.d/auth-sql.conf.ext", 0o644),
+    ("dovecot/99-mail-portal.conf", "dovecot/conf.d/99-mail-portal.conf", 0o644),
+)
+
+
+def database_context(url: str) -> dict:
+    """Host, port, name, user and password of a PostgreSQL URL or conninfo, for the templates."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg raises ProgrammingError with the URL in its text
+        raise click.ClickException(f"the database URL cannot be read ({type(exc).__name__})") from None
+    missing = [key for key in ("dbname", "user", "password") if not parts.get(key)]
+    if missing:
+        raise click.ClickException(f"the database URL names no {', '.join(missing)}; Postfix and Dovecot need them")
+    return {"db_host": parts.get("host") or "127.0.0.1", "db_port": parts.get("port") or 5432,
+            "db_name": parts["dbname"], "db_user": parts["user"], "db_password": parts["password"]}
+
+
+@config_cli.command("render")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--database-url", envvar="PORTAL_MAIL_DATABASE_URL",
+              help="The connection Postfix and Dovecot use (a read-mostly role; see README). "
+                   "Default: $PORTAL_MAIL_DATABASE_URL, else the portal's own database_url.")
+@click.option("--postfix-dir", default="/etc/postfix", show_default=True, help="Where the Postfix files will live.")
+@click.option("--dovecot-dir", default="/etc/dovecot", show_default=True, help="Where the Dovecot files will live.")
+@click.option("--mail-root", default="/var/mail/vhosts", show_default=True, help="The guide's maildir root.")
+@click.option("--vmail-user", default="vmail", show_default=True)
+@click.option("--portal-networks", default="127.0.0.1/32 ::1/128", show_default=True,
+              help="Addresses the portal connects to Dovecot from (login_trusted_networks).")
+def render_command(directory: Path, database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str,
+                   vmail_user: str, portal_networks: str):
+    """Write the Postfix maps and Dovecot SQL, auth and quota files into DIRECTORY (never printing a password).
+
+    Then copy DIRECTORY/postfix/* to /etc/postfix and DIRECTORY/dovecot/* to /etc/dovecot
+    as README "Production" shows, and reload both."""
+    context = {
+        **database_context(database_url or current_app.config["DATABASE_URL"]),
+        "mail_root": mail_root.rstrip("/"), "vmail_user": vmail_user, "portal_networks": portal_networks,
+        "static_userdb": False,
+    }
+    for template, target, mode in FILES:
+        config_dir = postfix_dir if target.startswith("postfix/") else dovecot_dir
+        text = mailconfig.render(template, **context, config_dir=config_dir.rstrip("/"))
+        path = directory / target
+        changed = mailconfig.write(path, text, mode)
+        click.echo(f"{'wrote' if changed else 'unchanged'} {path} ({mode:o})")

@@ -1,0 +1,203 @@
+"""flask doctor: check the portal's parts and their configuration, and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import psycopg
+from flask import current_app
+
+from .. import db
+from .. import imap
+from .. import migrate
+from ..settings import DEV_SECRET_KEY
+
+OK, FAIL, SKIP = "ok", "FAIL", "skip"
+
+
+@dataclass
+class Finding:
+    """The outcome of one check: its state, what was found, and how to fix it."""
+
+    state: str
+    text: str
+    fix: str = ""
+
+
+class Doctor:
+    """The checks, in order; later ones use what earlier ones found (the connection, a known mailbox)."""
+
+    def __init__(self, config, postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None):
+        self.config = config
+        self.postfix_dir = postfix_dir
+        self.dovecot_dir = dovecot_dir
+        self.dovecot_config = dovecot_config
+        self.conn = None
+        self.portal_address = None
+
+    def checks(self) -> list[tuple[str, Callable[[], Finding]]]:
+        return [
+            ("database", self.database), ("migrations", self.migrations), ("dovecot", self.dovecot),
+            ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
+            ("disabled accounts", self.disabled_accounts), ("secret key", self.secret_key),
+            ("cookies", self.cookies),
+        ]
+
+    def database(self) -> Finding:
+        try:
+            self.conn = db.connect(self.config)
+            self.conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return Finding(FAIL, f"cannot connect: {str(exc).strip().splitlines()[0]}",
+                           "check database_url (PORTAL_DATABASE_URL) and that PostgreSQL is running and reachable")
+        return Finding(OK, "reachable")
+
+    def migrations(self) -> Finding:
+        if self.conn is None:
+            return Finding(SKIP, "no database connection")
+        pending = migrate.pending_migrations(self.conn)
+        if pending:
+            return Finding(FAIL, f"{len(pending)} migrations pending", "run: flask --app app db upgrade")
+        return Finding(OK, f"at version {migrate.latest_version()}")
+
+    def dovecot(self) -> Finding:
+        try:
+            client = imap.connect_from_config(self.config)
+        except imap.ImapUnavailable as exc:
+            return Finding(FAIL, str(exc), "check imap_host, imap_port and imap_security, and that Dovecot runs")
+        try:
+            self.portal_address = client.socket().getsockname()[0]
+            capabilities = [c.decode("ascii", "replace").upper() for c in client.capabilities()]
+        finally:
+            try:
+                client.logout()
+            except Exception:  # noqa: S110 - only closing
+                pass
+        if "AUTH=PLAIN" not in capabilities:
+            return Finding(FAIL, "Dovecot does not offer AUTHENTICATE PLAIN on this connection",
+                           "set auth_mechanisms = plain login, and use imap_security = starttls or tls if the portal"
+                           " is not on Dovecot's host (Dovecot hides PLAIN on unencrypted remote connections)")
+        return Finding(OK, f"answers at {self.config['IMAP_HOST']}:{self.config['IMAP_PORT']} with AUTH=PLAIN")
+
+    def trusted_networks(self) -> Finding:
+        if self.portal_address is None:
+            return Finding(SKIP, "Dovecot did not answer")
+        doveconf = shutil.which("doveconf")
+        if doveconf is None:
+            return Finding(SKIP, "doveconf is not on this host",
+                           f"on the Dovecot host, make login_trusted_networks include {self.portal_address}")
+        command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h",
+                   "login_trusted_networks"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
+        if result.returncode != 0:
+            return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
+        address = ipaddress.ip_address(self.portal_address)
+        networks = []
+        for item in result.stdout.split():
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                continue
+        if any(address.version == n.version and address in n for n in networks):
+            return Finding(OK, f"Dovecot trusts the portal's address {address} to name the real client")
+        return Finding(FAIL, f"the portal connects from {address}, which login_trusted_networks does not include:"
+                             " one attacker's failed sign-ins slow every user's",
+                       f"add {address} to login_trusted_networks (conf.d/99-mail-portal.conf from config render)")
+
+    def _known(self) -> tuple[str | None, str | None]:
+        mailbox = self.conn.execute(
+            "SELECT u.email FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id"
+            " WHERE u.active AND d.active ORDER BY u.id LIMIT 1").fetchone()
+        alias = self.conn.execute(
+            "SELECT a.source FROM virtual_aliases a JOIN virtual_domains d ON d.id = a.domain_id"
+            " WHERE d.active AND a.source <> a.destination AND a.source NOT LIKE '@%%' ORDER BY a.id LIMIT 1"
+        ).fetchone()
+        return (mailbox["email"] if mailbox else None), (alias["source"] if alias else None)
+
+    def postfix_maps(self) -> Finding:
+        if self.conn is None:
+            return Finding(SKIP, "no database connection")
+        postmap = shutil.which("postmap") or ("/usr/sbin/postmap" if Path("/usr/sbin/postmap").exists() else None)
+        if postmap is None:
+            return Finding(SKIP, "Postfix is not on this host", "run flask doctor on the Postfix host as well")
+        mailbox, alias = self._known()
+        answers = []
+        for name, key in (("pgsql-users.cf", mailbox), ("pgsql-aliases.cf", alias)):
+            path = self.postfix_dir / name
+            if key is None:
+                continue
+            if not path.exists():
+                return Finding(FAIL, f"{path} does not exist", "run flask --app app config render, see README")
+            result = subprocess.run([postmap, "-q", key, f"pgsql:{path}"],  # noqa: S603
+                                    capture_output=True, text=True, timeout=20)
+            if result.returncode != 0 or not result.stdout.strip():
+                return Finding(FAIL, f"postmap -q {key} pgsql:{path} found nothing"
+                                     f"{': ' + result.stderr.strip()[:200] if result.stderr.strip() else ''}",
+                               "check the map's user, password, hosts and dbname (config render writes them)")
+            answers.append(f"{key} in {name}")
+        if not answers:
+            return Finding(SKIP, "no mailbox or alias to look up yet")
+        return Finding(OK, "Postfix finds " + " and ".join(answers))
+
+    def disabled_accounts(self) -> Finding:
+        files = [self.postfix_dir / "pgsql-users.cf", self.dovecot_dir / "dovecot-sql.conf.ext"]
+        stale = []
+        for path in files:
+            try:
+                text = path.read_text()
+            except OSError:
+                return Finding(SKIP, f"cannot read {path}", "run doctor as root on the mail host")
+            queries = re.findall(r"^\s*(?:query|password_query)\s*=.*(?:\n[ \t]+.*)*", text, re.M)
+            if not queries or not all(re.search(r"\bactive\b", q) for q in queries):
+                stale.append(str(path))
+        if stale:
+            return Finding(FAIL, "these queries ignore disabled mailboxes and domains (the deployment guide's"
+                                 " originals): " + ", ".join(stale),
+                           "install the files of flask --app app config render and reload Postfix and Dovecot")
+        return Finding(OK, "Postfix and Dovecot refuse disabled mailboxes and domains")
+
+    def secret_key(self) -> Finding:
+        secret = self.config.get("SECRET_KEY") or ""
+        if secret == DEV_SECRET_KEY or len(secret) < 32 or len(set(secret)) < 10:
+            return Finding(FAIL, "the secret key is missing, the default, short or repetitive",
+                           'set secret_key to: python3 -c "import secrets; print(secrets.token_hex(32))"')
+        return Finding(OK, f"{len(secret)} characters")
+
+    def cookies(self) -> Finding:
+        if not self.config.get("COOKIE_SECURE"):
+            return Finding(FAIL, "cookie_secure is off: the session cookie would travel over plain HTTP",
+                           "serve the portal over HTTPS (README, nginx example) and set cookie_secure = true")
+        if not int(self.config.get("TRUSTED_PROXY_COUNT", 0)):
+            return Finding(OK, "cookies are HTTPS-only (no proxy is trusted: client addresses are the socket's;"
+                               " behind nginx set trusted_proxy_count = 1)")
+        return Finding(OK, f"cookies are HTTPS-only; {self.config['TRUSTED_PROXY_COUNT']} proxy hop trusted")
+
+
+@click.command("doctor")
+@click.option("--postfix-dir", default="/etc/postfix", show_default=True, type=click.Path(path_type=Path))
+@click.option("--dovecot-dir", default="/etc/dovecot", show_default=True, type=click.Path(path_type=Path))
+@click.option("--dovecot-config", help="Dovecot's main config file for doveconf -c (default: its own).")
+def doctor_command(postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None):
+    """Check the database, Dovecot, Postfix and the portal's settings; exit 0 only if nothing failed."""
+    doctor = Doctor(current_app.config, postfix_dir, dovecot_dir, dovecot_config)
+    failed = 0
+    try:
+        for name, check in doctor.checks():
+            finding = check()
+            failed += finding.state == FAIL
+            click.echo(f"{finding.state:<4}  {name}: {finding.text}")
+            if finding.fix and finding.state != OK:
+                click.echo(f"      fix: {finding.fix}")
+    finally:
+        if doctor.conn is not None:
+            doctor.conn.close()
+    if failed:
+        raise SystemExit(1)
+    click.echo("all checks passed")

@@ -1,0 +1,225 @@
+"""flask mailbox: mailboxes."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .. import mailboxes as mailbox_rules
+from .. import passwords
+from .. import quota
+from .. import support
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..queries import listing
+from ..queries import mailboxes as mailbox_queries
+from . import CLI_ACTOR
+from . import connect as _connect
+from . import password_options
+from . import read_new_password
+from .domains import find_domain
+
+mailbox_cli = AppGroup("mailbox", help="Manage mailboxes.")
+
+
+def _address(text: str) -> str:
+    try:
+        return canonical_address(text)
+    except InvalidAddress as exc:
+        raise click.ClickException(f"{text!r} {exc}") from None
+
+
+def find_mailbox(conn, text: str) -> dict:
+    """The mailbox at the address, or a ClickException that says it is missing."""
+    address = _address(text)
+    mailbox = mailbox_queries.get_mailbox(conn, address)
+    if mailbox is None:
+        raise click.ClickException(f"there is no mailbox {address}")
+    return mailbox
+
+
+@mailbox_cli.command("add")
+@click.argument("address")
+@click.option("--name", "display_name", default="", help="The owner's name.")
+@click.option("--quota", "size", default="", help='Size limit, e.g. "2 GB"; empty: the domain default')
+@password_options
+def add_command(address: str, display_name: str, size: str, password_stdin: bool, generate: bool):
+    """Create the mailbox ADDRESS; its password is asked twice (hidden), read from stdin, or generated."""
+    address = _address(address)
+    try:
+        limit = quota.parse_size(size)
+    except quota.InvalidSize as exc:
+        raise click.ClickException(str(exc)) from None
+    with _connect() as conn:
+        domain = find_domain(conn, address.rpartition("@")[2])
+        password, generated = read_new_password(address, password_stdin, generate)
+        try:
+            mailbox_rules.create_mailbox(
+                conn, domain_id=domain["id"], address=address, display_name=display_name.strip(), quota_bytes=limit,
+                password_hash=passwords.hash_password(password, current_app.config["PASSWORD_SCHEME"]), **CLI_ACTOR,
+            )
+        except mailbox_rules.MailboxRuleError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"created {address}")
+    if generated:
+        click.echo(f"password (shown once): {password}")
+
+
+@mailbox_cli.command("passwd")
+@click.argument("address")
+@click.option("--must-change", is_flag=True, help="Make the owner choose a new one at the next sign-in.")
+@password_options
+def passwd_command(address: str, must_change: bool, password_stdin: bool, generate: bool):
+    """Set a mailbox's password; its portal sessions end."""
+    with _connect() as conn:
+        mailbox = find_mailbox(conn, address)
+        password, generated = read_new_password(mailbox["email"], password_stdin, generate)
+        password_hash = passwords.hash_password(password, current_app.config["PASSWORD_SCHEME"])
+        mailbox_rules.update_mailbox(
+            conn, mailbox=mailbox, quota_bytes=mailbox["quota_bytes"], active=mailbox["active"],
+            password_hash=password_hash, must_change=must_change, **CLI_ACTOR,
+        )
+    click.echo(f"password of {mailbox['email']} set" + (", to be changed at the next sign-in" if must_change else ""))
+    if generated:
+        click.echo(f"password (shown once): {password}")
+
+
+@mailbox_cli.command("list")
+@click.argument("domain")
+@click.option("--search", default="", help="Only addresses starting with this.")
+def list_command(domain: str, search: str):
+    """List a domain's mailboxes: address, status, size limit, used, name (tab-separated)."""
+    with _connect() as conn:
+        row = find_domain(conn, domain)
+        after = None
+        while True:
+            page = listing.mailboxes(conn, row["id"], listing.Search(search.strip().lower()), after, limit=1000)
+            for m in page.rows:
+                limit = quota.format_size(m["limit_bytes"]) if m["limit_bytes"] else "unlimited"
+                click.echo(f"{m['email']}\t{'active' if m['active'] else 'disabled'}\t{limit}\t"
+                           f"{quota.format_size(m['used_bytes'])}\t{m['display_name']}")
+            if page.next_after is None:
+                break
+            after = page.next_after
+
+
+def _set_active(address: str, active: bool, reason: str) -> None:
+    with _connect() as conn:
+        mailbox = find_mailbox(conn, address)
+        try:
+            changed = support.set_active(conn, mailbox, active=active, reason=reason, actor_is_superadmin=True,
+                                         **CLI_ACTOR)
+        except support.SupportRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    state = "active" if active else "disabled"
+    click.echo(f"{mailbox['email']} {'is' if changed else 'was already'} {state}")
+
+
+@mailbox_cli.command("disable")
+@click.argument("address")
+@click.option("--reason", required=True, help="Why; shown to the helpdesk and kept in the audit log.")
+def disable_command(address: str, reason: str):
+    """Disable a mailbox: no sign-in, mail refused, portal sessions ended. Nothing is deleted."""
+    if not reason.strip() or not reason.isprintable() or len(reason) > support.MAX_REASON:
+        raise click.ClickException(f"give a reason on one line, at most {support.MAX_REASON} characters")
+    _set_active(address, False, reason.strip())
+
+
+@mailbox_cli.command("enable")
+@click.argument("address")
+def enable_command(address: str):
+    """Enable a disabled mailbox again."""
+    _set_active(address, True, "")
+
+
+@mailbox_cli.command("delete")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for the address again.")
+def delete_command(address: str, yes: bool):
+    """Delete a mailbox; its mail is kept for the grace period, then removed by 'mailbox purge'."""
+    grace = int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"])
+    with _connect() as conn:
+        mailbox = find_mailbox(conn, address)
+        if not yes and click.prompt("Type the address to confirm").strip().lower() != mailbox["email"]:
+            raise click.ClickException("the address did not match; nothing deleted")
+        try:
+            result = mailbox_rules.delete_mailbox(conn, mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"],
+                                                  grace_days=grace, **CLI_ACTOR)
+        except mailbox_rules.MailboxRuleError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"deleted {mailbox['email']}; its mail is kept until {result['purge_after']:%Y-%m-%d}")
+    if result["removed_aliases"]:
+        click.echo("aliases left without a destination and removed: " + ", ".join(result["removed_aliases"]))
+
+
+@mailbox_cli.command("set-quota")
+@click.argument("address")
+@click.argument("size")
+def set_quota_command(address: str, size: str):
+    """Set a mailbox's storage limit, e.g. '500 MB' or '2 GB'; 0 means the domain default.
+
+    Dovecot reads the limit on the mailbox's next delivery or login: no reload needed.
+    """
+    from ..addresses import InvalidAddress
+    from ..addresses import canonical_address
+    from ..queries import audit
+    from ..queries import domains
+    from ..queries import mailboxes
+    from ..queries import quota as quota_queries
+
+    try:
+        email = canonical_address(address)
+        limit = quota.parse_size(size)
+    except (InvalidAddress, quota.InvalidSize) as exc:
+        raise click.ClickException(f"{address!r}: {exc}" if isinstance(exc, InvalidAddress) else str(exc)) from None
+    with _connect() as conn:
+        with conn.transaction():
+            mailbox = mailboxes.get_mailbox(conn, email)
+            if mailbox is None:
+                raise click.ClickException(f"there is no mailbox {email}")
+            problem = quota.limit_problem(limit, domains.get_domain(conn, mailbox["domain_id"]))
+            if problem:
+                raise click.ClickException(problem)
+            quota_queries.set_mailbox_limit(conn, mailbox["id"], limit)
+            audit.record(
+                conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.quota",
+                target=email, domain=mailbox["domain"],
+                summary={"before": mailbox["quota_bytes"], "after": limit},
+            )
+            effective = quota_queries.mailbox_usage(conn, email)["limit_bytes"]
+    shown = quota.format_size(effective) if effective else "unlimited"
+    click.echo(f"{email}: limit {quota.format_size(limit) if limit else 'domain default'} (in effect: {shown})")
+
+
+@mailbox_cli.command("purge")
+@click.option("--address", help="Purge this deleted mailbox's mail now, before its grace period ends.")
+def purge_command(address: str | None):
+    """Remove the maildirs of deleted mailboxes whose grace period is over."""
+    import shutil
+    from pathlib import Path
+
+    from .. import mailboxes
+
+    root = Path(current_app.config["MAIL_ROOT"]).resolve()
+    with _connect() as conn:
+        due = mailboxes.due_removals(conn, address.strip().lower() if address else None)
+        if address and not due:
+            raise click.ClickException(f"no deleted mailbox {address} is waiting to be purged")
+        for removal in due:
+            maildir = Path(removal["maildir"]).resolve()
+            # Never follow a path out of the mail root, whatever the table says.
+            if root not in maildir.parents:
+                raise click.ClickException(f"{maildir} is not inside {root}; not removing it")
+            if maildir.exists():
+                shutil.rmtree(maildir)
+            with conn.transaction():
+                mailboxes.mark_purged(conn, removal["id"])
+                from ..queries import audit
+
+                audit.record(conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.purge",
+                             target=removal["email"], domain=removal["email"].partition("@")[2],
+                             summary={"maildir": str(maildir)})
+            click.echo(f"purged {removal['email']} ({maildir})")
+    if not due:
+        click.echo("nothing to purge")

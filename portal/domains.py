@@ -1,0 +1,76 @@
+"""Creating and changing domains: one set of rules for the admin pages, the command line and CSV import."""
+
+from __future__ import annotations
+
+from . import quota
+from .addresses import InvalidAddress
+from .addresses import canonical_domain
+from .queries import audit
+from .queries import domains as domain_queries
+
+DEFAULT_SETTINGS = {
+    "active": True, "max_mailboxes": 0, "max_aliases": 0, "default_quota_bytes": 0, "max_quota_bytes": 0,
+    "allow_personal_aliases": True, "max_personal_aliases": 5,
+}
+
+
+class DomainRuleError(ValueError):
+    """A domain change that cannot be done; the message says why."""
+
+
+class DomainExists(DomainRuleError):
+    """The domain to create is there already."""
+
+
+def domain_name(text: str) -> str:
+    """Return the canonical (lower-case, ASCII) form of a domain name; DomainRuleError if it is not one."""
+    try:
+        return canonical_domain(text or "")
+    except InvalidAddress as exc:
+        raise DomainRuleError(f"This domain name {exc}.") from None
+
+
+def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dict:
+    """Settings from typed values (sizes as text such as "2 GB"); DomainRuleError for a bad one."""
+    try:
+        default_bytes = quota.parse_size(default_quota or "")
+        max_bytes = quota.parse_size(max_quota or "")
+    except quota.InvalidSize as exc:
+        raise DomainRuleError(str(exc)) from None
+    if max_bytes and default_bytes > max_bytes:
+        raise DomainRuleError("The default size limit cannot be above the largest one.")
+    settings = {**DEFAULT_SETTINGS, "default_quota_bytes": default_bytes, "max_quota_bytes": max_bytes}
+    for key, value in values.items():
+        if key not in DEFAULT_SETTINGS:
+            raise TypeError(f"unknown domain setting {key}")
+        if value is not None:
+            settings[key] = value
+    for key in ("max_mailboxes", "max_aliases", "max_personal_aliases"):
+        if not isinstance(settings[key], int) or settings[key] < 0:
+            raise DomainRuleError(f"{key.replace('_', ' ')} must be a whole number from 0 up.")
+    return settings
+
+
+def create_domain(conn, *, name: str, settings: dict, actor: str, actor_role: str, client_addr: str | None) -> str:
+    """Create a domain with its audit row; return its canonical name. DomainRuleError if it exists."""
+    name = domain_name(name)
+    with conn.transaction():
+        if domain_queries.create_domain(conn, name, settings) is None:
+            raise DomainExists(f"{name} already exists.")
+        audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.create",
+                     target=name, domain=name, summary=settings)
+    return name
+
+
+def update_domain(conn, *, domain: dict, settings: dict, actor: str, actor_role: str,
+                  client_addr: str | None) -> None:
+    """Store a domain's settings and limits with its audit row."""
+    with conn.transaction():
+        domain_queries.update_domain(conn, domain["id"], settings)
+        audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.update",
+                     target=domain["name"], domain=domain["name"], summary=settings)
+
+
+def current_settings(domain: dict) -> dict:
+    """The settings part of a full domain row (queries.domains.get_domain)."""
+    return {key: domain[key] for key in DEFAULT_SETTINGS}

@@ -1,0 +1,400 @@
+"""CSV import and export of domains, mailboxes and aliases.
+
+Import checks every row first (against the file and the database) and reports
+every problem with its line number; only a file without problems is written,
+in one transaction, with COPY, and with one audit row per imported row. Plain
+passwords are checked against the password policy and hashed in a process
+pool, on every core. Export streams rows from a server-side cursor, in the
+columns import reads, so export then import into an empty database gives the
+same data.
+
+Columns (a header line is required; column order is free):
+- domains: name, active, max_mailboxes, max_aliases, default_quota_bytes,
+  max_quota_bytes, allow_personal_aliases, max_personal_aliases
+  (only name is required; the rest default as for a new domain);
+- mailboxes: address, name, active, quota_bytes, password_must_change, and one of
+  password (plain; hashed on import) or password_hash (``{SHA512-CRYPT}$6$...``,
+  bare ``$6$...``, ``{BLF-CRYPT}$2y$...`` or ``{ARGON2ID}$argon2id$...``);
+- aliases: source, destination, owner (one row per destination; ``@domain`` is
+  a catch-all; owner is the mailbox that owns a personal alias, else empty).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from dataclasses import field
+
+from psycopg.types.json import Jsonb
+
+from . import passwords
+from .addresses import InvalidAddress
+from .addresses import canonical_address
+from .addresses import canonical_domain
+from .queries import aliases as alias_queries
+
+KINDS = ("domains", "mailboxes", "aliases")
+
+COLUMNS = {
+    "domains": ("name", "active", "max_mailboxes", "max_aliases", "default_quota_bytes", "max_quota_bytes",
+                "allow_personal_aliases", "max_personal_aliases"),
+    "mailboxes": ("address", "name", "active", "quota_bytes", "password_must_change", "password", "password_hash"),
+    "aliases": ("source", "destination", "owner"),
+}
+REQUIRED = {"domains": {"name"}, "mailboxes": {"address"}, "aliases": {"source", "destination"}}
+EXPORT_COLUMNS = {
+    "domains": COLUMNS["domains"],
+    "mailboxes": ("address", "name", "active", "quota_bytes", "password_must_change", "password_hash"),
+    "aliases": COLUMNS["aliases"],
+}
+MAX_PROBLEMS_SHOWN = 50
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+class ImportRefused(Exception):
+    """The file has problems; nothing was written. ``problems`` holds (line, message) pairs."""
+
+    def __init__(self, problems: list[tuple[int, str]]):
+        super().__init__(f"{len(problems)} problems")
+        self.problems = problems
+
+
+@dataclass
+class _Checked:
+    rows: list[dict] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def problem(self, line: int, message: str) -> None:
+        self.problems.append((line, message))
+
+
+def _bool(value: str, default: bool) -> bool:
+    text = (value or "").strip().lower()
+    if not text:
+        return default
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not yes or no")
+
+
+def _count(value: str, default: int) -> int:
+    text = (value or "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or len(text) > 18:
+        raise ValueError(f"{value!r} is not a whole number from 0 up")
+    return int(text)
+
+
+def read_rows(kind: str, stream: io.TextIOBase) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, row) from CSV text; ImportRefused for a header this kind cannot read."""
+    reader = csv.DictReader(stream)
+    header = reader.fieldnames or []
+    unknown = [name for name in header if name not in COLUMNS[kind]]
+    missing = sorted(REQUIRED[kind] - set(header))
+    if unknown or missing or len(set(header)) != len(header):
+        problems = []
+        if unknown:
+            problems.append((1, f"unknown columns: {', '.join(unknown)}; {kind} has {', '.join(COLUMNS[kind])}"))
+        if missing:
+            problems.append((1, f"missing columns: {', '.join(missing)}"))
+        if len(set(header)) != len(header):
+            problems.append((1, "a column is named twice"))
+        raise ImportRefused(problems)
+    for row in reader:
+        if None in row:
+            raise ImportRefused([(reader.line_num, "more fields than columns")])
+        yield reader.line_num, {key: (value or "") for key, value in row.items()}
+
+
+def _check_domains(conn, rows: Iterable[tuple[int, dict]]) -> _Checked:
+    checked = _Checked()
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            name = canonical_domain(row["name"])
+        except InvalidAddress as exc:
+            checked.problem(line, f"{row['name']!r} {exc}")
+            continue
+        if name in seen:
+            checked.problem(line, f"{name} is also on line {seen[name]}")
+            continue
+        seen[name] = line
+        try:
+            values = {
+                "name": name,
+                "active": _bool(row.get("active", ""), True),
+                "max_mailboxes": _count(row.get("max_mailboxes", ""), 0),
+                "max_aliases": _count(row.get("max_aliases", ""), 0),
+                "default_quota_bytes": _count(row.get("default_quota_bytes", ""), 0),
+                "max_quota_bytes": _count(row.get("max_quota_bytes", ""), 0),
+                "allow_personal_aliases": _bool(row.get("allow_personal_aliases", ""), True),
+                "max_personal_aliases": _count(row.get("max_personal_aliases", ""), 5),
+            }
+        except ValueError as exc:
+            checked.problem(line, str(exc))
+            continue
+        if values["max_quota_bytes"] and values["default_quota_bytes"] > values["max_quota_bytes"]:
+            checked.problem(line, "default_quota_bytes is above max_quota_bytes")
+            continue
+        checked.rows.append({**values, "line": line})
+    existing = conn.execute("SELECT name FROM virtual_domains WHERE name = ANY(%s)", (list(seen),)).fetchall()
+    for row in existing:
+        checked.problem(seen[row["name"]], f"{row['name']} exists already")
+    return checked
+
+
+def _check_mailboxes(conn, rows: Iterable[tuple[int, dict]], config, progress) -> _Checked:
+    checked = _Checked()
+    seen: dict[str, int] = {}
+    to_hash = []
+    for line, row in rows:
+        try:
+            address = canonical_address(row["address"])
+        except InvalidAddress as exc:
+            checked.problem(line, f"{row['address']!r} {exc}")
+            continue
+        if address in seen:
+            checked.problem(line, f"{address} is also on line {seen[address]}")
+            continue
+        seen[address] = line
+        plain, stored = row.get("password", ""), row.get("password_hash", "").strip()
+        if bool(plain) == bool(stored):
+            checked.problem(line, "give either password or password_hash")
+            continue
+        if stored:
+            problem = passwords.stored_hash_problem(stored)
+            if problem:
+                checked.problem(line, f"password_hash: {problem}")
+                continue
+        name = row.get("name", "").strip()
+        if len(name) > 255 or not name.isprintable():
+            checked.problem(line, "name: at most 255 printable characters")
+            continue
+        try:
+            values = {
+                "email": address, "display_name": name, "active": _bool(row.get("active", ""), True),
+                "quota_bytes": _count(row.get("quota_bytes", ""), 0),
+                "password_must_change": _bool(row.get("password_must_change", ""), False),
+                "password": stored, "line": line,
+            }
+        except ValueError as exc:
+            checked.problem(line, str(exc))
+            continue
+        if plain:
+            to_hash.append((len(checked.rows), address, plain))
+        checked.rows.append(values)
+    _check_mailbox_targets(conn, checked, seen)
+    if not checked.problems and to_hash:
+        _hash_all(checked, to_hash, config, progress)
+    return checked
+
+
+def _check_mailbox_targets(conn, checked: _Checked, seen: dict[str, int]) -> None:
+    """Against the database: domains exist, with room and a size ceiling; addresses are free."""
+    domains = {r["name"]: r for r in conn.execute(
+        "SELECT id, name, max_mailboxes, mailbox_count, max_quota_bytes FROM virtual_domains WHERE name = ANY(%s)",
+        (sorted({a.rpartition("@")[2] for a in seen}),)).fetchall()}
+    taken = conn.execute(
+        """
+        SELECT email AS address, 'is a mailbox already' AS why FROM virtual_users WHERE email = ANY(%(a)s)
+        UNION ALL SELECT DISTINCT source, 'is an alias already' FROM virtual_aliases WHERE source = ANY(%(a)s)
+        UNION ALL SELECT email, 'was deleted and its mail is still kept; purge it first'
+          FROM portal_mailbox_removals WHERE email = ANY(%(a)s) AND purged_at IS NULL
+        """,
+        {"a": list(seen)},
+    ).fetchall()
+    for row in taken:
+        checked.problem(seen[row["address"]], f"{row['address']} {row['why']}")
+    added = Counter()
+    for row in checked.rows:
+        domain = domains.get(row["email"].rpartition("@")[2])
+        if domain is None:
+            checked.problem(row["line"], f"there is no domain {row['email'].rpartition('@')[2]}; import it first")
+            continue
+        row["domain_id"] = domain["id"]
+        added[domain["name"]] += 1
+        if domain["max_quota_bytes"] and row["quota_bytes"] > domain["max_quota_bytes"]:
+            checked.problem(row["line"], f"quota_bytes is above the largest limit of {domain['name']}")
+        if domain["max_mailboxes"] and domain["mailbox_count"] + added[domain["name"]] > domain["max_mailboxes"]:
+            checked.problem(row["line"], f"{domain['name']} would go over its limit of {domain['max_mailboxes']}"
+                                         " mailboxes")
+
+
+def _hash_all(checked: _Checked, to_hash: list, config, progress) -> None:
+    limits = {"min_length": int(config["PASSWORD_MIN_LENGTH"]), "max_length": int(config["PASSWORD_MAX_LENGTH"]),
+              "min_score": int(config["PASSWORD_MIN_SCORE"])}
+    scheme = config["PASSWORD_SCHEME"]
+    items = [(address, plain, scheme, limits) for _, address, plain in to_hash]
+    workers = max(1, min(os.cpu_count() or 1, len(items) // 200 or 1))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(passwords.hash_for_import, items, chunksize=100)
+        for (index, _, _), (stored, problems) in zip(to_hash, results, strict=True):
+            row = checked.rows[index]
+            if problems:
+                checked.problem(row["line"], "password: " + " ".join(problems))
+            else:
+                row["password"] = stored
+            progress(len(items))
+
+
+def _check_aliases(conn, rows: Iterable[tuple[int, dict]]) -> _Checked:
+    checked = _Checked()
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in rows:
+        try:
+            raw = row["source"].strip()
+            source = "@" + canonical_domain(raw[1:]) if raw.startswith("@") else canonical_address(raw)
+            destination = canonical_address(row["destination"])
+            owner = canonical_address(row["owner"]) if row.get("owner", "").strip() else None
+        except InvalidAddress as exc:
+            checked.problem(line, f"an address {exc}")
+            continue
+        if (source, destination) in seen:
+            checked.problem(line, f"{source} -> {destination} is also on line {seen[source, destination]}")
+            continue
+        seen[source, destination] = line
+        checked.rows.append({"source": source, "destination": destination, "owner": owner, "line": line})
+    domains = {r["name"]: r for r in conn.execute(
+        "SELECT id, name, max_aliases FROM virtual_domains WHERE name = ANY(%s)",
+        (sorted({r["source"].rpartition("@")[2] for r in checked.rows}),)).fetchall()}
+    owners = {r["email"]: r["id"] for r in conn.execute(
+        "SELECT id, email FROM virtual_users WHERE email = ANY(%s)",
+        (sorted({r["owner"] for r in checked.rows if r["owner"]}),)).fetchall()}
+    mailboxes = {r["email"] for r in conn.execute(
+        "SELECT email FROM virtual_users WHERE email = ANY(%s)",
+        (sorted({r["source"] for r in checked.rows}),)).fetchall()}
+    existing = conn.execute(
+        "SELECT source, destination FROM virtual_aliases WHERE source = ANY(%s)",
+        (sorted({r["source"] for r in checked.rows}),)).fetchall()
+    for row in existing:
+        if (row["source"], row["destination"]) in seen:
+            checked.problem(seen[row["source"], row["destination"]],
+                            f"{row['source']} -> {row['destination']} exists already")
+    for row in checked.rows:
+        domain = domains.get(row["source"].rpartition("@")[2])
+        if domain is None:
+            checked.problem(row["line"], f"there is no domain {row['source'].rpartition('@')[2]}; import it first")
+            continue
+        row["domain_id"] = domain["id"]
+        if row["owner"] is not None:
+            if row["owner"] not in owners:
+                checked.problem(row["line"], f"the owner {row['owner']} is not a mailbox")
+                continue
+            row["owner_id"] = owners[row["owner"]]
+        else:
+            row["owner_id"] = None
+        if row["source"] in mailboxes and row["owner_id"] is not None:
+            checked.problem(row["line"], f"{row['source']} is a mailbox; it cannot be a personal alias")
+    return checked
+
+
+def check(conn, kind: str, stream: io.TextIOBase, config, progress: Callable[[int], None] = lambda total: None) -> list:
+    """Read and check a whole file; return the rows to write, or raise ImportRefused with every problem.
+
+    ``progress(total)`` is called once per password hashed, with the number to hash."""
+    rows = read_rows(kind, stream)
+    if kind == "domains":
+        checked = _check_domains(conn, rows)
+    elif kind == "mailboxes":
+        checked = _check_mailboxes(conn, rows, config, progress)
+    else:
+        checked = _check_aliases(conn, rows)
+    if checked.problems:
+        raise ImportRefused(sorted(checked.problems))
+    return checked.rows
+
+
+def write(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None) -> int:
+    """Write checked rows and their audit rows in one transaction; return how many were written."""
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        with conn.cursor() as cur:
+            if kind == "domains":
+                columns = COLUMNS["domains"]
+                with cur.copy(f"COPY virtual_domains ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
+                    for row in rows:
+                        copy.write_row([row[c] for c in columns])
+                audits = [("domain.create", r["name"], r["name"]) for r in rows]
+            elif kind == "mailboxes":
+                columns = ("domain_id", "email", "password", "quota_bytes", "display_name", "active",
+                           "password_must_change")
+                with cur.copy(f"COPY virtual_users ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
+                    for row in rows:
+                        copy.write_row([row[c] for c in columns])
+                audits = [("mailbox.create", r["email"], r["email"].rpartition("@")[2]) for r in rows]
+            else:
+                with cur.copy("COPY virtual_aliases (domain_id, source, destination, owner_id) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([row["domain_id"], row["source"], row["destination"], row["owner_id"]])
+                _refuse_loops_and_limits(conn, rows)
+                audits = [("alias.create", r["source"], r["source"].rpartition("@")[2]) for r in rows]
+            with cur.copy("COPY portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary)"
+                          " FROM STDIN") as copy:
+                for action, target, domain in audits:
+                    copy.write_row([actor, actor_role, client_addr, action, target, domain, Jsonb({"import": kind})])
+    return len(rows)
+
+
+def _refuse_loops_and_limits(conn, rows: list[dict]) -> None:
+    """After the aliases are in (inside the transaction): refuse loops through them and domains over their limit."""
+    lines = {}
+    for row in rows:
+        lines.setdefault(row["source"], row["line"])
+    looping = conn.execute(
+        """
+        WITH RECURSIVE walk (start, node) AS (
+            SELECT source, destination FROM virtual_aliases WHERE source = ANY(%(s)s) AND source <> destination
+            UNION
+            SELECT w.start, a.destination FROM walk w JOIN virtual_aliases a ON a.source = w.node
+             WHERE a.source <> a.destination
+        )
+        SELECT DISTINCT start FROM walk WHERE node = start
+        """,
+        {"s": list(lines)},
+    ).fetchall()
+    problems = [(lines[r["start"]], f"{r['start']} would forward back to itself") for r in looping]
+    over = conn.execute(
+        """
+        SELECT d.name, d.max_aliases FROM virtual_domains d
+         WHERE d.max_aliases > 0 AND d.id = ANY(%s)
+           AND (SELECT count(DISTINCT a.source) FROM virtual_aliases a WHERE a.domain_id = d.id) > d.max_aliases
+        """,
+        (sorted({r["domain_id"] for r in rows}),),
+    ).fetchall()
+    problems += [(0, f"{r['name']} would go over its limit of {r['max_aliases']} aliases") for r in over]
+    if problems:
+        raise ImportRefused(sorted(problems))
+
+
+def export_rows(conn, kind: str) -> Iterator[list]:
+    """Yield the header, then every row of ``kind`` in import's columns, from a server-side cursor."""
+    yield list(EXPORT_COLUMNS[kind])
+    queries = {
+        "domains": "SELECT name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,"
+                   " allow_personal_aliases, max_personal_aliases FROM virtual_domains ORDER BY name",
+        "mailboxes": "SELECT email, display_name, active, quota_bytes, password_must_change, password"
+                     " FROM virtual_users ORDER BY email",
+        "aliases": "SELECT a.source, a.destination, coalesce(o.email, '') FROM virtual_aliases a"
+                   " LEFT JOIN virtual_users o ON o.id = a.owner_id ORDER BY a.source, a.destination",
+    }
+    with conn.transaction(), conn.cursor(name=f"export_{kind}", row_factory=_tuple_row) as cur:
+        cur.itersize = 2000
+        cur.execute(queries[kind])
+        for row in cur:
+            yield ["true" if v is True else "false" if v is False else v for v in row]
+
+
+def _tuple_row(cursor):
+    return lambda values: values
