@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import psycopg
 from flask import current_app
+from flask.cli import with_appcontext
 
 from .. import db
 from .. import imap
@@ -181,6 +182,7 @@ class Doctor:
 
 
 @click.command("doctor")
+@with_appcontext
 @click.option("--postfix-dir", default="/etc/postfix", show_default=True, type=click.Path(path_type=Path))
 @click.option("--dovecot-dir", default="/etc/dovecot", show_default=True, type=click.Path(path_type=Path))
 @click.option("--dovecot-config", help="Dovecot's main config file for doveconf -c (default: its own).")

@@ -8,6 +8,7 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from .. import transfer
 from . import CLI_ACTOR
@@ -15,6 +16,7 @@ from . import connect
 
 
 @click.command("import")
+@with_appcontext
 @click.argument("kind", type=click.Choice(transfer.KINDS))
 @click.argument("source", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
@@ -50,6 +52,7 @@ def import_command(kind: str, source, dry_run: bool):
 
 
 @click.command("export")
+@with_appcontext
 @click.argument("kind", type=click.Choice(transfer.KINDS))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file (made readable by its owner only); default: standard output.")
@@ -63,12 +66,15 @@ def export_command(kind: str, output: str | None):
         os.fchmod(descriptor, 0o600)
         stream = os.fdopen(descriptor, "w", encoding="utf-8", newline="")
     else:
-        stream = click.get_text_stream("stdout")
+        stream = sys.stdout
     count = -1
-    with connect() as conn:
-        writer = csv.writer(stream)
-        for count, row in enumerate(transfer.export_rows(conn, kind)):  # noqa: B007
-            writer.writerow(row)
+    try:
+        with connect() as conn:
+            writer = csv.writer(stream)
+            for count, row in enumerate(transfer.export_rows(conn, kind)):  # noqa: B007
+                writer.writerow(row)
+    finally:
+        if output:
+            stream.close()
     if output:
-        stream.close()
         click.echo(f"exported {count} {kind} to {output}", err=True)

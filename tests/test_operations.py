@@ -1,0 +1,119 @@
+"""config render and doctor, against the test stack's own Postfix, Dovecot and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import stack  # noqa: E402
+
+from tests.mail import make_mailbox  # noqa: E402
+
+PASSWORD = "a long enough test password 16"
+POSTMAP = shutil.which("postmap") or "/usr/sbin/postmap"
+
+
+def run(app, *args):
+    return app.test_cli_runner().invoke(args=list(args))
+
+
+@pytest.fixture
+def mail_data(db):
+    make_mailbox(db, "known@ops.example", PASSWORD)
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'team@ops.example',"
+               " 'known@ops.example' FROM virtual_domains WHERE name = 'ops.example'")
+
+
+def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack, tmp_path, mail_data):
+    reader = stack.db_context(mail_stack.db_name)
+    url = (f"host={reader['db_host']} port={reader['db_port']} dbname={reader['db_name']} user={reader['db_user']}"
+           f" password={reader['db_password']}")
+    result = run(app, "config", "render", str(tmp_path), "--database-url", url,
+                 "--postfix-dir", str(mail_stack.postfix_dir), "--dovecot-dir", str(mail_stack.dovecot_conf.parent))
+    assert result.exit_code == 0, result.output
+    assert reader["db_password"] not in result.output
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*") if p.is_file()}
+    assert modes == {
+        "postfix/pgsql-domains.cf": 0o640, "postfix/pgsql-users.cf": 0o640, "postfix/pgsql-aliases.cf": 0o640,
+        "postfix/pgsql-recipient-access.cf": 0o640, "postfix/main.cf.portal": 0o644,
+        "dovecot/dovecot-sql.conf.ext": 0o600, "dovecot/dovecot-dict-quota.conf.ext": 0o640,
+        "dovecot/conf.d/auth-sql.conf.ext": 0o644, "dovecot/conf.d/99-mail-portal.conf": 0o644,
+    }
+    # The rendered maps are the ones the stack's own Postfix uses: same text, and real answers from postmap.
+    for name in ("pgsql-users.cf", "pgsql-aliases.cf", "pgsql-domains.cf"):
+        assert (tmp_path / "postfix" / name).read_text() == (mail_stack.postfix_dir / name).read_text()
+    answer = subprocess.run([POSTMAP, "-q", "team@ops.example", f"pgsql:{tmp_path / 'postfix' / 'pgsql-aliases.cf'}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert answer == "known@ops.example"
+    assert (tmp_path / "dovecot" / "dovecot-sql.conf.ext").read_text() == (
+        mail_stack.dovecot_conf.parent / "dovecot-sql.conf.ext").read_text()
+    main_cf = (tmp_path / "postfix" / "main.cf.portal").read_text()
+    assert f"virtual_alias_maps = pgsql:{mail_stack.postfix_dir}/pgsql-aliases.cf" in main_cf
+    assert "login_trusted_networks = 127.0.0.1/32 ::1/128" in (
+        tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
+
+
+def test_render_refuses_a_url_without_credentials(app, tmp_path):
+    result = run(app, "config", "render", str(tmp_path), "--database-url", "postgresql://host/db")
+    assert result.exit_code != 0 and "names no user, password" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def doctor(app, mail_stack, **overrides):
+    args = ["doctor", "--postfix-dir", str(mail_stack.postfix_dir), "--dovecot-dir",
+            str(mail_stack.dovecot_conf.parent), "--dovecot-config", str(mail_stack.dovecot_conf)]
+    for option, value in overrides.items():
+        args[args.index("--" + option.replace("_", "-")) + 1] = value
+    return run(app, *args)
+
+
+def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True)
+    result = doctor(app, mail_stack)
+    assert result.exit_code == 0, result.output
+    for line in ("ok    database: reachable", "ok    dovecot: answers at 127.0.0.1:", "AUTH=PLAIN",
+                 "ok    auth penalty: Dovecot trusts the portal's address 127.0.0.1",
+                 "ok    postfix maps: Postfix finds known@ops.example in pgsql-users.cf and team@ops.example",
+                 "ok    disabled accounts:", "ok    secret key:", "ok    cookies:", "all checks passed"):
+        assert line in result.output, line
+
+
+def test_doctor_explains_each_failure(app_factory, db, mail_stack, mail_data, tmp_path):
+    # A guide-built server: its original queries, which ignore disabled accounts.
+    (tmp_path / "postfix").mkdir()
+    (tmp_path / "dovecot").mkdir()
+    users = (mail_stack.postfix_dir / "pgsql-users.cf").read_text().split("query =")[0]
+    guide_users = "query = SELECT email FROM virtual_users WHERE email='%s'\n"
+    (tmp_path / "postfix" / "pgsql-users.cf").write_text(users + guide_users)
+    shutil.copy(mail_stack.postfix_dir / "pgsql-aliases.cf", tmp_path / "postfix")
+    sql = (mail_stack.dovecot_conf.parent / "dovecot-sql.conf.ext").read_text().split("user_query")[0]
+    guide_passdb = "password_query = SELECT email as user, password FROM virtual_users WHERE email='%u'\n"
+    (tmp_path / "dovecot" / "dovecot-sql.conf.ext").write_text(sql + guide_passdb)
+    app = app_factory(TESTING=False, SECRET_KEY="x" * 40, COOKIE_SECURE=False)
+    result = doctor(app, mail_stack, postfix_dir=str(tmp_path / "postfix"), dovecot_dir=str(tmp_path / "dovecot"))
+    assert result.exit_code == 1
+    out = result.output
+    assert "FAIL  disabled accounts: these queries ignore disabled mailboxes" in out
+    assert str(tmp_path / "postfix" / "pgsql-users.cf") in out and str(tmp_path / "dovecot") in out
+    assert "fix: install the files of flask --app app config render" in out
+    assert "FAIL  secret key:" in out and "secrets.token_hex(32)" in out
+    assert "FAIL  cookies: cookie_secure is off" in out
+    assert "ok    postfix maps" in out  # the guide's query still finds an active mailbox
+
+
+def test_doctor_when_dovecot_and_the_database_are_away(app_factory, db, mail_stack):
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), IMAP_PORT=1, IMAP_TIMEOUT=1.0,
+                      DATABASE_URL="postgresql://x:x@127.0.0.1:1/x?connect_timeout=2")
+    result = doctor(app, mail_stack)
+    assert result.exit_code == 1
+    assert "FAIL  database: cannot connect" in result.output and "fix: check database_url" in result.output
+    assert "skip  migrations: no database connection" in result.output
+    assert "FAIL  dovecot: cannot reach the IMAP server at 127.0.0.1:1" in result.output
+    assert "Traceback" not in result.output and "x:x@" not in result.output
