@@ -13,5 +13,8 @@ graceful_timeout = 10
 # The database pool is opened lazily in each worker after the fork (portal/db.py),
 # so preloading would be safe; it stays off so a code reload restarts cleanly.
 preload_app = False
-accesslog = "-"
+# The portal logs one JSON line per request itself, with the real client address
+# (behind a proxy, from X-Forwarded-For as trusted_proxy_count allows) and the
+# request id; gunicorn's own access log would only see the proxy's address.
+accesslog = os.environ.get("PORTAL_GUNICORN_ACCESSLOG") or None
 errorlog = "-"

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import auditlog
 from . import db
 from . import errors
+from . import logs
 from . import sessions
 from .settings import layered_config
 from .settings import validate
@@ -43,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         # Only then is X-Forwarded-For believed; otherwise a spoofed header changes nothing.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
+    logs.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     sessions.init_app(app)

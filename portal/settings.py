@@ -67,7 +67,12 @@ DEFAULTS = {
     ],
     # Postfix's recipient_delimiter (Debian's default main.cf: "+"); personal aliases may not contain it.
     "RECIPIENT_DELIMITER": "+",
+    # Logs: "json" (one object a line, for journald and log shippers) or "text"; and the level.
+    "LOG_FORMAT": "json",
+    "LOG_LEVEL": "INFO",
 }
+
+LOG_FORMATS = ("json", "text")
 
 IMAP_SECURITY_CHOICES = ("plain", "starttls", "tls")
 
@@ -143,6 +148,11 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
             f"IMAP_SECURITY must be one of {', '.join(IMAP_SECURITY_CHOICES)}, not {values['IMAP_SECURITY']!r}"
         )
     from .passwords import SCHEMES
+
+    if values["LOG_FORMAT"] not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be json or text, not {values['LOG_FORMAT']!r}")
+    if str(values["LOG_LEVEL"]).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {values['LOG_LEVEL']!r}")
 
     ca_file = values.get("IMAP_TLS_CA_FILE") or ""
     if ca_file and not os.access(ca_file, os.R_OK):

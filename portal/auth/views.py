@@ -73,6 +73,9 @@ def login():
         form.form_errors.append(MAIL_SERVER_DOWN)
         return render_template("auth/login.html", form=form), 503
 
+    if outcome.status != "ok":
+        # One line per refused sign-in, with the client address (on every line): what fail2ban reads.
+        log.warning("sign-in refused (%s) for %s", outcome.status, form.canonical_address)
     if outcome.status == "locked":
         return _locked_response(form, outcome.locked_until)
     if outcome.status == "invalid":
@@ -88,6 +91,7 @@ def login():
     session.clear()
     session.permanent = True
     login_user(user)
+    log.info("signed in")
     if user.must_change_password:
         flash("Please choose a new password before you continue.", "info")
         return redirect(url_for("account.password"))
