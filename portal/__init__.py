@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import auditlog
 from . import db
 from . import errors
+from . import i18n
 from . import logs
 from . import sessions
 from .settings import layered_config
@@ -45,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     logs.init_app(app)
+    i18n.init_app(app)
     db.init_app(app)
     csrf.init_app(app)
     sessions.init_app(app)

@@ -7,6 +7,8 @@ import unicodedata
 
 import idna
 
+from .i18n import _
+
 MAX_ADDRESS_LENGTH = 254
 MAX_LOCAL_PART_LENGTH = 64
 MAX_DOMAIN_LENGTH = 253
@@ -26,52 +28,52 @@ class InvalidAddress(ValueError):
 
 def _reject_control_characters(text: str) -> None:
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
-        raise InvalidAddress("contains control characters")
+        raise InvalidAddress(_("contains control characters"))
 
 
 def canonical_domain(text: str) -> str:
     """Return the domain lower-cased in its ASCII (IDNA 2008, UTS 46) form."""
     if len(text) > 4 * MAX_DOMAIN_LENGTH:
-        raise InvalidAddress("is too long")
+        raise InvalidAddress(_("is too long"))
     name = text.strip(_TRIMMED)
     _reject_control_characters(name)
     name = unicodedata.normalize("NFC", name)
     if name.endswith("."):
         name = name[:-1]
     if not name:
-        raise InvalidAddress("is empty")
+        raise InvalidAddress(_("is empty"))
     try:
         ascii_name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
     except idna.IDNAError:
-        raise InvalidAddress("is not a valid domain name") from None
+        raise InvalidAddress(_("is not a valid domain name")) from None
     ascii_name = ascii_name.lower()
     if len(ascii_name) > MAX_DOMAIN_LENGTH:
-        raise InvalidAddress("is too long")
+        raise InvalidAddress(_("is too long"))
     labels = ascii_name.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
-        raise InvalidAddress("is not a valid domain name")
+        raise InvalidAddress(_("is not a valid domain name"))
     return ascii_name
 
 
 def canonical_address(text: str) -> str:
     """Return ``local@domain`` trimmed, lower-cased, with the domain in ASCII form."""
     if len(text) > 4 * MAX_ADDRESS_LENGTH:
-        raise InvalidAddress("is too long")
+        raise InvalidAddress(_("is too long"))
     text = text.strip(_TRIMMED)
     _reject_control_characters(text)
     local, sep, domain = text.rpartition("@")
     if not sep or not local:
-        raise InvalidAddress("is not an e-mail address")
+        raise InvalidAddress(_("is not an e-mail address"))
     # Checked before any normalisation, which would fold look-alikes such as the
     # Kelvin sign into ASCII letters.
     if not local.isascii():
-        raise InvalidAddress("may only use ASCII letters before the @")
+        raise InvalidAddress(_("may only use ASCII letters before the @"))
     local = local.lower()
     if len(local) > MAX_LOCAL_PART_LENGTH or not _LOCAL_PART.match(local):
-        raise InvalidAddress("is not an e-mail address")
+        raise InvalidAddress(_("is not an e-mail address"))
     address = f"{local}@{canonical_domain(domain)}"
     if len(address) > MAX_ADDRESS_LENGTH:
-        raise InvalidAddress("is too long")
+        raise InvalidAddress(_("is too long"))
     return address
 
 

@@ -7,6 +7,7 @@ portal/aliasrules.py and are shared with self-service forwarding.
 from __future__ import annotations
 
 from . import aliasrules
+from .i18n import _
 from .queries import aliases as alias_queries
 from .queries import audit
 from .queries import mailboxes as mailbox_queries
@@ -30,13 +31,14 @@ def save_alias(conn, *, domain: dict, source: str, destinations: list[str], crea
             if not source.startswith("@"):
                 aliasrules.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
             elif alias_queries.source_exists(conn, source):
-                raise aliasrules.AliasRuleError([f"{domain['name']} already has a catch-all."])
+                raise aliasrules.AliasRuleError([_("%(domain)s already has a catch-all.", domain=domain["name"])])
             count = conn.execute(
                 "SELECT count(DISTINCT source) AS n FROM virtual_aliases WHERE domain_id = %s", (domain["id"],)
             ).fetchone()["n"]
             if row["max_aliases"] and count >= row["max_aliases"]:
                 limit = row["max_aliases"]
-                raise aliasrules.AliasRuleError([f"{domain['name']} already has its limit of {limit} aliases."])
+                raise aliasrules.AliasRuleError(
+                    [_("%(domain)s already has its limit of %(count)s aliases.", domain=domain["name"], count=limit)])
         elif not editable(conn, domain, source):
             raise AliasNotFound(source)
         before = alias_queries.destinations(conn, source)

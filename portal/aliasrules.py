@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .addresses import InvalidAddress
 from .addresses import canonical_address
 from .addresses import domain_of
+from .i18n import _
 from .queries import aliases
 from .queries import mailboxes
 
@@ -55,10 +56,11 @@ def parse_destinations(lines: list[str]) -> tuple[list[str], list[str]]:
             address = canonical_address(text)
         except InvalidAddress as exc:
             shown = text if len(text) <= 80 else text[:77] + "..."
-            problems.append(f"Line {number}: {shown!r} {exc}.")
+            problems.append(_("Line %(number)s: %(typed)s %(problem)s.", number=number, typed=repr(shown),
+                              problem=str(exc)))
             continue
         if address in seen:
-            problems.append(f"Line {number}: {address} is listed twice.")
+            problems.append(_("Line %(number)s: %(address)s is listed twice.", number=number, address=address))
             continue
         seen.add(address)
         found.append(address)
@@ -69,9 +71,9 @@ def check_forwarding(conn, address: str, wanted: Forwarding, max_destinations: i
     """Raise AliasRuleError unless ``address`` may forward as ``wanted``."""
     problems = []
     if address in wanted.destinations:
-        problems.append("Your own address is not a forwarding destination; use \u201ckeep a copy\u201d instead.")
+        problems.append(_("Your own address is not a forwarding destination; use \u201ckeep a copy\u201d instead."))
     if len(wanted.destinations) > max_destinations:
-        problems.append(f"At most {max_destinations} forwarding addresses are allowed.")
+        problems.append(_("At most %(count)s forwarding addresses are allowed.", count=max_destinations))
     if problems:
         raise AliasRuleError(problems)
     if wanted.keep_copy or not wanted.destinations:
@@ -80,26 +82,28 @@ def check_forwarding(conn, address: str, wanted: Forwarding, max_destinations: i
     if path:
         hops = " \u2192 ".join([address, *path])
         raise AliasRuleError(
-            [f"This would send mail round in a circle ({hops}) and it would never arrive. "
-             "Keep a copy in your mailbox, or change the other forwarding first."]
+            [_("This would send mail round in a circle (%(hops)s) and it would never arrive. "
+               "Keep a copy in your mailbox, or change the other forwarding first.", hops=hops)]
         )
 
 
 def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], delimiter: str = "+") -> None:
     """Raise AliasRuleError unless ``source`` is free to become a new alias in ``domain``."""
     if domain_of(source) != domain:
-        raise AliasRuleError([f"The address must end in @{domain}."])
+        raise AliasRuleError([_("The address must end in @%(domain)s.", domain=domain)])
     local = source.partition("@")[0]
     # With recipient_delimiter, Postfix looks up "bob+tag@" before "bob@": an alias
     # "bob+tag" would take mail meant for bob.
     if delimiter and any(ch in local for ch in delimiter):
-        raise AliasRuleError([f"The address may not contain {' or '.join(delimiter)}."])
+        raise AliasRuleError([_("The address may not contain %(characters)s.",
+                                characters=_(" or ").join(delimiter))])
     if local in reserved:
-        raise AliasRuleError([f"{source} is reserved for the administrators of {domain}."])
+        raise AliasRuleError([_("%(address)s is reserved for the administrators of %(domain)s.",
+                                address=source, domain=domain)])
     if mailboxes.get_mailbox(conn, source) is not None:
-        raise AliasRuleError([f"{source} is already in use."])
+        raise AliasRuleError([_("%(address)s is already in use.", address=source)])
     if aliases.source_exists(conn, source):
-        raise AliasRuleError([f"{source} is already in use."])
+        raise AliasRuleError([_("%(address)s is already in use.", address=source)])
 
 
 def check_new_alias_target(conn, source: str, destination: str) -> None:
@@ -108,8 +112,8 @@ def check_new_alias_target(conn, source: str, destination: str) -> None:
     if path:
         hops = " \u2192 ".join([source, *path])
         raise AliasRuleError(
-            [f"This would send mail round in a circle ({hops}) and it would never arrive. "
-             "Change the forwarding of your mailbox first."]
+            [_("This would send mail round in a circle (%(hops)s) and it would never arrive. "
+               "Change the forwarding of your mailbox first.", hops=hops)]
         )
 
 
@@ -120,12 +124,13 @@ MAX_ALIAS_DESTINATIONS = 1000
 def check_alias_destinations(conn, source: str, destinations: list[str]) -> None:
     """Raise AliasRuleError unless an admin alias ``source`` may deliver to ``destinations``."""
     if not destinations:
-        raise AliasRuleError(["Give at least one address to deliver to."])
+        raise AliasRuleError([_("Give at least one address to deliver to.")])
     if len(destinations) > MAX_ALIAS_DESTINATIONS:
-        raise AliasRuleError([f"At most {MAX_ALIAS_DESTINATIONS} addresses are allowed."])
+        raise AliasRuleError([_("At most %(count)s addresses are allowed.", count=MAX_ALIAS_DESTINATIONS)])
     if source in destinations:
-        raise AliasRuleError(["An alias cannot deliver to itself."])
+        raise AliasRuleError([_("An alias cannot deliver to itself.")])
     path = aliases.forwarding_loop(conn, source, destinations)
     if path:
         hops = " \u2192 ".join([source, *path])
-        raise AliasRuleError([f"This would send mail round in a circle ({hops}) and it would never arrive."])
+        raise AliasRuleError([_("This would send mail round in a circle (%(hops)s) and it would never arrive.",
+                                hops=hops)])

@@ -2,60 +2,91 @@
 
 from __future__ import annotations
 
-import json
+from . import quota
+from .i18n import _
+from .i18n import _l
 
 # Every action the portal and its commands write, with what a person calls it.
 ACTIONS = {
-    "password.change": "password changed by its owner",
-    "forwarding.update": "forwarding changed",
-    "alias.personal.add": "personal address added",
-    "alias.personal.delete": "personal address removed",
-    "mailbox.create": "mailbox created",
-    "mailbox.update": "mailbox changed",
-    "mailbox.delete": "mailbox deleted",
-    "mailbox.purge": "deleted mailbox's mail removed",
-    "mailbox.quota": "size limit set",
-    "mailbox.password_reset": "password reset (one-time password given)",
-    "mailbox.unlock": "sign-in failures cleared",
-    "mailbox.disable": "mailbox disabled",
-    "mailbox.enable": "mailbox enabled",
-    "alias.create": "alias created",
-    "alias.update": "alias changed",
-    "alias.delete": "alias deleted",
-    "domain.create": "domain created",
-    "domain.update": "domain settings changed",
-    "domain.delete": "domain deleted",
-    "role.grant": "role given",
-    "role.revoke": "role taken back",
+    "password.change": _l("password changed by its owner"),
+    "forwarding.update": _l("forwarding changed"),
+    "alias.personal.add": _l("personal address added"),
+    "alias.personal.delete": _l("personal address removed"),
+    "mailbox.create": _l("mailbox created"),
+    "mailbox.update": _l("mailbox changed"),
+    "mailbox.delete": _l("mailbox deleted"),
+    "mailbox.purge": _l("deleted mailbox's mail removed"),
+    "mailbox.quota": _l("size limit set"),
+    "mailbox.password_reset": _l("password reset (one-time password given)"),
+    "mailbox.unlock": _l("sign-in failures cleared"),
+    "mailbox.disable": _l("mailbox disabled"),
+    "mailbox.enable": _l("mailbox enabled"),
+    "alias.create": _l("alias created"),
+    "alias.update": _l("alias changed"),
+    "alias.delete": _l("alias deleted"),
+    "domain.create": _l("domain created"),
+    "domain.update": _l("domain settings changed"),
+    "domain.delete": _l("domain deleted"),
+    "role.grant": _l("role given"),
+    "role.revoke": _l("role taken back"),
 }
 
 
 def action_label(action: str) -> str:
     """What a person calls an action (the action itself if it is not known)."""
-    return ACTIONS.get(action, action)
+    return str(ACTIONS.get(action, action))
+
+
+# The keys of audit summaries, as people call them.
+SUMMARY_KEYS = {
+    "active": _l("active"), "display_name": _l("name"), "quota_bytes": _l("size limit"),
+    "password_changed": _l("password changed"), "must_change": _l("must change password"),
+    "sessions_ended": _l("sessions ended"), "scheme": _l("hash scheme"), "was_forced": _l("change was required"),
+    "failures": _l("failed sign-ins"), "locked_until": _l("locked until"), "reason": _l("reason"),
+    "role": _l("role"), "in": _l("in"), "destination": _l("delivers to"), "destinations": _l("delivers to"),
+    "keep_copy": _l("keeps a copy"), "maildir": _l("maildir"), "purge_after": _l("mail kept until"),
+    "aliases_left_without_destination": _l("aliases left without a destination"), "mailboxes": _l("mailboxes"),
+    "aliases": _l("aliases"), "import": _l("imported from CSV"), "max_mailboxes": _l("most mailboxes"),
+    "max_aliases": _l("most aliases"), "default_quota_bytes": _l("default size limit"),
+    "max_quota_bytes": _l("largest size limit"), "allow_personal_aliases": _l("personal addresses allowed"),
+    "max_personal_aliases": _l("personal addresses per user"), "before": _l("before"), "after": _l("after"),
+}
+# Stored words that are shown translated.
+SUMMARY_VALUES = {
+    "every domain": _l("every domain"), "superadmin": _l("superadmin"), "domain_admin": _l("domain admin"),
+    "helpdesk": _l("helpdesk"), "domains": _l("domains"), "mailboxes": _l("mailboxes"), "aliases": _l("aliases"),
+}
 
 
 def summary_text(summary: dict | None) -> str:
-    """A row's before/after summary on one line, ``key: value; ...``."""
+    """A row's before/after summary on one line, ``key: value; ...``, in the page's language."""
     if not summary:
         return ""
     parts = []
     for key, value in summary.items():
         if isinstance(value, dict) and set(value) == {"before", "after"}:
-            value = f"{_value(value['before'])} \u2192 {_value(value['after'])}"
+            value = f"{_value(value['before'], key)} \u2192 {_value(value['after'], key)}"
         else:
-            value = _value(value)
-        parts.append(f"{key.replace('_', ' ')}: {value}")
+            value = _value(value, key)
+        parts.append(f"{_key(key)}: {value}")
     return "; ".join(parts)
 
 
-def _value(value) -> str:
-    if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if value is None:
-        return "none"
+def _key(key: str) -> str:
+    return str(SUMMARY_KEYS.get(key, key.replace("_", " ")))
+
+
+def _value(value, key: str = "") -> str:
+    if key.endswith("_bytes") and isinstance(value, int) and not isinstance(value, bool):
+        return quota.format_size(value) if value else _("none")
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return ", ".join(f"{_key(k)} {_value(v, k)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or _("none")
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if value is None:
+        return _("none")
+    if isinstance(value, str) and value in SUMMARY_VALUES:
+        return str(SUMMARY_VALUES[value])
     return str(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import quota
 from .addresses import InvalidAddress
 from .addresses import canonical_domain
+from .i18n import _
 from .queries import audit
 from .queries import domains as domain_queries
 
@@ -27,7 +28,7 @@ def domain_name(text: str) -> str:
     try:
         return canonical_domain(text or "")
     except InvalidAddress as exc:
-        raise DomainRuleError(f"This domain name {exc}.") from None
+        raise DomainRuleError(_("This domain name %(problem)s.", problem=str(exc))) from None
 
 
 def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dict:
@@ -38,7 +39,7 @@ def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dic
     except quota.InvalidSize as exc:
         raise DomainRuleError(str(exc)) from None
     if max_bytes and default_bytes > max_bytes:
-        raise DomainRuleError("The default size limit cannot be above the largest one.")
+        raise DomainRuleError(_("The default size limit cannot be above the largest one."))
     settings = {**DEFAULT_SETTINGS, "default_quota_bytes": default_bytes, "max_quota_bytes": max_bytes}
     for key, value in values.items():
         if key not in DEFAULT_SETTINGS:
@@ -47,7 +48,7 @@ def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dic
             settings[key] = value
     for key in ("max_mailboxes", "max_aliases", "max_personal_aliases"):
         if not isinstance(settings[key], int) or settings[key] < 0:
-            raise DomainRuleError(f"{key.replace('_', ' ')} must be a whole number from 0 up.")
+            raise DomainRuleError(_("%(setting)s must be a whole number from 0 up.", setting=key.replace("_", " ")))
     return settings
 
 
@@ -56,7 +57,7 @@ def create_domain(conn, *, name: str, settings: dict, actor: str, actor_role: st
     name = domain_name(name)
     with conn.transaction():
         if domain_queries.create_domain(conn, name, settings) is None:
-            raise DomainExists(f"{name} already exists.")
+            raise DomainExists(_("%(domain)s already exists.", domain=name))
         audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.create",
                      target=name, domain=name, summary=settings)
     return name
@@ -65,7 +66,14 @@ def create_domain(conn, *, name: str, settings: dict, actor: str, actor_role: st
 def update_domain(conn, *, domain: dict, settings: dict, actor: str, actor_role: str,
                   client_addr: str | None) -> None:
     """Store a domain's settings and limits with its audit row."""
+    from . import roles
+
     with conn.transaction():
+        if not settings["active"]:
+            try:
+                roles.keep_a_superadmin_outside(conn, domain)
+            except roles.RoleError as exc:
+                raise DomainRuleError(str(exc)) from None
         domain_queries.update_domain(conn, domain["id"], settings)
         audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.update",
                      target=domain["name"], domain=domain["name"], summary=settings)

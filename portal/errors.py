@@ -11,25 +11,32 @@ from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .db import DatabaseUnavailable
+from .i18n import _
+from .i18n import _l
 from .imap import ImapUnavailable
 
 log = logging.getLogger(__name__)
 
 _MESSAGES = {
-    400: ("Bad request", "The request could not be understood. Reload the page and try again."),
-    403: ("Forbidden", "You are not allowed to do this."),
-    404: ("Not found", "There is nothing at this address."),
-    405: ("Method not allowed", "This page cannot be used that way."),
-    429: ("Too many attempts", "Please wait a moment before trying again."),
-    500: ("Something went wrong", "The portal hit an unexpected error. It has been logged."),
-    503: ("Service unavailable", "The mail server is not answering right now. Please try again in a few minutes."),
+    400: (_l("Bad request"), _l("The request could not be understood. Reload the page and try again.")),
+    403: (_l("Forbidden"), _l("You are not allowed to do this.")),
+    404: (_l("Not found"), _l("There is nothing at this address.")),
+    405: (_l("Method not allowed"), _l("This page cannot be used that way.")),
+    429: (_l("Too many attempts"), _l("Please wait a moment before trying again.")),
+    500: (_l("Something went wrong"), _l("The portal hit an unexpected error. It has been logged.")),
+    503: (
+        _l("Service unavailable"),
+        _l("The mail server is not answering right now. Please try again in a few minutes."),
+    ),
 }
+_UNKNOWN = (_l("Error"), _l("The request failed."))
 
 
 def render_error(code: int, message: str | None = None):
     """Render the error page for an HTTP status."""
-    title, default_message = _MESSAGES.get(code, ("Error", "The request failed."))
-    return render_template("error.html", code=code, title=title, message=message or default_message), code
+    title, default_message = _MESSAGES.get(code, _UNKNOWN)
+    # Translated now, in the request's language; plain text for the template.
+    return render_template("error.html", code=code, title=str(title), message=str(message or default_message)), code
 
 
 def _http_error(exc: HTTPException):
@@ -46,7 +53,7 @@ def _database_unavailable(exc: Exception):
     from .sessions import login_manager
 
     g._login_user = login_manager.anonymous_user()
-    return render_error(503, "The mail database is not answering right now. Please try again in a few minutes.")
+    return render_error(503, _("The mail database is not answering right now. Please try again in a few minutes."))
 
 
 def _imap_unavailable(exc: Exception):

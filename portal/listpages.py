@@ -5,17 +5,17 @@ from __future__ import annotations
 from flask import abort
 from flask import render_template
 from flask import request
-from wtforms import SelectChoice
 
 from . import quota
 from .admin.forms import SearchForm
+from .admin.forms import sort_choices
 from .queries import listing
 
 
 def _list_request(sorts: dict[str, listing.Sort]):
     """Read a list page's search, sort and cursor from the query string; (form, search or None, sort, cursor)."""
     form = SearchForm(request.args)
-    form.sort.choices = [SelectChoice(name, sort.label) for name, sort in sorts.items()]
+    form.sort.choices = sort_choices(sorts)
     default = next(iter(sorts.values()))
     form.sort.data = form.sort.data or default.name
     if request.args and not form.validate():

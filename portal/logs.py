@@ -64,6 +64,17 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(user)s %(client)s] %(message)s"
 
 
+class TextFormatter(logging.Formatter):
+    """One line per event for reading by eye: line breaks and other control characters in a message
+    (a path may hold %0a) are shown escaped, so nobody can forge a line. A traceback follows on its own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        safe = logging.makeLogRecord({**record.__dict__, "args": None,
+                                      "msg": "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)})
+        return super().format(safe)
+
+
 def configure(level: str, fmt: str) -> None:
     """Send the portal's logs to standard error in the chosen format (once per process)."""
     root = logging.getLogger("portal")
@@ -75,7 +86,7 @@ def configure(level: str, fmt: str) -> None:
         handler.addFilter(RequestContext())
         root.addHandler(handler)
         root.propagate = False  # gunicorn or a host's logging config would print each line twice
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
 
 
 def init_app(app) -> None:
@@ -86,7 +97,7 @@ def init_app(app) -> None:
     @app.before_request
     def _start():
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
         g.request_started = time.perf_counter()
 
     @app.after_request

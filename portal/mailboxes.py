@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import quota
 from .addresses import InvalidAddress
 from .addresses import canonical_address
+from .i18n import _
 from .queries import aliases
 from .queries import audit
 from .queries import mailboxes as mailbox_queries
@@ -19,7 +20,7 @@ def address_for(local_part: str, domain: dict) -> str:
     try:
         return canonical_address(f"{local_part.strip(' ')}@{domain['name']}")
     except InvalidAddress:
-        raise MailboxRuleError("Use letters, digits and . _ - + only, for example anna.berg.") from None
+        raise MailboxRuleError(_("Use letters, digits and . _ - + only, for example anna.berg.")) from None
 
 
 def create_mailbox(
@@ -40,21 +41,24 @@ def create_mailbox(
             (domain_id,),
         ).fetchone()
         if domain["max_mailboxes"] and domain["mailbox_count"] >= domain["max_mailboxes"]:
-            raise MailboxRuleError(f"{domain['name']} already has its limit of {domain['max_mailboxes']} mailboxes.")
+            raise MailboxRuleError(_("%(domain)s already has its limit of %(count)s mailboxes.",
+                                     domain=domain["name"], count=domain["max_mailboxes"]))
         problem = quota.limit_problem(quota_bytes, domain)
         if problem:
             raise MailboxRuleError(problem)
         if mailbox_queries.get_mailbox(conn, address) is not None:
-            raise MailboxRuleError(f"{address} already exists.")
+            raise MailboxRuleError(_("%(address)s already exists.", address=address))
         kept = pending_removal(conn, address)
         if kept:
-            raise MailboxRuleError(
-                f"{address} was deleted on {kept['deleted_at']:%Y-%m-%d} and its mail is kept until "
-                f"{kept['purge_after']:%Y-%m-%d}, so that nobody else receives it. Purge it first: "
-                f"flask --app app mailbox purge --address {address}"
-            )
+            command = f"flask --app app mailbox purge --address {address}"
+            raise MailboxRuleError(_(
+                "%(address)s was deleted on %(deleted)s and its mail is kept until %(until)s, so that nobody else "
+                "receives it. Purge it first: %(command)s",
+                address=address, deleted=kept["deleted_at"].strftime("%Y-%m-%d"),
+                until=kept["purge_after"].strftime("%Y-%m-%d"), command=command,
+            ))
         if aliases.source_exists(conn, address):
-            raise MailboxRuleError(f"{address} is already an alias; remove the alias first.")
+            raise MailboxRuleError(_("%(address)s is already an alias; remove the alias first.", address=address))
         mailbox_id = conn.execute(
             "INSERT INTO virtual_users (domain_id, email, password, quota_bytes, display_name)"
             " VALUES (%s, %s, %s, %s, %s) RETURNING id",
@@ -208,6 +212,12 @@ def delete_domain(
     root = mail_root.rstrip("/")
     with conn.transaction():
         aliases.lock_alias_graph(conn)
+        from . import roles
+
+        try:
+            roles.keep_a_superadmin_outside(conn, domain)
+        except roles.RoleError as exc:
+            raise MailboxRuleError(str(exc)) from None
         conn.execute("SELECT id FROM virtual_domains WHERE id = %s FOR UPDATE", (domain["id"],))
         queued = conn.execute(
             """

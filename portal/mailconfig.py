@@ -31,13 +31,19 @@ def render(template: str, **context) -> str:
 
 def write(path: Path, text: str, mode: int = 0o640) -> bool:
     """Write a rendered file with tight permissions; return True if it changed."""
+    import os
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.read_text() if path.exists() else None
     if old != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.chmod(mode)
-        tmp.replace(path)
+        # mkstemp makes a new 0600 file (never following a link): the password in it is
+        # never readable by others, not even before the chmod.
+        descriptor, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
     path.chmod(mode)
     return old != text
 

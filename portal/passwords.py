@@ -7,6 +7,8 @@ from passlib.hash import bcrypt
 from passlib.hash import sha512_crypt
 from zxcvbn import zxcvbn
 
+from .i18n import _
+
 # 5,000 rounds is Dovecot's own default: passlib's default (656,000) makes a hash
 # that overflows the guide's VARCHAR(106) and costs Dovecot ~0.5 s per login.
 SHA512_CRYPT_ROUNDS = 5000
@@ -60,24 +62,24 @@ def policy_problems(
     """Return what is wrong with a proposed new password, in words for its owner (empty when fine)."""
     problems = []
     if len(password) < min_length:
-        problems.append(f"Use at least {min_length} characters.")
+        problems.append(_("Use at least %(count)s characters.", count=min_length))
     if len(password) > max_length:
-        problems.append(f"Use at most {max_length} characters.")
+        problems.append(_("Use at most %(count)s characters.", count=max_length))
     if "\x00" in password:
-        problems.append("The password cannot contain a NUL character.")
+        problems.append(_("The password cannot contain a NUL character."))
     if problems:
         return problems
     lowered = password.lower()
     if lowered == address.lower() or lowered == address.partition("@")[0].lower():
-        problems.append("The password must not be your address.")
+        problems.append(_("The password must not be your address."))
     if current is not None and password == current:
-        problems.append("The new password must differ from the current one.")
+        problems.append(_("The new password must differ from the current one."))
     if problems:
         return problems
     result = zxcvbn(password[:_STRENGTH_SAMPLE], user_inputs=[address, address.partition("@")[0]])
     if result["score"] < min_score:
         advice = " ".join(filter(None, [result["feedback"].get("warning")] + result["feedback"].get("suggestions", [])))
-        problems.append(f"This password is too easy to guess. {advice}".strip())
+        problems.append(_("This password is too easy to guess. %(advice)s", advice=advice).strip())
     return problems
 
 
@@ -106,14 +108,15 @@ def stored_hash_problem(stored: str) -> str | None:
     """Why Dovecot could not read ``stored`` as a password hash of ours (None: it can)."""
     scheme, digest = "SHA512-CRYPT", stored
     if stored.startswith("{"):
-        scheme, _, digest = stored[1:].partition("}")
+        # Not "_": that name is the translation function here.
+        scheme, _brace, digest = stored[1:].partition("}")
     hasher = _HASHERS.get(scheme)
     if hasher is None:
-        return f"the scheme {scheme!r} is not one of {', '.join(SCHEMES)}"
+        return _("the scheme %(scheme)s is not one of %(schemes)s", scheme=repr(scheme), schemes=", ".join(SCHEMES))
     if not digest or not hasher.identify(digest):
-        return f"this is not a {scheme} hash"
+        return _("this is not a %(scheme)s hash", scheme=scheme)
     if len(stored) > 255:
-        return "the hash is longer than 255 characters"
+        return _("the hash is longer than 255 characters")
     return None
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .i18n import _
+
 # Binary units, as Dovecot counts them (its "M" is 1024 * 1024 bytes) and as
 # mail admins usually mean "MB".
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -21,17 +23,17 @@ def parse_size(text: str) -> int:
         return 0
     match = _SIZE.match(text)
     if not match:
-        raise InvalidSize("Write a size such as 500 MB or 2 GB, or 0 for none.")
+        raise InvalidSize(_("Write a size such as 500 MB or 2 GB, or 0 for none."))
     number, unit = match.groups()
     value = float(number.replace(",", "."))
     has_unit = bool(unit) or text.strip().lower().endswith("b")
     if value != 0 and not has_unit:
-        raise InvalidSize("Add a unit: MB or GB, for example 500 MB.")
+        raise InvalidSize(_("Add a unit: MB or GB, for example 500 MB."))
     size = int(value * _UNITS[unit.lower()])
     if value != 0 and size == 0:
-        raise InvalidSize("That is less than one byte. Write 0 for none, or a size such as 500 MB.")
+        raise InvalidSize(_("That is less than one byte. Write 0 for none, or a size such as 500 MB."))
     if size > MAX_BYTES:
-        raise InvalidSize("That is more than this portal allows (1 PB).")
+        raise InvalidSize(_("That is more than this portal allows (1 PB)."))
     return size
 
 
@@ -49,9 +51,9 @@ def limit_problem(requested: int, domain: dict) -> str | None:
     """Say what is wrong with a mailbox limit for this domain, or None (0 means the domain default)."""
     ceiling = int(domain["max_quota_bytes"] or 0)
     if requested < 0:
-        return "A limit cannot be negative."
+        return _("A limit cannot be negative.")
     if ceiling and requested > ceiling:
-        return f"The most this domain allows per mailbox is {format_size(ceiling)}."
+        return _("The most this domain allows per mailbox is %(size)s.", size=format_size(ceiling))
     return None
 
 

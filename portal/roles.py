@@ -5,6 +5,8 @@ from __future__ import annotations
 from .addresses import InvalidAddress
 from .addresses import canonical_address
 from .addresses import canonical_domain
+from .i18n import _
+from .i18n import _l
 from .queries import audit
 from .queries import domains as domain_queries
 from .queries import mailboxes as mailbox_queries
@@ -12,7 +14,7 @@ from .queries import roles as role_queries
 
 # Names as people type them (command line, forms) and as the database stores them.
 ROLE_NAMES = {"superadmin": "superadmin", "domain-admin": "domain_admin", "helpdesk": "helpdesk"}
-ROLE_LABELS = {"superadmin": "superadmin", "domain_admin": "domain admin", "helpdesk": "helpdesk"}
+ROLE_LABELS = {"superadmin": _l("superadmin"), "domain_admin": _l("domain admin"), "helpdesk": _l("helpdesk")}
 
 
 class RoleError(ValueError):
@@ -23,28 +25,28 @@ def resolve(conn, address: str, role: str, domain: str | None) -> tuple[dict, st
     """Check a role change's arguments; return (mailbox, stored role name, domain row or None)."""
     role_name = ROLE_NAMES.get(role, role if role in ROLE_LABELS else None)
     if role_name is None:
-        raise RoleError(f"There is no role {role!r}; use superadmin, domain-admin or helpdesk.")
+        raise RoleError(_("There is no role %(role)s; use superadmin, domain-admin or helpdesk.", role=repr(role)))
     try:
         email = canonical_address(address)
     except InvalidAddress as exc:
-        raise RoleError(f"{address!r} {exc}.") from None
+        raise RoleError(_("%(address)s %(problem)s.", address=repr(address), problem=str(exc))) from None
     mailbox = mailbox_queries.get_mailbox(conn, email)
     if mailbox is None:
-        raise RoleError(f"There is no mailbox {email}; roles belong to mailboxes.")
+        raise RoleError(_("There is no mailbox %(address)s; roles belong to mailboxes.", address=email))
     domain = (domain or "").strip()
     if role_name == "superadmin" and domain:
-        raise RoleError("A superadmin holds every domain; give no domain.")
+        raise RoleError(_("A superadmin holds every domain; give no domain."))
     if role_name == "domain_admin" and not domain:
-        raise RoleError("A domain admin needs a domain.")
+        raise RoleError(_("A domain admin needs a domain."))
     domain_row = None
     if domain:
         try:
             name = canonical_domain(domain)
         except InvalidAddress as exc:
-            raise RoleError(f"{domain!r} {exc}.") from None
+            raise RoleError(_("%(domain)s %(problem)s.", domain=repr(domain), problem=str(exc))) from None
         domain_row = domain_queries.get_domain_by_name(conn, name)
         if domain_row is None:
-            raise RoleError(f"There is no domain {name}.")
+            raise RoleError(_("There is no domain %(domain)s.", domain=name))
     return mailbox, role_name, domain_row
 
 
@@ -57,8 +59,25 @@ def keep_a_superadmin(conn, mailbox: dict) -> None:
     conn.execute("LOCK TABLE portal_roles IN SHARE ROW EXCLUSIVE MODE")
     if role_queries.is_superadmin(conn, mailbox["id"]) and not role_queries.other_usable_superadmins(
             conn, mailbox["id"]):
-        raise RoleError(f"{mailbox['email']} is the last superadmin who can sign in; make someone else superadmin"
-                        " first.")
+        raise RoleError(_("%(address)s is the last superadmin who can sign in; make someone else superadmin first.",
+                          address=mailbox["email"]))
+
+
+def keep_a_superadmin_outside(conn, domain: dict) -> None:
+    """Refuse (RoleError) to disable or delete the domain of the last superadmins who can sign in."""
+    conn.execute("LOCK TABLE portal_roles IN SHARE ROW EXCLUSIVE MODE")
+    counts = conn.execute(
+        """
+        SELECT count(*) FILTER (WHERE u.domain_id = %(d)s) AS inside,
+               count(*) FILTER (WHERE u.domain_id <> %(d)s AND u.active AND dd.active) AS outside
+          FROM portal_roles r JOIN virtual_users u ON u.id = r.user_id JOIN virtual_domains dd ON dd.id = u.domain_id
+         WHERE r.role = 'superadmin'
+        """,
+        {"d": domain["id"]},
+    ).fetchone()
+    if counts["inside"] and not counts["outside"]:
+        raise RoleError(_("%(domain)s holds the last superadmin who can sign in; make someone outside it superadmin"
+                          " first.", domain=domain["name"]))
 
 
 def _record(conn, action, mailbox, role_name, domain_row, actor, actor_role, client_addr) -> None:
@@ -76,8 +95,8 @@ def grant(conn, *, address: str, role: str, domain: str | None, actor: str, acto
         mailbox, role_name, domain_row = resolve(conn, address, role, domain)
         if mailbox["password_must_change"]:
             # Whoever reset it may still know its one-time password.
-            raise RoleError(f"{mailbox['email']} has a one-time password; its owner must choose a new one before"
-                            " it can hold a role.")
+            raise RoleError(_("%(address)s has a one-time password; its owner must choose a new one before it can hold"
+                              " a role.", address=mailbox["email"]))
         granted = role_queries.grant(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None)
         if granted:
             _record(conn, "role.grant", mailbox, role_name, domain_row, actor, actor_role, client_addr)
@@ -92,7 +111,10 @@ def revoke(conn, *, address: str, role: str, domain: str | None, actor: str, act
         if role_name == "superadmin":
             keep_a_superadmin(conn, mailbox)
         if not role_queries.revoke(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None):
-            where = f" in {domain_row['name']}" if domain_row else ""
-            raise RoleError(f"{mailbox['email']} is not {ROLE_LABELS[role_name]}{where}.")
+            if domain_row:
+                raise RoleError(_("%(address)s is not %(role)s in %(domain)s.", address=mailbox["email"],
+                                  role=str(ROLE_LABELS[role_name]), domain=domain_row["name"]))
+            raise RoleError(_("%(address)s is not %(role)s.", address=mailbox["email"],
+                              role=str(ROLE_LABELS[role_name])))
         _record(conn, "role.revoke", mailbox, role_name, domain_row, actor, actor_role, client_addr)
     return mailbox, role_name, domain_row

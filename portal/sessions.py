@@ -17,11 +17,12 @@ from flask_login import LoginManager
 from flask_login import UserMixin
 
 from .db import get_db
+from .i18n import _l
 from .queries import sessions as session_queries
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
-login_manager.login_message = "Please sign in to continue."
+login_manager.login_message = _l("Please sign in to continue.")
 login_manager.login_message_category = "info"
 
 # last_seen_at is written at most this often per session.

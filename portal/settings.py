@@ -67,6 +67,9 @@ DEFAULTS = {
     ],
     # Postfix's recipient_delimiter (Debian's default main.cf: "+"); personal aliases may not contain it.
     "RECIPIENT_DELIMITER": "+",
+    # Pages follow the browser's Accept-Language (Korean or English) and the switch on every
+    # page; this language is used when the browser asks for neither.
+    "DEFAULT_LANGUAGE": "en",
     # Logs: "json" (one object a line, for journald and log shippers) or "text"; and the level.
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
@@ -149,6 +152,8 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         )
     from .passwords import SCHEMES
 
+    if values["DEFAULT_LANGUAGE"] not in ("ko", "en"):
+        raise ConfigError(f"DEFAULT_LANGUAGE must be ko or en, not {values['DEFAULT_LANGUAGE']!r}")
     if values["LOG_FORMAT"] not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be json or text, not {values['LOG_FORMAT']!r}")
     if str(values["LOG_LEVEL"]).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import passwords
 from . import roles
+from .i18n import _
 from .queries import audit
 from .queries import roles as role_queries
 from .queries import sessions as session_queries
@@ -32,7 +33,7 @@ def _lock(conn, mailbox: dict, actor_is_superadmin: bool, actor_email: str) -> d
         (mailbox["id"],),
     ).fetchone()
     if row is None:
-        raise SupportRefused("The mailbox no longer exists.")
+        raise SupportRefused(_("The mailbox no longer exists."))
     check_target(conn, row, actor_is_superadmin, actor_email)
     return row
 
@@ -40,9 +41,9 @@ def _lock(conn, mailbox: dict, actor_is_superadmin: bool, actor_email: str) -> d
 def check_target(conn, mailbox: dict, actor_is_superadmin: bool, actor_email: str) -> None:
     """Refuse the actor's own mailbox, and, unless the actor is a superadmin, any mailbox that holds a role."""
     if mailbox["email"] == actor_email:
-        raise SupportRefused("Use your own account pages for your own mailbox.")
+        raise SupportRefused(_("Use your own account pages for your own mailbox."))
     if not actor_is_superadmin and role_queries.roles_of(conn, mailbox["id"]):
-        raise SupportRefused("Only a superadmin can act on the mailbox of an admin or helpdesk member.")
+        raise SupportRefused(_("Only a superadmin can act on the mailbox of an admin or helpdesk member."))
 
 
 def reset_password(conn, mailbox: dict, *, scheme: str, actor: str, actor_role: str, actor_is_superadmin: bool,

@@ -6,13 +6,14 @@ in one transaction, with COPY, and with one audit row per imported row. Plain
 passwords are checked against the password policy and hashed in a process
 pool, on every core. Export streams rows from a server-side cursor, in the
 columns import reads, so export then import into an empty database gives the
-same data.
+same data (domains, mailboxes and aliases with their settings; not roles, sessions
+or the audit log, which belong to the portal installation).
 
 Columns (a header line is required; column order is free):
 - domains: name, active, max_mailboxes, max_aliases, default_quota_bytes,
   max_quota_bytes, allow_personal_aliases, max_personal_aliases
   (only name is required; the rest default as for a new domain);
-- mailboxes: address, name, active, quota_bytes, password_must_change, and one of
+- mailboxes: address, name, active, disabled_reason, quota_bytes, password_must_change, and one of
   password (plain; hashed on import) or password_hash (``{SHA512-CRYPT}$6$...``,
   bare ``$6$...``, ``{BLF-CRYPT}$2y$...`` or ``{ARGON2ID}$argon2id$...``);
 - aliases: source, destination, owner (one row per destination; ``@domain`` is
@@ -32,9 +33,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
 
+import psycopg
 from psycopg.types.json import Jsonb
 
+from . import aliasrules
 from . import passwords
+from . import quota
 from .addresses import InvalidAddress
 from .addresses import canonical_address
 from .addresses import canonical_domain
@@ -45,13 +49,15 @@ KINDS = ("domains", "mailboxes", "aliases")
 COLUMNS = {
     "domains": ("name", "active", "max_mailboxes", "max_aliases", "default_quota_bytes", "max_quota_bytes",
                 "allow_personal_aliases", "max_personal_aliases"),
-    "mailboxes": ("address", "name", "active", "quota_bytes", "password_must_change", "password", "password_hash"),
+    "mailboxes": ("address", "name", "active", "disabled_reason", "quota_bytes", "password_must_change", "password",
+                  "password_hash"),
     "aliases": ("source", "destination", "owner"),
 }
 REQUIRED = {"domains": {"name"}, "mailboxes": {"address"}, "aliases": {"source", "destination"}}
 EXPORT_COLUMNS = {
     "domains": COLUMNS["domains"],
-    "mailboxes": ("address", "name", "active", "quota_bytes", "password_must_change", "password_hash"),
+    "mailboxes": ("address", "name", "active", "disabled_reason", "quota_bytes", "password_must_change",
+                  "password_hash"),
     "aliases": COLUMNS["aliases"],
 }
 MAX_PROBLEMS_SHOWN = 50
@@ -88,19 +94,28 @@ def _bool(value: str, default: bool) -> bool:
     raise ValueError(f"{value!r} is not yes or no")
 
 
-def _count(value: str, default: int) -> int:
+def _count(value: str, default: int, maximum: int) -> int:
     text = (value or "").strip()
     if not text:
         return default
-    if not text.isdigit() or len(text) > 18:
-        raise ValueError(f"{value!r} is not a whole number from 0 up")
+    if not text.isdigit() or len(text) > 18 or int(text) > maximum:
+        raise ValueError(f"{value!r} is not a whole number from 0 to {maximum}")
     return int(text)
+
+
+MAX_LIMIT = 10_000_000  # as the domain form
+MAX_PERSONAL = 1000
 
 
 def read_rows(kind: str, stream: io.TextIOBase) -> Iterator[tuple[int, dict]]:
     """Yield (line number, row) from CSV text; ImportRefused for a header this kind cannot read."""
     reader = csv.DictReader(stream)
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except UnicodeDecodeError:
+        raise ImportRefused([(1, "this is not UTF-8 text; save the file as UTF-8")]) from None
+    except csv.Error as exc:
+        raise ImportRefused([(1, f"not CSV: {exc}")]) from None
     unknown = [name for name in header if name not in COLUMNS[kind]]
     missing = sorted(REQUIRED[kind] - set(header))
     if unknown or missing or len(set(header)) != len(header):
@@ -112,7 +127,15 @@ def read_rows(kind: str, stream: io.TextIOBase) -> Iterator[tuple[int, dict]]:
         if len(set(header)) != len(header):
             problems.append((1, "a column is named twice"))
         raise ImportRefused(problems)
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise ImportRefused([(reader.line_num + 1, "this is not UTF-8 text; save the file as UTF-8")]) from None
+        except csv.Error as exc:
+            raise ImportRefused([(reader.line_num, f"not CSV: {exc}")]) from None
         if None in row:
             raise ImportRefused([(reader.line_num, "more fields than columns")])
         yield reader.line_num, {key: (value or "") for key, value in row.items()}
@@ -135,12 +158,12 @@ def _check_domains(conn, rows: Iterable[tuple[int, dict]]) -> _Checked:
             values = {
                 "name": name,
                 "active": _bool(row.get("active", ""), True),
-                "max_mailboxes": _count(row.get("max_mailboxes", ""), 0),
-                "max_aliases": _count(row.get("max_aliases", ""), 0),
-                "default_quota_bytes": _count(row.get("default_quota_bytes", ""), 0),
-                "max_quota_bytes": _count(row.get("max_quota_bytes", ""), 0),
+                "max_mailboxes": _count(row.get("max_mailboxes", ""), 0, MAX_LIMIT),
+                "max_aliases": _count(row.get("max_aliases", ""), 0, MAX_LIMIT),
+                "default_quota_bytes": _count(row.get("default_quota_bytes", ""), 0, quota.MAX_BYTES),
+                "max_quota_bytes": _count(row.get("max_quota_bytes", ""), 0, quota.MAX_BYTES),
                 "allow_personal_aliases": _bool(row.get("allow_personal_aliases", ""), True),
-                "max_personal_aliases": _count(row.get("max_personal_aliases", ""), 5),
+                "max_personal_aliases": _count(row.get("max_personal_aliases", ""), 5, MAX_PERSONAL),
             }
         except ValueError as exc:
             checked.problem(line, str(exc))
@@ -182,12 +205,16 @@ def _check_mailboxes(conn, rows: Iterable[tuple[int, dict]], config, progress) -
         if len(name) > 255 or not name.isprintable():
             checked.problem(line, "name: at most 255 printable characters")
             continue
+        reason = row.get("disabled_reason", "").strip()
+        if len(reason) > 500 or not reason.isprintable():
+            checked.problem(line, "disabled_reason: at most 500 printable characters on one line")
+            continue
         try:
             values = {
                 "email": address, "display_name": name, "active": _bool(row.get("active", ""), True),
-                "quota_bytes": _count(row.get("quota_bytes", ""), 0),
+                "quota_bytes": _count(row.get("quota_bytes", ""), 0, quota.MAX_BYTES),
                 "password_must_change": _bool(row.get("password_must_change", ""), False),
-                "password": stored, "line": line,
+                "password": stored, "line": line, "disabled_reason": reason,
             }
         except ValueError as exc:
             checked.problem(line, str(exc))
@@ -316,35 +343,122 @@ def check(conn, kind: str, stream: io.TextIOBase, config, progress: Callable[[in
     return checked.rows
 
 
-def write(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None) -> int:
-    """Write checked rows and their audit rows in one transaction; return how many were written."""
-    with conn.transaction():
-        alias_queries.lock_alias_graph(conn)
-        with conn.cursor() as cur:
+def write(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None,
+          reserved: Iterable[str] = (), delimiter: str = "+", dry_run: bool = False) -> int:
+    """Write checked rows and their audit rows in one transaction; return how many were written.
+
+    Under the locks the pages take (alias graph, the domain rows), the database
+    checks run again, with the rules of the pages for aliases, so nothing that
+    changed since ``check`` slips in. ``dry_run`` does all of it and rolls back.
+    Raises ImportRefused with every problem; nothing is written then."""
+    try:
+        with conn.transaction() as transaction:
+            alias_queries.lock_alias_graph(conn)
+            domain_ids = sorted({r["domain_id"] for r in rows if "domain_id" in r})
+            conn.execute("SELECT id FROM virtual_domains WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (domain_ids,))
             if kind == "domains":
-                columns = COLUMNS["domains"]
-                with cur.copy(f"COPY virtual_domains ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
-                    for row in rows:
-                        copy.write_row([row[c] for c in columns])
-                audits = [("domain.create", r["name"], r["name"]) for r in rows]
+                again = _check_domains(conn, ((r["line"], {**r, **_as_text(r)}) for r in rows))
             elif kind == "mailboxes":
-                columns = ("domain_id", "email", "password", "quota_bytes", "display_name", "active",
-                           "password_must_change")
-                with cur.copy(f"COPY virtual_users ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
-                    for row in rows:
-                        copy.write_row([row[c] for c in columns])
-                audits = [("mailbox.create", r["email"], r["email"].rpartition("@")[2]) for r in rows]
+                again = _Checked(rows=[dict(r) for r in rows])
+                _check_mailbox_targets(conn, again, {r["email"]: r["line"] for r in rows})
             else:
-                with cur.copy("COPY virtual_aliases (domain_id, source, destination, owner_id) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row([row["domain_id"], row["source"], row["destination"], row["owner_id"]])
-                _refuse_loops_and_limits(conn, rows)
-                audits = [("alias.create", r["source"], r["source"].rpartition("@")[2]) for r in rows]
-            with cur.copy("COPY portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary)"
-                          " FROM STDIN") as copy:
-                for action, target, domain in audits:
-                    copy.write_row([actor, actor_role, client_addr, action, target, domain, Jsonb({"import": kind})])
+                again = _Checked(rows=rows)
+                _check_alias_rules(conn, again, list(reserved), delimiter)
+            if again.problems:
+                raise ImportRefused(sorted(again.problems))
+            _copy(conn, kind, rows, actor, actor_role, client_addr)
+            if dry_run:
+                raise psycopg.Rollback(transaction)
+    except psycopg.errors.IntegrityError as exc:
+        # Someone else wrote the same rows between the checks and COPY.
+        raise ImportRefused([(0, f"the database changed meanwhile ({exc.diag.message_primary}); nothing was"
+                                 " written: run the import again")]) from None
     return len(rows)
+
+
+def _as_text(row: dict) -> dict:
+    """A checked domain row back in the text form the checks read."""
+    return {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in row.items() if k != "line"}
+
+
+def _copy(conn, kind: str, rows: list[dict], actor: str, actor_role: str, client_addr: str | None) -> None:
+    with conn.cursor() as cur:
+        if kind == "domains":
+            columns = COLUMNS["domains"]
+            with cur.copy(f"COPY virtual_domains ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+            audits = [("domain.create", r["name"], r["name"]) for r in rows]
+        elif kind == "mailboxes":
+            columns = ("domain_id", "email", "password", "quota_bytes", "display_name", "active",
+                       "disabled_reason", "password_must_change")
+            with cur.copy(f"COPY virtual_users ({', '.join(columns)}) FROM STDIN") as copy:  # noqa: S608
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+            audits = [("mailbox.create", r["email"], r["email"].rpartition("@")[2]) for r in rows]
+        else:
+            with cur.copy("COPY virtual_aliases (domain_id, source, destination, owner_id) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row["domain_id"], row["source"], row["destination"], row["owner_id"]])
+            _refuse_loops_and_limits(conn, rows)
+            audits = [("alias.create", r["source"], r["source"].rpartition("@")[2]) for r in rows]
+        with cur.copy("COPY portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary)"
+                      " FROM STDIN") as copy:
+            for action, target, domain in audits:
+                copy.write_row([actor, actor_role, client_addr, action, target, domain, Jsonb({"import": kind})])
+
+
+def _check_alias_rules(conn, checked: _Checked, reserved: list[str], delimiter: str) -> None:
+    """The rules of the pages, per alias address: new aliases and catch-alls as an admin creates them,
+    personal aliases as their owner does, and forwarding only for mailboxes that have none yet."""
+    groups: dict[str, list[dict]] = {}
+    for row in checked.rows:
+        groups.setdefault(row["source"], []).append(row)
+    domains = {r["id"]: r for r in conn.execute(
+        "SELECT id, name, allow_personal_aliases, max_personal_aliases FROM virtual_domains WHERE id = ANY(%s)",
+        (sorted({r["domain_id"] for r in checked.rows}),)).fetchall()}
+    owners = {r["id"]: r for r in conn.execute(
+        "SELECT id, email, domain_id FROM virtual_users WHERE id = ANY(%s)",
+        (sorted({r["owner_id"] for r in checked.rows if r["owner_id"]}),)).fetchall()}
+    personal_added: Counter = Counter()
+    for source, group in groups.items():
+        line, domain = group[0]["line"], domains[group[0]["domain_id"]]
+        destinations = [r["destination"] for r in group]
+        owner_ids = {r["owner_id"] for r in group}
+        try:
+            if len(owner_ids) > 1:
+                raise aliasrules.AliasRuleError([f"{source}: all its rows must name the same owner"])
+            owner_id = owner_ids.pop()
+            if owner_id is not None:
+                owner = owners[owner_id]
+                if owner["domain_id"] != domain["id"] or destinations != [owner["email"]]:
+                    raise aliasrules.AliasRuleError(
+                        [f"{source}: a personal alias is in its owner's domain and delivers to its owner only"])
+                if not domain["allow_personal_aliases"]:
+                    raise aliasrules.AliasRuleError([f"{domain['name']} does not allow personal addresses"])
+                personal_added[owner_id] += 1
+                existing = alias_queries.count_personal_aliases(conn, owner_id)
+                if existing + personal_added[owner_id] > domain["max_personal_aliases"]:
+                    raise aliasrules.AliasRuleError(
+                        [f"{owner['email']} would have more than {domain['max_personal_aliases']} personal addresses"])
+                aliasrules.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
+                aliasrules.check_new_alias_target(conn, source, owner["email"])
+            elif conn.execute("SELECT 1 FROM virtual_users WHERE email = %s", (source,)).fetchone():
+                if alias_queries.destinations(conn, source):
+                    raise aliasrules.AliasRuleError([f"{source} has its forwarding set already; its owner changes it"])
+                others = [d for d in destinations if d != source]
+                if others:
+                    aliasrules.check_alias_destinations(conn, source, others)
+            elif source.startswith("@"):
+                if alias_queries.source_exists(conn, source):
+                    raise aliasrules.AliasRuleError([f"{domain['name']} already has a catch-all"])
+                aliasrules.check_alias_destinations(conn, source, destinations)
+            else:
+                aliasrules.check_new_alias_source(conn, source, domain["name"], [], delimiter)
+                aliasrules.check_alias_destinations(conn, source, destinations)
+        except aliasrules.AliasRuleError as exc:
+            for problem in exc.problems:
+                checked.problem(line, str(problem))
 
 
 def _refuse_loops_and_limits(conn, rows: list[dict]) -> None:
@@ -384,8 +498,8 @@ def export_rows(conn, kind: str) -> Iterator[list]:
     queries = {
         "domains": "SELECT name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,"
                    " allow_personal_aliases, max_personal_aliases FROM virtual_domains ORDER BY name",
-        "mailboxes": "SELECT email, display_name, active, quota_bytes, password_must_change, password"
-                     " FROM virtual_users ORDER BY email",
+        "mailboxes": "SELECT email, display_name, active, disabled_reason, quota_bytes, password_must_change,"
+                     " password FROM virtual_users ORDER BY email",
         "aliases": "SELECT a.source, a.destination, coalesce(o.email, '') FROM virtual_aliases a"
                    " LEFT JOIN virtual_users o ON o.id = a.owner_id ORDER BY a.source, a.destination",
     }

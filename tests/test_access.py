@@ -53,7 +53,7 @@ URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m
 POST_ONLY = {
     "admin.delete_alias", "auth.logout", "account.save_forwarding", "account.add_personal_alias",
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
-    "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable",
+    "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language",
 }
 
 

@@ -142,3 +142,15 @@ def test_passwords_are_never_arguments(app):
         assert "--password-stdin" in result.output and "--password " not in result.output
         result = run(app, *command, "x@y.example", "--password", "secret")
         assert result.exit_code != 0 and "No such option" in result.output
+
+
+def test_the_last_superadmins_domain_is_neither_disabled_nor_deleted(app, db):
+    make_mailbox(db, "root@top.example", PASSWORD)
+    assert run(app, "admin", "grant", "superadmin", "root@top.example").exit_code == 0
+    for args in (("domain", "disable", "top.example"), ("domain", "delete", "top.example", "--yes")):
+        result = run(app, *args)
+        assert result.exit_code != 0 and "holds the last superadmin who can sign in" in result.output
+    assert db.execute("SELECT active FROM virtual_domains WHERE name = 'top.example'").fetchone()["active"]
+    make_mailbox(db, "other@else.example", PASSWORD)
+    assert run(app, "admin", "grant", "superadmin", "other@else.example").exit_code == 0
+    assert run(app, "domain", "disable", "top.example").exit_code == 0

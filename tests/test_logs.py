@@ -73,3 +73,16 @@ def test_errors_are_logged_with_their_request(captured, db, monkeypatch):
     error = next(e for e in lines(stream) if e["level"] == "error")
     assert error["request_id"] == "trace-me-123" and error["user"] == "err@log.example"
     assert "RuntimeError: something broke" in error["error"]
+
+
+def test_text_lines_cannot_be_forged(app_factory, db):
+    app = app_factory(TESTING=False, SECRET_KEY=secrets.token_hex(32), COOKIE_SECURE=False, LOG_FORMAT="text")
+    handler = next(h for h in logging.getLogger("portal").handlers if h.get_name() == "mail-portal")
+    stream = io.StringIO()
+    old = handler.setStream(stream)
+    try:
+        make_client(app).get("/x%0a2026-01-01 00:00:00,000 INFO portal.access [- admin@example.com 1.2.3.4] GET /")
+    finally:
+        handler.setStream(old)
+        app_factory(TESTING=False, SECRET_KEY=secrets.token_hex(32), LOG_FORMAT="json")  # back to the default
+    assert len(stream.getvalue().splitlines()) == 1 and "\\n2026-01-01" in stream.getvalue()

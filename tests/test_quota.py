@@ -174,7 +174,7 @@ def test_quota_change_is_audited(app, mailbox, db):
     set_quota(app, ADDRESS, "5 MB")
     row = db.execute("SELECT actor, action, target, summary FROM portal_audit_log").fetchone()
     assert (row["actor"], row["action"], row["target"]) == ("cli", "mailbox.quota", ADDRESS)
-    assert row["summary"] == {"before": 0, "after": 5 * 1024 * 1024}
+    assert row["summary"] == {"quota_bytes": {"before": 0, "after": 5 * 1024 * 1024}}
 
 
 @pytest.mark.parametrize(

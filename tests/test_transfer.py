@@ -42,8 +42,8 @@ def wipe(db) -> None:
 def sample(app, db):
     """A bit of everything the export must carry: settings, hash formats, flags, alias kinds."""
     assert run(app, "domain", "add", "one.example", "--max-mailboxes", "10", "--max-quota", "5 GB",
-               "--no-personal-aliases").exit_code == 0
-    assert run(app, "domain", "add", "two.example", "--disabled").exit_code == 0
+               "--max-personal-aliases", "3").exit_code == 0
+    assert run(app, "domain", "add", "two.example", "--disabled", "--no-personal-aliases").exit_code == 0
     rows = [
         ("ann@one.example", hash_password(PASSWORD), True, False, 2 * 1024**3, "Ann"),
         ("ben@one.example", hash_password(PASSWORD)[len("{SHA512-CRYPT}"):], True, True, 0, ""),  # bare, as the guide
@@ -177,3 +177,76 @@ def test_import_from_standard_input(app, db):
     result = run(app, "import", "domains", "-", input="name,active\nstdin.example,no\n")
     assert result.exit_code == 0, result.output
     assert db.execute("SELECT active FROM virtual_domains WHERE name = 'stdin.example'").fetchone()["active"] is False
+
+
+@pytest.fixture
+def site(app, db):
+    """A domain with a mailbox that forwards, one without forwarding, an alias, and a personal-address limit."""
+    assert run(app, "domain", "add", "r.example", "--max-personal-aliases", "1").exit_code == 0
+    assert run(app, "domain", "add", "s.example").exit_code == 0
+    for address in ("bob@r.example", "eve@r.example", "sam@s.example"):
+        assert run(app, "mailbox", "add", address, "--generate").exit_code == 0
+    assert run(app, "alias", "add", "info@r.example", "bob@r.example").exit_code == 0
+    db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT domain_id, email,"
+               " 'far@remote.example' FROM virtual_users WHERE email = 'bob@r.example'")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("source,destination\nbob@r.example,attacker@evil.example\n", "bob@r.example has its forwarding set already"),
+    ("source,destination\ninfo@r.example,new@r.example\n", "info@r.example is already in use"),
+    ("source,destination\nbob+tag@r.example,eve@r.example\n", "may not contain"),
+    ("source,destination\nself@r.example,self@r.example\n", "cannot deliver to itself"),
+    ("source,destination,owner\nshop@r.example,sam@s.example,sam@s.example\n", "in its owner's domain"),
+    ("source,destination,owner\nshop@r.example,bob@r.example,eve@r.example\n", "delivers to its owner only"),
+    ("source,destination,owner\nabuse@r.example,eve@r.example,eve@r.example\n", "reserved"),
+    ("source,destination,owner\np1@r.example,eve@r.example,eve@r.example\np2@r.example,eve@r.example,eve@r.example\n",
+     "more than 1 personal addresses"),
+    ("source,destination\nl1@r.example,l2@r.example\nl2@r.example,l1@r.example\n", "would forward back to itself"),
+])
+def test_alias_import_follows_the_rules_of_the_pages(app, db, site, tmp_path, text, message):
+    before = counts(db)
+    path = tmp_path / "a.csv"
+    path.write_text(text)
+    for extra in (["--dry-run"], []):
+        result = run(app, "import", "aliases", str(path), *extra)
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert counts(db) == before
+
+
+def test_forwarding_of_a_mailbox_without_one_is_imported(app, db, site, tmp_path, mail_stack):
+    path = tmp_path / "a.csv"
+    path.write_text("source,destination\neve@r.example,eve@r.example\neve@r.example,bob@r.example\n")
+    assert run(app, "import", "aliases", str(path), "--dry-run").exit_code == 0
+    assert counts(db)[2] == 2  # info -> bob, and bob's own forwarding
+    result = run(app, "import", "aliases", str(path))
+    assert result.exit_code == 0, result.output
+    assert counts(db)[2] == 4
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), [
+    ("domains", "name,max_mailboxes\nbig.example,99999999999\n", "is not a whole number from 0 to 10000000"),
+    ("domains", "name,max_quota_bytes\nbig.example,99999999999999999\n", "is not a whole number from 0 to"),
+    ("mailboxes", "address,password_hash\n" + "x@r.example," + "$6$" + "a" * 200_000 + "\n", "not CSV"),
+])
+def test_values_beyond_the_columns_are_refused_by_line(app, db, site, tmp_path, kind, text, message):
+    path = tmp_path / "f.csv"
+    path.write_text(text)
+    result = run(app, "import", kind, str(path))
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_a_message(app, db, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("name\nd\xe9j\xe0.example\n".encode("latin-1"))
+    result = run(app, "import", "domains", str(path))
+    assert result.exit_code != 0 and "not UTF-8" in result.output and "Traceback" not in result.output
+
+
+def test_a_failed_export_keeps_the_earlier_file(app_factory, db, tmp_path):
+    target = tmp_path / "mailboxes.csv"
+    target.write_text("the earlier export\n")
+    broken = app_factory(DATABASE_URL="postgresql://x:x@127.0.0.1:1/x?connect_timeout=2")
+    result = broken.test_cli_runner().invoke(args=["export", "mailboxes", "-o", str(target)])
+    assert result.exit_code != 0
+    assert target.read_text() == "the earlier export\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["mailboxes.csv"]

@@ -12,28 +12,31 @@ from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import ValidationError
 
+from ..i18n import _
+from ..i18n import _l
+
 
 class PasswordChangeForm(FlaskForm):
     """The current password and the new one twice."""
 
     current_password = PasswordField(
-        "Current password",
+        _l("Current password"),
         validators=[
-            DataRequired("Enter your current password."),
-            Length(max=1024, message="This password is too long."),
+            DataRequired(_l("Enter your current password.")),
+            Length(max=1024, message=_l("This password is too long.")),
         ],
     )
-    new_password = PasswordField("New password", validators=[DataRequired("Enter a new password.")])
+    new_password = PasswordField(_l("New password"), validators=[DataRequired(_l("Enter a new password."))])
 
     def validate_current_password(self, field):
         # SASL PLAIN separates its fields with NUL: such a password could never match.
         if "\x00" in (field.data or ""):
-            raise ValidationError("The password contains a character that cannot be used.")
+            raise ValidationError(_("The password contains a character that cannot be used."))
     confirm_password = PasswordField(
-        "New password again",
+        _l("New password again"),
         validators=[
-            DataRequired("Enter the new password a second time."),
-            EqualTo("new_password", message="The two new passwords are not the same."),
+            DataRequired(_l("Enter the new password a second time.")),
+            EqualTo("new_password", message=_l("The two new passwords are not the same.")),
         ],
     )
 
@@ -42,19 +45,22 @@ class ForwardingForm(FlaskForm):
     """Forwarding destinations, one per line, and whether a copy stays in the mailbox."""
 
     destinations = TextAreaField(
-        "Forward my mail to",
-        description="One address per line. Leave empty to receive mail only here.",
-        validators=[Length(max=20000, message="This list is too long.")],
+        _l("Forward my mail to"),
+        description=_l("One address per line. Leave empty to receive mail only here."),
+        validators=[Length(max=20000, message=_l("This list is too long."))],
     )
-    keep_copy = BooleanField("Also keep a copy in my mailbox")
+    keep_copy = BooleanField(_l("Also keep a copy in my mailbox"))
 
 
 class PersonalAliasForm(FlaskForm):
     """The part before the @ of a new personal alias."""
 
     local_part = StringField(
-        "New address",
-        validators=[DataRequired("Enter the part before the @."), Length(max=64, message="Use at most 64 characters.")],
+        _l("New address"),
+        validators=[
+            DataRequired(_l("Enter the part before the @.")),
+            Length(max=64, message=_l("Use at most 64 characters.")),
+        ],
     )
 
 

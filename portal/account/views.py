@@ -27,6 +27,7 @@ from ..addresses import canonical_address
 from ..auth.views import MAIL_SERVER_DOWN
 from ..clientaddr import client_address
 from ..db import get_db
+from ..i18n import _
 from ..imap import ImapUnavailable
 from ..queries import aliases as alias_queries
 from ..queries import audit
@@ -87,10 +88,12 @@ def password():
         form.form_errors.append(MAIL_SERVER_DOWN)
         return render_template("account/password.html", form=form), 503
     if outcome.status == "locked":
-        form.form_errors.append("Too many wrong passwords. Please wait a few minutes and try again.")
+        form.form_errors.append(_("Too many wrong passwords. Please wait a few minutes and try again."))
         return render_template("account/password.html", form=form), 429
     if outcome.status != "ok":
-        form.current_password.errors = list(form.current_password.errors) + ["The current password is not correct."]
+        form.current_password.errors = list(form.current_password.errors) + [
+            _("The current password is not correct.")
+        ]
         return render_template("account/password.html", form=form), 400
 
     scheme = config["PASSWORD_SCHEME"]
@@ -113,7 +116,7 @@ def password():
     session.clear()
     session.permanent = True
     login_user(user)
-    flash("Your password has been changed. Any other sessions have been signed out.", "success")
+    flash(_("Your password has been changed. Any other sessions have been signed out."), "success")
     return redirect(url_for("account.index"))
 
 
@@ -190,12 +193,15 @@ def save_forwarding():
         form.destinations.errors = list(form.destinations.errors) + exc.problems
         return _forwarding_page(conn, forwarding_form=form, status=400)
     if after == before:
-        flash("Nothing changed.", "info")
+        flash(_("Nothing changed."), "info")
+    elif after.destinations and after.keep_copy:
+        flash(_("Forwarding saved. New mail goes to %(addresses)s and stays in your mailbox.",
+                addresses=", ".join(after.destinations)), "success")
     elif after.destinations:
-        flash("Forwarding saved. New mail goes to " + ", ".join(after.destinations)
-              + (" and stays in your mailbox." if after.keep_copy else " only."), "success")
+        flash(_("Forwarding saved. New mail goes to %(addresses)s only.", addresses=", ".join(after.destinations)),
+              "success")
     else:
-        flash("Forwarding is off. New mail is delivered to your mailbox.", "success")
+        flash(_("Forwarding is off. New mail is delivered to your mailbox."), "success")
     return redirect(url_for("account.forwarding"))
 
 
@@ -213,17 +219,21 @@ def add_personal_alias():
         source = canonical_address(f"{form.local_part.data.strip(' ')}@{domain['name']}")
     except InvalidAddress:
         form.local_part.errors = list(form.local_part.errors) + [
-            "Use letters, digits and . _ - + only, for example shop.alice."
+            _("Use letters, digits and . _ - + only, for example shop.alice.")
         ]
         return _forwarding_page(conn, alias_form=form, status=400)
     try:
         with conn.transaction():
             alias_queries.lock_alias_graph(conn)
             if not domain["allow_personal_aliases"]:
-                raise aliasrules.AliasRuleError([f"Personal addresses are not enabled for {domain['name']}."])
+                raise aliasrules.AliasRuleError(
+                    [_("Personal addresses are not enabled for %(domain)s.", domain=domain["name"])]
+                )
             limit = domain["max_personal_aliases"]
             if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
-                raise aliasrules.AliasRuleError([f"You already have the most personal addresses allowed ({limit})."])
+                raise aliasrules.AliasRuleError(
+                    [_("You already have the most personal addresses allowed (%(limit)s).", limit=limit)]
+                )
             aliasrules.check_new_alias_source(
                 conn, source, domain["name"], list(current_app.config["RESERVED_LOCAL_PARTS"]),
                 current_app.config["RECIPIENT_DELIMITER"],
@@ -243,7 +253,7 @@ def add_personal_alias():
     except aliasrules.AliasRuleError as exc:
         form.local_part.errors = list(form.local_part.errors) + exc.problems
         return _forwarding_page(conn, alias_form=form, status=400)
-    flash(f"{source} now delivers to your mailbox.", "success")
+    flash(_("%(address)s now delivers to your mailbox.", address=source), "success")
     return redirect(url_for("account.forwarding"))
 
 
@@ -270,7 +280,7 @@ def delete_personal_alias(alias_id: int):
             domain=mailbox["domain"],
             summary={"destination": mailbox["email"]},
         )
-    flash(f"{source} no longer exists.", "success")
+    flash(_("%(address)s no longer exists.", address=source), "success")
     return redirect(url_for("account.forwarding"))
 
 

@@ -19,8 +19,23 @@ from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
 from ..auditlog import ACTIONS
+from ..i18n import _
+from ..i18n import _l
 from ..queries.listing import AUDIT_SORTS
 from ..queries.listing import MIN_SUBSTRING
+
+# What people call each sort order of portal/queries/listing.py, in their language.
+SORT_LABELS = {
+    "address": _l("address, A to Z"), "address-desc": _l("address, Z to A"), "mailboxes": _l("most mailboxes"),
+    "name": _l("name, A to Z"), "name-desc": _l("name, Z to A"), "newest": _l("newest first"),
+    "oldest": _l("oldest first"), "role": _l("role"),
+}
+
+
+def sort_choices(sorts: dict) -> list[SelectChoice]:
+    """The choices of a list's sort menu."""
+    return [SelectChoice(name, SORT_LABELS.get(name, sort.label)) for name, sort in sorts.items()]
+
 
 
 class SearchForm(FlaskForm):
@@ -29,121 +44,134 @@ class SearchForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField("Search", validators=[Length(max=254, message="Search for at most 254 characters.")])
+    q = StringField(_l("Search"), validators=[Length(max=254, message=_l("Search for at most 254 characters."))])
     mode = SelectField(
-        "Match",
-        choices=[SelectChoice("prefix", "starts with"), SelectChoice("contains", "contains")],
+        _l("Match"),
+        choices=[SelectChoice("prefix", _l("starts with")), SelectChoice("contains", _l("contains"))],
         default="prefix",
     )
     # Choices are the list's own allow-list (portal/queries/listing.py), set by the view.
-    sort = SelectField("Sort by", choices=[], validate_choice=True)
+    sort = SelectField(_l("Sort by"), choices=[], validate_choice=True)
 
     def validate_q(self, field):
         text = (field.data or "").strip()
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-            raise ValidationError("The search contains control characters.")
+            raise ValidationError(_("The search contains control characters."))
         if self.mode.data == "contains" and 0 < len(text) < MIN_SUBSTRING:
-            raise ValidationError(f"Searching inside addresses needs at least {MIN_SUBSTRING} characters.")
+            raise ValidationError(
+                _("Searching inside addresses needs at least %(count)s characters.", count=MIN_SUBSTRING)
+            )
 
 
 class NewMailboxForm(FlaskForm):
     """A new mailbox: its name, a password typed twice or generated, and a size limit."""
 
     local_part = StringField(
-        "Address",
-        validators=[DataRequired("Enter the part before the @."), Length(max=64, message="Use at most 64 characters.")],
+        _l("Address"),
+        validators=[
+            DataRequired(_l("Enter the part before the @.")),
+            Length(max=64, message=_l("Use at most 64 characters.")),
+        ],
     )
-    display_name = StringField("Name", validators=[Length(max=255, message="Use at most 255 characters.")])
-    generate = BooleanField("Generate a password (shown once)")
-    password = PasswordField("Password", validators=[Length(max=1024, message="This password is too long.")])
+    display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
+    generate = BooleanField(_l("Generate a password (shown once)"))
+    password = PasswordField(
+        _l("Password"), validators=[Length(max=1024, message=_l("This password is too long."))]
+    )
     confirm_password = PasswordField(
-        "Password again", validators=[EqualTo("password", message="The two passwords are not the same.")]
+        _l("Password again"), validators=[EqualTo("password", message=_l("The two passwords are not the same."))]
     )
     quota = StringField(
-        "Size limit", description="For example 2 GB. Leave empty for the domain's default.",
-        validators=[Length(max=32, message="Write a size such as 2 GB.")],
+        _l("Size limit"), description=_l("For example 2 GB. Leave empty for the domain's default."),
+        validators=[Length(max=32, message=_l("Write a size such as 2 GB."))],
     )
 
     def validate_password(self, field):
         if not self.generate.data and not field.data:
-            raise ValidationError("Enter a password, or let the portal generate one.")
+            raise ValidationError(_("Enter a password, or let the portal generate one."))
         if "\x00" in (field.data or ""):
-            raise ValidationError("The password contains a character that cannot be used.")
+            raise ValidationError(_("The password contains a character that cannot be used."))
 
 
 class EditMailboxForm(FlaskForm):
     """What an admin may change on a mailbox: its name, size limit, whether it is active, its password."""
 
-    display_name = StringField("Name", validators=[Length(max=255, message="Use at most 255 characters.")])
+    display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
     quota = StringField(
-        "Size limit", description="For example 2 GB. 0 or empty: the domain's default.",
-        validators=[Length(max=32, message="Write a size such as 2 GB.")],
+        _l("Size limit"), description=_l("For example 2 GB. 0 or empty: the domain's default."),
+        validators=[Length(max=32, message=_l("Write a size such as 2 GB."))],
     )
-    active = BooleanField("Active (can sign in and receive mail)")
+    active = BooleanField(_l("Active (can sign in and receive mail)"))
     new_password = PasswordField(
-        "New password", description="Leave empty to keep the current one.",
-        validators=[Length(max=1024, message="This password is too long.")],
+        _l("New password"), description=_l("Leave empty to keep the current one."),
+        validators=[Length(max=1024, message=_l("This password is too long."))],
     )
     confirm_password = PasswordField(
-        "New password again", validators=[EqualTo("new_password", message="The two passwords are not the same.")]
+        _l("New password again"),
+        validators=[EqualTo("new_password", message=_l("The two passwords are not the same."))],
     )
 
 
 class DeleteMailboxForm(FlaskForm):
     """Deleting asks for the address typed again."""
 
-    confirm = StringField("Type the address to confirm", validators=[DataRequired("Type the address to confirm.")])
+    confirm = StringField(
+        _l("Type the address to confirm"), validators=[DataRequired(_l("Type the address to confirm."))]
+    )
 
 
 class DomainForm(FlaskForm):
     """A domain's name (on creation) and its limits and switches."""
 
-    name = StringField("Domain name", validators=[Length(max=253, message="Use at most 253 characters.")])
-    active = BooleanField("Active (its mailboxes sign in and receive mail)", default=True)
-    max_mailboxes = IntegerField("Most mailboxes (0: no limit)", default=0,
-                                 validators=[NumberRange(0, 10_000_000, "Use a number from 0 up.")])
-    max_aliases = IntegerField("Most aliases (0: no limit)", default=0,
-                               validators=[NumberRange(0, 10_000_000, "Use a number from 0 up.")])
-    default_quota = StringField("Default size limit per mailbox", description="For example 2 GB; empty: unlimited.",
-                                validators=[Length(max=32)])
-    max_quota = StringField("Largest size limit per mailbox", description="Empty: no ceiling.",
+    name = StringField(_l("Domain name"), validators=[Length(max=253, message=_l("Use at most 253 characters."))])
+    active = BooleanField(_l("Active (its mailboxes sign in and receive mail)"), default=True)
+    max_mailboxes = IntegerField(_l("Most mailboxes (0: no limit)"), default=0,
+                                 validators=[NumberRange(0, 10_000_000, _l("Use a number from 0 up."))])
+    max_aliases = IntegerField(_l("Most aliases (0: no limit)"), default=0,
+                               validators=[NumberRange(0, 10_000_000, _l("Use a number from 0 up."))])
+    default_quota = StringField(_l("Default size limit per mailbox"),
+                                description=_l("For example 2 GB; empty: unlimited."), validators=[Length(max=32)])
+    max_quota = StringField(_l("Largest size limit per mailbox"), description=_l("Empty: no ceiling."),
                             validators=[Length(max=32)])
-    allow_personal_aliases = BooleanField("Users may create personal addresses", default=True)
-    max_personal_aliases = IntegerField("Personal addresses per user", default=5,
-                                        validators=[NumberRange(0, 1000, "Use a number from 0 to 1000.")])
+    allow_personal_aliases = BooleanField(_l("Users may create personal addresses"), default=True)
+    max_personal_aliases = IntegerField(_l("Personal addresses per user"), default=5,
+                                        validators=[NumberRange(0, 1000, _l("Use a number from 0 to 1000."))])
 
 
 class AliasForm(FlaskForm):
     """An alias address (new ones only) and where it delivers."""
 
-    local_part = StringField("Address", validators=[Length(max=64, message="Use at most 64 characters.")])
-    catch_all = BooleanField("Catch-all: every address of the domain that is not a mailbox or another alias")
+    local_part = StringField(_l("Address"), validators=[Length(max=64, message=_l("Use at most 64 characters."))])
+    catch_all = BooleanField(_l("Catch-all: every address of the domain that is not a mailbox or another alias"))
     destinations = TextAreaField(
-        "Delivers to", description="One address per line.",
-        validators=[Length(max=100_000, message="This list is too long.")],
+        _l("Delivers to"), description=_l("One address per line."),
+        validators=[Length(max=100_000, message=_l("This list is too long."))],
     )
 
 
 class DeleteDomainForm(FlaskForm):
     """Deleting a domain asks for its name typed again."""
 
-    confirm = StringField("Type the domain name to confirm", validators=[DataRequired("Type the domain name.")])
+    confirm = StringField(
+        _l("Type the domain name to confirm"), validators=[DataRequired(_l("Type the domain name."))]
+    )
 
 
 class GrantRoleForm(FlaskForm):
     """A role to give: to which mailbox, which role, and in which domain."""
 
     address = StringField(
-        "Mailbox", validators=[DataRequired("Enter the mailbox's address."), Length(max=254, message="Too long.")]
+        _l("Mailbox"),
+        validators=[DataRequired(_l("Enter the mailbox's address.")), Length(max=254, message=_l("Too long."))],
     )
     role = SelectField(
-        "Role",
-        choices=[SelectChoice("domain-admin", "domain admin"), SelectChoice("helpdesk", "helpdesk"),
-                 SelectChoice("superadmin", "superadmin")],
+        _l("Role"),
+        choices=[SelectChoice("domain-admin", _l("domain admin")), SelectChoice("helpdesk", _l("helpdesk")),
+                 SelectChoice("superadmin", _l("superadmin"))],
     )
     domain = StringField(
-        "Domain", description="Needed for a domain admin; for helpdesk, empty means every domain.",
-        validators=[Length(max=253, message="Use at most 253 characters.")],
+        _l("Domain"), description=_l("Needed for a domain admin; for helpdesk, empty means every domain."),
+        validators=[Length(max=253, message=_l("Use at most 253 characters."))],
     )
 
 
@@ -153,15 +181,15 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    actor = StringField("Who", description="The full address, or cli.",
-                        validators=[Optional(), Length(max=254, message="Use at most 254 characters.")])
-    target = StringField("Concerning", description="A full address or domain name.",
-                         validators=[Optional(), Length(max=254, message="Use at most 254 characters.")])
-    action = SelectField("What", choices=[SelectChoice("", "anything")]
+    actor = StringField(_l("Who"), description=_l("The full address, or cli."),
+                        validators=[Optional(), Length(max=254, message=_l("Use at most 254 characters."))])
+    target = StringField(_l("Concerning"), description=_l("A full address or domain name."),
+                         validators=[Optional(), Length(max=254, message=_l("Use at most 254 characters."))])
+    action = SelectField(_l("What"), choices=[SelectChoice("", _l("anything"))]
                          + [SelectChoice(key, label) for key, label in ACTIONS.items()], default="")
-    since = DateField("From (UTC)", validators=[Optional()], format="%Y-%m-%d")
-    until = DateField("To (UTC, inclusive)", validators=[Optional()], format="%Y-%m-%d")
-    sort = SelectField("Order", choices=[SelectChoice(name, s.label) for name, s in AUDIT_SORTS.items()],
+    since = DateField(_l("From (UTC)"), validators=[Optional()], format="%Y-%m-%d")
+    until = DateField(_l("To (UTC, inclusive)"), validators=[Optional()], format="%Y-%m-%d")
+    sort = SelectField(_l("Order"), choices=sort_choices(AUDIT_SORTS),
                        default="newest")
 
     def validate_actor(self, field):
@@ -172,15 +200,15 @@ class AuditFilterForm(FlaskForm):
 
     def validate_since(self, field):
         if field.data and field.data.year > 9998:
-            raise ValidationError("Use a date before the year 9999.")
+            raise ValidationError(_("Use a date before the year 9999."))
 
     def validate_until(self, field):
         if field.data and field.data.year > 9998:
-            raise ValidationError("Use a date before the year 9999.")
+            raise ValidationError(_("Use a date before the year 9999."))
         if field.data and self.since.data and field.data < self.since.data:
-            raise ValidationError("The end of the range is before its start.")
+            raise ValidationError(_("The end of the range is before its start."))
 
 
 def _printable(field):
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in field.data or ""):
-        raise ValidationError("This contains control characters.")
+        raise ValidationError(_("This contains control characters."))

@@ -36,6 +36,7 @@ from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..clientaddr import client_address
 from ..db import get_db
+from ..i18n import _
 from ..listpages import render_list
 from ..queries import aliases as alias_queries
 from ..queries import domains as domain_queries
@@ -199,7 +200,8 @@ def edit_mailbox(name: str, address: str):
     except mailbox_rules.MailboxRuleError as exc:
         form.quota.errors = list(form.quota.errors) + [str(exc)]
         return render_template("admin/edit_mailbox.html", **page), 409
-    flash(f"{mailbox['email']}: saved." if changes else "Nothing changed.", "success" if changes else "info")
+    flash(_("%(address)s: saved.", address=mailbox["email"]) if changes else _("Nothing changed."),
+          "success" if changes else "info")
     return redirect(url_for("admin.edit_mailbox", name=domain["name"], address=mailbox["email"]))
 
 
@@ -224,7 +226,7 @@ def delete_mailbox(name: str, address: str):
     if not form.validate_on_submit():
         return render_template("admin/delete_mailbox.html", **page), 400 if form.errors else 200
     if form.confirm.data.strip().lower() != mailbox["email"]:
-        form.confirm.errors = list(form.confirm.errors) + [f"Type {mailbox['email']} exactly."]
+        form.confirm.errors = list(form.confirm.errors) + [_("Type %(address)s exactly.", address=mailbox["email"])]
         return render_template("admin/delete_mailbox.html", **page), 400
     try:
         result = mailbox_rules.delete_mailbox(
@@ -234,9 +236,14 @@ def delete_mailbox(name: str, address: str):
     except mailbox_rules.MailboxRuleError as exc:
         form.form_errors.append(str(exc))
         return render_template("admin/delete_mailbox.html", **page), 409
-    message = f"{mailbox['email']} is deleted. Its mail is kept until {result['purge_after']:%Y-%m-%d}."
+    purge_after = result["purge_after"].strftime("%Y-%m-%d")
     if result["removed_aliases"]:
-        message += " These aliases delivered only to it and are gone: " + ", ".join(result["removed_aliases"]) + "."
+        message = _("%(address)s is deleted. Its mail is kept until %(date)s. "
+                    "These aliases delivered only to it and are gone: %(aliases)s.",
+                    address=mailbox["email"], date=purge_after, aliases=", ".join(result["removed_aliases"]))
+    else:
+        message = _("%(address)s is deleted. Its mail is kept until %(date)s.",
+                    address=mailbox["email"], date=purge_after)
     flash(message, "success")
     return redirect(url_for("admin.mailboxes", name=domain["name"]))
 
@@ -277,7 +284,7 @@ def new_domain():
         form.name.errors = list(form.name.errors) + [str(exc)]
         status = 409 if isinstance(exc, domain_rules.DomainExists) else 400
         return render_template("admin/domain_form.html", form=form, domain=None), status
-    flash(f"{name} is created. Add its first mailbox.", "success")
+    flash(_("%(domain)s is created. Add its first mailbox.", domain=name), "success")
     return redirect(url_for("admin.mailboxes", name=name))
 
 
@@ -306,8 +313,12 @@ def domain_settings(name: str):
     except domain_rules.DomainRuleError as exc:
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
         return render_template("admin/domain_form.html", form=form, domain=domain), 400
-    domain_rules.update_domain(get_db(), domain=domain, settings=settings, **_actor_fields())
-    flash(f"{domain['name']}: saved.", "success")
+    try:
+        domain_rules.update_domain(get_db(), domain=domain, settings=settings, **_actor_fields())
+    except domain_rules.DomainRuleError as exc:
+        form.form_errors.append(str(exc))
+        return render_template("admin/domain_form.html", form=form, domain=domain), 409
+    flash(_("%(domain)s: saved.", domain=domain["name"]), "success")
     return redirect(url_for("admin.domain_settings", name=domain["name"]))
 
 
@@ -330,7 +341,7 @@ def new_alias(name: str):
             source = canonical_address(f"{(form.local_part.data or '').strip(' ')}@{domain['name']}")
         except InvalidAddress:
             form.local_part.errors = list(form.local_part.errors) + [
-                "Use letters, digits and . _ - only, for example sales."]
+                _("Use letters, digits and . _ - only, for example sales.")]
             return _alias_page(domain, form, status=400)
     return _save_alias(domain, form, source, "alias.create")
 
@@ -350,7 +361,8 @@ def _save_alias(domain, form, source, action):
     except aliasrules.AliasRuleError as exc:
         form.destinations.errors = list(form.destinations.errors) + exc.problems
         return _alias_page(domain, form, source if action != "alias.create" else None, 409)
-    flash(f"{source} delivers to {', '.join(destinations)}.", "success")
+    flash(_("%(address)s delivers to %(destinations)s.", address=source, destinations=", ".join(destinations)),
+          "success")
     return redirect(url_for("admin.aliases", name=domain["name"]))
 
 
@@ -381,7 +393,7 @@ def delete_alias(name: str, source: str):
         alias_rules.delete_alias(get_db(), domain=domain, source=source.lower(), **_actor_fields())
     except alias_rules.AliasNotFound:
         abort(404)
-    flash(f"{source.lower()} no longer exists.", "success")
+    flash(_("%(address)s no longer exists.", address=source.lower()), "success")
     return redirect(url_for("admin.aliases", name=domain["name"]))
 
 
@@ -398,14 +410,18 @@ def delete_domain(name: str):
     if not form.validate_on_submit():
         return render_template("admin/delete_domain.html", **page), 400 if form.errors else 200
     if form.confirm.data.strip().lower().rstrip(".") != domain["name"]:
-        form.confirm.errors = list(form.confirm.errors) + [f"Type {domain['name']} exactly."]
+        form.confirm.errors = list(form.confirm.errors) + [_("Type %(domain)s exactly.", domain=domain["name"])]
         return render_template("admin/delete_domain.html", **page), 400
-    summary = mailbox_rules.delete_domain(
-        get_db(), domain=domain, mail_root=current_app.config["MAIL_ROOT"], grace_days=grace,
-        actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-    )
-    flash(f"{domain['name']} is deleted with {summary['mailboxes']} mailboxes; their mail is kept for {grace} days.",
-          "success")
+    try:
+        summary = mailbox_rules.delete_domain(
+            get_db(), domain=domain, mail_root=current_app.config["MAIL_ROOT"], grace_days=grace,
+            **_actor_fields(),
+        )
+    except mailbox_rules.MailboxRuleError as exc:
+        form.form_errors.append(str(exc))
+        return render_template("admin/delete_domain.html", **page), 409
+    flash(_("%(domain)s is deleted with %(count)s mailboxes; their mail is kept for %(days)s days.",
+            domain=domain["name"], count=summary["mailboxes"], days=grace), "success")
     return redirect(url_for("admin.domains"))
 
 
@@ -438,11 +454,17 @@ def grant_role():
     except role_rules.RoleError as exc:
         form.form_errors.append(str(exc))
         return _roles_page(form, 400)
-    what = role_rules.ROLE_LABELS[role_name] + (f" of {domain_row['name']}" if domain_row else "")
-    if granted:
-        flash(f"{mailbox['email']} is now {what}.", "success")
+    role = role_rules.ROLE_LABELS[role_name]
+    if granted and domain_row:
+        flash(_("%(address)s is now %(role)s of %(domain)s.", address=mailbox["email"], role=role,
+                domain=domain_row["name"]), "success")
+    elif granted:
+        flash(_("%(address)s is now %(role)s.", address=mailbox["email"], role=role), "success")
+    elif domain_row:
+        flash(_("%(address)s was already %(role)s of %(domain)s.", address=mailbox["email"], role=role,
+                domain=domain_row["name"]), "info")
     else:
-        flash(f"{mailbox['email']} was already {what}.", "info")
+        flash(_("%(address)s was already %(role)s.", address=mailbox["email"], role=role), "info")
     return redirect(url_for("admin.roles"))
 
 
@@ -463,8 +485,12 @@ def revoke_role(role_id: int):
     except role_rules.RoleError as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.roles"))
-    what = role_rules.ROLE_LABELS[role_name] + (f" of {domain_row['name']}" if domain_row else "")
-    flash(f"{mailbox['email']} is no longer {what}.", "success")
+    role = role_rules.ROLE_LABELS[role_name]
+    if domain_row:
+        flash(_("%(address)s is no longer %(role)s of %(domain)s.", address=mailbox["email"], role=role,
+                domain=domain_row["name"]), "success")
+    else:
+        flash(_("%(address)s is no longer %(role)s.", address=mailbox["email"], role=role), "success")
     return redirect(url_for("admin.roles"))
 
 

@@ -12,18 +12,26 @@ from wtforms.validators import ValidationError
 
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
+from ..i18n import _
+from ..i18n import _l
 
 
 class LoginForm(FlaskForm):
     """Mailbox address and password, as in a mail client."""
 
     address = StringField(
-        "E-mail address",
-        validators=[DataRequired("Enter your e-mail address."), Length(max=254, message="This address is too long.")],
+        _l("E-mail address"),
+        validators=[
+            DataRequired(_l("Enter your e-mail address.")),
+            Length(max=254, message=_l("This address is too long.")),
+        ],
     )
     password = PasswordField(
-        "Password",
-        validators=[DataRequired("Enter your password."), Length(max=1024, message="This password is too long.")],
+        _l("Password"),
+        validators=[
+            DataRequired(_l("Enter your password.")),
+            Length(max=1024, message=_l("This password is too long.")),
+        ],
     )
     next = HiddenField()
 
@@ -31,13 +39,20 @@ class LoginForm(FlaskForm):
         try:
             self.canonical_address = canonical_address(field.data or "")
         except InvalidAddress:
-            raise ValidationError("Enter a valid e-mail address, for example name@example.com.") from None
+            raise ValidationError(_("Enter a valid e-mail address, for example name@example.com.")) from None
 
     def validate_password(self, field):
         # SASL PLAIN separates its fields with NUL: such a password could never match.
         if "\x00" in (field.data or ""):
-            raise ValidationError("The password contains a character that cannot be used.")
+            raise ValidationError(_("The password contains a character that cannot be used."))
 
 
 class LogoutForm(FlaskForm):
     """Only the CSRF token: signing out is a POST."""
+
+
+class LanguageForm(FlaskForm):
+    """The language switch on every page."""
+
+    lang = HiddenField()
+    next = HiddenField()

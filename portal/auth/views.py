@@ -8,6 +8,7 @@ from datetime import UTC
 from datetime import datetime
 
 from flask import Blueprint
+from flask import abort
 from flask import current_app
 from flask import flash
 from flask import redirect
@@ -25,28 +26,37 @@ from ..access import safe_next_url
 from ..access import signed_in
 from ..clientaddr import client_address
 from ..db import get_db
+from ..i18n import COOKIE
+from ..i18n import LANGUAGES
+from ..i18n import _
+from ..i18n import _l
 from ..imap import ImapUnavailable
+from .forms import LanguageForm
 from .forms import LoginForm
 from .forms import LogoutForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger(__name__)
 
-WRONG_CREDENTIALS = "The address or password is incorrect."
-MAIL_SERVER_DOWN = (
+WRONG_CREDENTIALS = _l("The address or password is incorrect.")
+MAIL_SERVER_DOWN = _l(
     "The mail server is not answering, so your password cannot be checked right now. "
     "Please try again in a few minutes."
 )
-DISABLED = "This mailbox is disabled. Please contact your administrator."
+DISABLED = _l("This mailbox is disabled. Please contact your administrator.")
 
 
 def _locked_response(form, until: datetime):
     seconds = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
     minutes = math.ceil(seconds / 60)
-    form.form_errors.append(
-        f"Too many failed sign-in attempts. Please try again in {minutes} minute{'s' if minutes != 1 else ''} "
-        f"(after {until.astimezone(UTC):%H:%M} UTC)."
-    )
+    after = until.astimezone(UTC).strftime("%H:%M")
+    if minutes == 1:
+        message = _("Too many failed sign-in attempts. Please try again in %(minutes)s minute (after %(time)s UTC).",
+                    minutes=minutes, time=after)
+    else:
+        message = _("Too many failed sign-in attempts. Please try again in %(minutes)s minutes (after %(time)s UTC).",
+                    minutes=minutes, time=after)
+    form.form_errors.append(message)
     response = current_app.make_response((render_template("auth/login.html", form=form), 429))
     response.headers["Retry-After"] = str(seconds)
     return response
@@ -93,7 +103,7 @@ def login():
     login_user(user)
     log.info("signed in")
     if user.must_change_password:
-        flash("Please choose a new password before you continue.", "info")
+        flash(_("Please choose a new password before you continue."), "info")
         return redirect(url_for("account.password"))
     return redirect(safe_next_url(form.next.data) or url_for("account.index"))
 
@@ -109,5 +119,17 @@ def logout():
             sessions.end_session(conn, current_user)
         logout_user()
         session.clear()
-        flash("You have signed out.", "info")
+        flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.post("/language")
+def set_language():
+    """Remember the chosen language in a cookie (a year) and go back to the page."""
+    form = LanguageForm()
+    if not form.validate_on_submit() or form.lang.data not in LANGUAGES:
+        abort(400)
+    response = redirect(safe_next_url(form.next.data) or url_for("account.index"))
+    response.set_cookie(COOKIE, form.lang.data, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+                        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+    return response

@@ -9,12 +9,27 @@ from flask import current_app
 from .. import db
 
 
-def connect() -> psycopg.Connection:
-    """A database connection for one command (autocommit; changes open their own transactions)."""
+def connect(require_schema: bool = True) -> psycopg.Connection:
+    """A database connection for one command (autocommit; changes open their own transactions).
+
+    Unless ``require_schema`` is off (the db commands), a database that is not
+    upgraded to this portal's schema is refused with what to run."""
+    from .. import migrate
+
     try:
-        return db.connect(current_app.config)
+        conn = db.connect(current_app.config)
     except psycopg.Error as exc:
         raise click.ClickException(f"cannot connect to the database: {exc}") from None
+    if require_schema:
+        try:
+            pending = migrate.pending_migrations(conn)
+        except psycopg.Error:
+            pending = ["all"]
+        if pending:
+            conn.close()
+            raise click.ClickException("the database is not at this portal's schema yet: run flask --app app db"
+                                       " upgrade first")
+    return conn
 
 
 CLI_ACTOR = {"actor": "cli", "actor_role": "cli", "client_addr": None}

@@ -34,6 +34,12 @@ def database_context(url: str) -> dict:
     missing = [key for key in ("dbname", "user", "password") if not parts.get(key)]
     if missing:
         raise click.ClickException(f"the database URL names no {', '.join(missing)}; Postfix and Dovecot need them")
+    if any(ch.isspace() or ch in "'\"\\" for ch in parts["password"]):
+        raise click.ClickException("the mail role's password has a space, quote or backslash, which the Postfix and"
+                                   " Dovecot files cannot carry safely; give that role a password without them")
+    if (parts.get("host") or "").startswith("/"):
+        raise click.ClickException("give Postfix and Dovecot a TCP host (such as 127.0.0.1) in the database URL,"
+                                   " not a Unix socket directory")
     return {"db_host": parts.get("host") or "127.0.0.1", "db_port": parts.get("port") or 5432,
             "db_name": parts["dbname"], "db_user": parts["user"], "db_password": parts["password"]}
 
@@ -45,7 +51,7 @@ def database_context(url: str) -> dict:
                    "Default: $PORTAL_MAIL_DATABASE_URL, else the portal's own database_url.")
 @click.option("--postfix-dir", default="/etc/postfix", show_default=True, help="Where the Postfix files will live.")
 @click.option("--dovecot-dir", default="/etc/dovecot", show_default=True, help="Where the Dovecot files will live.")
-@click.option("--mail-root", default="/var/mail/vhosts", show_default=True, help="The guide's maildir root.")
+@click.option("--mail-root", help="The maildir root Dovecot's home= uses; default: the portal's mail_root.")
 @click.option("--vmail-user", default="vmail", show_default=True)
 @click.option("--portal-networks", default="127.0.0.1/32 ::1/128", show_default=True,
               help="Addresses the portal connects to Dovecot from (login_trusted_networks).")
@@ -53,11 +59,13 @@ def render_command(directory: Path, database_url: str | None, postfix_dir: str, 
                    vmail_user: str, portal_networks: str):
     """Write the Postfix maps and Dovecot SQL, auth and quota files into DIRECTORY (never printing a password).
 
-    Then copy DIRECTORY/postfix/* to /etc/postfix and DIRECTORY/dovecot/* to /etc/dovecot
-    as README "Production" shows, and reload both."""
+    Then install them as README "Production", step 5, says: the pgsql-*.cf maps and
+    the Dovecot files replace the guide's, and the lines of postfix/main.cf.portal
+    replace the guide's three lines in main.cf (it is not a file to copy). Reload both."""
     context = {
         **database_context(database_url or current_app.config["DATABASE_URL"]),
-        "mail_root": mail_root.rstrip("/"), "vmail_user": vmail_user, "portal_networks": portal_networks,
+        "mail_root": (mail_root or current_app.config["MAIL_ROOT"]).rstrip("/"), "vmail_user": vmail_user,
+        "portal_networks": portal_networks,
         "static_userdb": False,
     }
     for template, target, mode in FILES:

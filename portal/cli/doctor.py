@@ -96,7 +96,11 @@ class Doctor:
                            f"on the Dovecot host, make login_trusted_networks include {self.portal_address}")
         command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h",
                    "login_trusted_networks"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            return Finding(SKIP, f"doveconf did not answer ({type(exc).__name__})",
+                           f"on the Dovecot host, make login_trusted_networks include {self.portal_address}")
         if result.returncode != 0:
             return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
         address = ipaddress.ip_address(self.portal_address)
@@ -136,8 +140,12 @@ class Doctor:
                 continue
             if not path.exists():
                 return Finding(FAIL, f"{path} does not exist", "run flask --app app config render, see README")
-            result = subprocess.run([postmap, "-q", key, f"pgsql:{path}"],  # noqa: S603
-                                    capture_output=True, text=True, timeout=20)
+            try:
+                result = subprocess.run([postmap, "-q", key, f"pgsql:{path}"],  # noqa: S603
+                                        capture_output=True, text=True, timeout=20)
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                return Finding(FAIL, f"postmap -q {key} pgsql:{path} did not finish ({type(exc).__name__})",
+                               "check that PostgreSQL answers from the Postfix host")
             if result.returncode != 0 or not result.stdout.strip():
                 return Finding(FAIL, f"postmap -q {key} pgsql:{path} found nothing"
                                      f"{': ' + result.stderr.strip()[:200] if result.stderr.strip() else ''}",
@@ -162,7 +170,23 @@ class Doctor:
             return Finding(FAIL, "these queries ignore disabled mailboxes and domains (the deployment guide's"
                                  " originals): " + ", ".join(stale),
                            "install the files of flask --app app config render and reload Postfix and Dovecot")
-        return Finding(OK, "Postfix and Dovecot refuse disabled mailboxes and domains")
+        # Where there is a disabled mailbox and Postfix is here, ask the live map about it too.
+        postmap = shutil.which("postmap") or ("/usr/sbin/postmap" if Path("/usr/sbin/postmap").exists() else None)
+        disabled = self.conn.execute(
+            "SELECT u.email FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id"
+            " WHERE NOT (u.active AND d.active) ORDER BY u.id LIMIT 1").fetchone() if self.conn else None
+        if postmap and disabled:
+            try:
+                result = subprocess.run([postmap, "-q", disabled["email"], f"pgsql:{files[0]}"],  # noqa: S603
+                                        capture_output=True, text=True, timeout=20)
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                return Finding(FAIL, f"postmap did not finish ({type(exc).__name__})",
+                               "check that PostgreSQL answers from the Postfix host")
+            if result.stdout.strip():
+                return Finding(FAIL, f"Postfix still accepts the disabled mailbox {disabled['email']} ({files[0]})",
+                               "install the files of flask --app app config render and reload Postfix")
+            return Finding(OK, f"the queries check the active flags; Postfix refuses the disabled {disabled['email']}")
+        return Finding(OK, "the Postfix and Dovecot queries check the active flags of mailboxes and domains")
 
     def secret_key(self) -> Finding:
         secret = self.config.get("SECRET_KEY") or ""

@@ -30,8 +30,8 @@ def find_domain(conn, name: str) -> dict:
 
 @domain_cli.command("add")
 @click.argument("name")
-@click.option("--max-mailboxes", type=click.IntRange(0), default=0, show_default=True, help="0: no limit")
-@click.option("--max-aliases", type=click.IntRange(0), default=0, show_default=True, help="0: no limit")
+@click.option("--max-mailboxes", type=click.IntRange(0, 10_000_000), default=0, show_default=True, help="0: no limit")
+@click.option("--max-aliases", type=click.IntRange(0, 10_000_000), default=0, show_default=True, help="0: no limit")
 @click.option("--default-quota", default="", help='Size limit of a new mailbox, e.g. "2 GB"; empty: unlimited')
 @click.option("--max-quota", default="", help="Largest size limit a mailbox may get; empty: no ceiling")
 @click.option("--personal-aliases/--no-personal-aliases", default=True, show_default=True)
@@ -75,7 +75,10 @@ def _set_active(name: str, active: bool) -> None:
             click.echo(f"{domain['name']} was already {'active' if active else 'disabled'}")
             return
         settings = {**domain_rules.current_settings(domain), "active": active}
-        domain_rules.update_domain(conn, domain=domain, settings=settings, **CLI_ACTOR)
+        try:
+            domain_rules.update_domain(conn, domain=domain, settings=settings, **CLI_ACTOR)
+        except domain_rules.DomainRuleError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"{domain['name']} is {'active' if active else 'disabled'}")
 
 
@@ -105,6 +108,9 @@ def delete_command(name: str, yes: bool):
                    f" will go; their mail is kept for {grace} days.")
         if not yes and click.prompt("Type the domain name to confirm").strip().lower() != domain["name"]:
             raise click.ClickException("the name did not match; nothing deleted")
-        summary = mailbox_rules.delete_domain(conn, domain=domain, mail_root=current_app.config["MAIL_ROOT"],
-                                              grace_days=grace, **CLI_ACTOR)
+        try:
+            summary = mailbox_rules.delete_domain(conn, domain=domain, mail_root=current_app.config["MAIL_ROOT"],
+                                                  grace_days=grace, **CLI_ACTOR)
+        except mailbox_rules.MailboxRuleError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"deleted {domain['name']} with {summary['mailboxes']} mailboxes")

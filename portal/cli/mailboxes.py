@@ -47,6 +47,9 @@ def find_mailbox(conn, text: str) -> dict:
 def add_command(address: str, display_name: str, size: str, password_stdin: bool, generate: bool):
     """Create the mailbox ADDRESS; its password is asked twice (hidden), read from stdin, or generated."""
     address = _address(address)
+    display_name = display_name.strip()
+    if len(display_name) > 255 or not display_name.isprintable():
+        raise click.ClickException("the name may have at most 255 printable characters")
     try:
         limit = quota.parse_size(size)
     except quota.InvalidSize as exc:
@@ -56,7 +59,7 @@ def add_command(address: str, display_name: str, size: str, password_stdin: bool
         password, generated = read_new_password(address, password_stdin, generate)
         try:
             mailbox_rules.create_mailbox(
-                conn, domain_id=domain["id"], address=address, display_name=display_name.strip(), quota_bytes=limit,
+                conn, domain_id=domain["id"], address=address, display_name=display_name, quota_bytes=limit,
                 password_hash=passwords.hash_password(password, current_app.config["PASSWORD_SCHEME"]), **CLI_ACTOR,
             )
         except mailbox_rules.MailboxRuleError as exc:
@@ -185,7 +188,7 @@ def set_quota_command(address: str, size: str):
             audit.record(
                 conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.quota",
                 target=email, domain=mailbox["domain"],
-                summary={"before": mailbox["quota_bytes"], "after": limit},
+                summary={"quota_bytes": {"before": mailbox["quota_bytes"], "after": limit}},
             )
             effective = quota_queries.mailbox_usage(conn, email)["limit_bytes"]
     shown = quota.format_size(effective) if effective else "unlimited"
@@ -211,7 +214,8 @@ def purge_command(address: str | None):
             # Never follow a path out of the mail root, whatever the table says.
             if root not in maildir.parents:
                 raise click.ClickException(f"{maildir} is not inside {root}; not removing it")
-            if maildir.exists():
+            existed = maildir.exists()
+            if existed:
                 shutil.rmtree(maildir)
             with conn.transaction():
                 mailboxes.mark_purged(conn, removal["id"])
@@ -220,6 +224,6 @@ def purge_command(address: str | None):
                 audit.record(conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.purge",
                              target=removal["email"], domain=removal["email"].partition("@")[2],
                              summary={"maildir": str(maildir)})
-            click.echo(f"purged {removal['email']} ({maildir})")
+            click.echo(f"purged {removal['email']} ({maildir}{'' if existed else ': no mail was left there'})")
     if not due:
         click.echo("nothing to purge")

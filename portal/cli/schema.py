@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import click
+import psycopg
 from flask.cli import AppGroup
 
 from .. import migrate
-from . import connect as _connect
+from . import connect
+
+PRIVILEGES = (" The role in database_url must own the guide's tables and may create in the database and in"
+              " its public schema (README, Production, step 3).")
 
 db_cli = AppGroup("db", help="Manage the database schema.")
 
@@ -14,11 +18,14 @@ db_cli = AppGroup("db", help="Manage the database schema.")
 @db_cli.command("upgrade")
 def upgrade_command():
     """Apply pending migrations (all in one transaction; safe to run twice)."""
-    with _connect() as conn:
+    with connect(require_schema=False) as conn:
         try:
             applied = migrate.upgrade(conn, report=click.echo)
         except migrate.MigrationError as exc:
-            raise click.ClickException(f"{exc}\nThe database was not changed.") from None
+            hint = PRIVILEGES if "permission denied" in str(exc) else ""
+            raise click.ClickException(f"{exc}\nThe database was not changed.{hint}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise click.ClickException(f"{str(exc).strip()}\nThe database was not changed.{PRIVILEGES}") from None
     if applied:
         click.echo(f"database upgraded to version {applied[-1].version}")
     else:
@@ -28,7 +35,7 @@ def upgrade_command():
 @db_cli.command("status")
 def status_command():
     """Show pending migrations; exit status 1 when there are any."""
-    with _connect() as conn:
+    with connect(require_schema=False) as conn:
         pending = migrate.pending_migrations(conn)
     if not pending:
         click.echo(f"up to date (version {migrate.latest_version()})")

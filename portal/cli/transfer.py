@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 
 import click
 from flask import current_app
@@ -37,10 +38,12 @@ def import_command(kind: str, source, dry_run: bool):
 
         try:
             rows = transfer.check(conn, kind, source, current_app.config, progress)
+            written = transfer.write(conn, kind, rows, reserved=current_app.config["RESERVED_LOCAL_PARTS"],
+                                     delimiter=current_app.config["RECIPIENT_DELIMITER"], dry_run=dry_run,
+                                     **CLI_ACTOR)
             if dry_run:
-                click.echo(f"{len(rows)} {kind} checked; no problems; nothing written (--dry-run)")
+                click.echo(f"{written} {kind} checked; no problems; nothing written (--dry-run)")
                 return
-            written = transfer.write(conn, kind, rows, **CLI_ACTOR)
         except transfer.ImportRefused as exc:
             for line, message in exc.problems[: transfer.MAX_PROBLEMS_SHOWN]:
                 click.echo(f"line {line}: {message}" if line else message, err=True)
@@ -57,13 +60,17 @@ def import_command(kind: str, source, dry_run: bool):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file (made readable by its owner only); default: standard output.")
 def export_command(kind: str, output: str | None):
-    """Export KIND as CSV, in the columns 'import' reads. Mailbox exports hold password hashes: keep them safe."""
+    """Export KIND as CSV, in the columns 'import' reads. Mailbox exports hold password hashes: keep them safe.
+
+    The file is data for 'import', written as stored: open it as text, not in a spreadsheet program
+    (which would run a name such as =HYPERLINK(...) as a formula)."""
     import csv
 
     if output:
-        # The mailbox export holds password hashes: never readable by others, not even for a moment.
-        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)
+        # The mailbox export holds password hashes: a new 0600 file next to the target, renamed over it
+        # only once complete, so a failed export never empties an earlier one or follows a link.
+        descriptor, temporary = tempfile.mkstemp(prefix=".export-", suffix=".csv",
+                                                 dir=os.path.dirname(os.path.abspath(output)))
         stream = os.fdopen(descriptor, "w", encoding="utf-8", newline="")
     else:
         stream = sys.stdout
@@ -73,8 +80,12 @@ def export_command(kind: str, output: str | None):
             writer = csv.writer(stream)
             for count, row in enumerate(transfer.export_rows(conn, kind)):  # noqa: B007
                 writer.writerow(row)
-    finally:
+    except BaseException:
         if output:
             stream.close()
+            os.unlink(temporary)
+        raise
     if output:
+        stream.close()
+        os.replace(temporary, output)
         click.echo(f"exported {count} {kind} to {output}", err=True)

@@ -25,6 +25,7 @@ from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..clientaddr import client_address
 from ..db import get_db
+from ..i18n import _
 from ..listpages import render_list
 from ..queries import aliases as alias_queries
 from ..queries import audit
@@ -140,9 +141,10 @@ def unlock(address: str):
     except support.SupportRefused as exc:
         _refused(exc)
     if cleared is None:
-        flash(f"{mailbox['email']} had no failed sign-ins to forget.", "info")
+        flash(_("%(address)s had no failed sign-ins to forget.", address=mailbox["email"]), "info")
     else:
-        flash(f"{mailbox['email']} is unlocked: {cleared['failures']} failed sign-ins forgotten.", "success")
+        flash(_("%(address)s is unlocked: %(count)s failed sign-ins forgotten.", address=mailbox["email"],
+                count=cleared["failures"]), "success")
     return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
 
 
@@ -172,9 +174,12 @@ def _set_active(address: str, form, *, active: bool):
                                      **_actor(mailbox))
     except support.SupportRefused as exc:
         _refused(exc)
-    state = "enabled" if active else "disabled"
-    if changed:
-        flash(f"{mailbox['email']} is {state}.", "success")
+    if changed and active:
+        flash(_("%(address)s is enabled.", address=mailbox["email"]), "success")
+    elif changed:
+        flash(_("%(address)s is disabled.", address=mailbox["email"]), "success")
+    elif active:
+        flash(_("%(address)s was already enabled.", address=mailbox["email"]), "info")
     else:
-        flash(f"{mailbox['email']} was already {state}.", "info")
+        flash(_("%(address)s was already disabled.", address=mailbox["email"]), "info")
     return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))

@@ -1,0 +1,317 @@
+"""End to end in a real browser: the portal under gunicorn, PostgreSQL, Dovecot and Postfix on loopback.
+
+English runs find fields and buttons by their labels and roles (so the labels must exist);
+Korean runs navigate by URL and check structure, not wording.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import re
+import time
+import uuid
+
+import pytest
+from imapclient.exceptions import LoginError
+from playwright.sync_api import expect
+
+from tests.conftest import new_client_ip
+from tests.e2e.conftest import PHONE
+from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import axe_violations
+from tests.e2e.conftest import html_lang
+from tests.e2e.conftest import serious_findings
+from tests.e2e.conftest import sign_in
+from tests.mail import imap_login
+from tests.mail import make_mailbox
+from tests.mail import send_mail
+from tests.mail import wait_for_maildir_message
+
+PASSWORD = "a long enough test password 31"
+NEW = "harbor quilt sparrow 58 meadow"
+
+
+def grant(app, *args: str) -> None:
+    result = app.test_cli_runner().invoke(args=["admin", "grant", *args])
+    assert result.exit_code == 0, result.output
+
+
+def assert_imap_accepts(mail_stack, address: str, password: str) -> None:
+    imap_login(mail_stack.imap_port, address, password, client_ip=new_client_ip()).logout()
+
+
+def assert_imap_refuses(mail_stack, address: str, password: str) -> None:
+    with pytest.raises(LoginError, match="AUTHENTICATIONFAILED"):
+        imap_login(mail_stack.imap_port, address, password, client_ip=new_client_ip())
+
+
+def change_password_in_form(page, current: str, new: str) -> None:
+    page.get_by_label("Current password").fill(current)
+    page.get_by_label("New password", exact=True).fill(new)
+    page.get_by_label("New password again").fill(new)
+    page.get_by_role("button", name="Change password").click()
+
+
+def subjects_in(maildir) -> list[str]:
+    found = []
+    for folder in ("new", "cur"):
+        if (maildir / folder).is_dir():
+            found += [email.message_from_bytes(p.read_bytes())["Subject"] for p in (maildir / folder).iterdir()]
+    return found
+
+
+def test_password_change_in_the_browser_works_over_imap(db, mail_stack, portal_url, page, screenshot):
+    address = "alice@pw.example"
+    make_mailbox(db, address, PASSWORD)
+
+    sign_in(page, address, PASSWORD)
+    expect(page).to_have_url(f"{portal_url}/")
+    expect(page.get_by_role("heading", name="Your mailbox")).to_be_visible()
+    page.get_by_role("link", name="Password", exact=True).click()
+    expect(page).to_have_url(f"{portal_url}/account/password")
+    change_password_in_form(page, PASSWORD, NEW)
+
+    expect(page).to_have_url(f"{portal_url}/")
+    expect(page.get_by_role("status")).to_contain_text("Your password has been changed")
+    screenshot(page, "flow-password-changed")
+    assert_imap_accepts(mail_stack, address, NEW)
+    assert_imap_refuses(mail_stack, address, PASSWORD)
+
+
+def test_forwarding_set_in_the_browser_is_followed_by_postfix(db, mail_stack, portal_url, page):
+    source, destination = "fwd@fw.example", "dest@fw.example"
+    make_mailbox(db, source, PASSWORD)
+    make_mailbox(db, destination, PASSWORD)
+
+    sign_in(page, source, PASSWORD)
+    page.get_by_role("link", name="Forwarding", exact=True).click()
+    expect(page).to_have_url(f"{portal_url}/account/forwarding")
+    page.get_by_label("Forward my mail to").fill(destination)
+    page.get_by_label("Also keep a copy in my mailbox").uncheck()
+    page.get_by_role("button", name="Save forwarding").click()
+
+    expect(page.get_by_role("status")).to_contain_text("Forwarding saved")
+    now = page.get_by_role("region", name="Where your mail goes now")
+    expect(now).to_contain_text("is forwarded to the addresses below only")
+    expect(now.get_by_role("listitem")).to_have_text([destination])
+
+    subject = f"forwarded {uuid.uuid4()}"
+    send_mail(mail_stack.smtp_port, source, subject)
+    message = wait_for_maildir_message(mail_stack.mail_root / "fw.example" / "dest", subject)
+    assert message["To"] == source
+    assert subject not in subjects_in(mail_stack.mail_root / "fw.example" / "fwd")  # no copy kept
+
+
+def test_storage_page_shows_the_limit_and_what_dovecot_counted(app, db, mail_stack, portal_url, page):
+    address = "store@quota.example"
+    make_mailbox(db, address, PASSWORD)
+    result = app.test_cli_runner().invoke(args=["mailbox", "set-quota", address, "50 MB"])
+    assert result.exit_code == 0, result.output
+    subject = f"counted {uuid.uuid4()}"
+    send_mail(mail_stack.smtp_port, address, subject, body="x" * 2000)
+    wait_for_maildir_message(mail_stack.mail_root / "quota.example" / "store", subject)
+    deadline = time.monotonic() + 10  # Dovecot's quota_clone writes the figures after the delivery
+    while not db.execute("SELECT 1 FROM portal_quota_usage WHERE email = %s AND messages = 1", (address,)).fetchone():
+        assert time.monotonic() < deadline, "Dovecot did not report the usage"
+        time.sleep(0.1)
+
+    sign_in(page, address, PASSWORD)
+    page.get_by_role("link", name="Storage", exact=True).click()
+    expect(page).to_have_url(f"{portal_url}/account/storage")
+    expect(page.get_by_role("heading", name="Storage")).to_be_visible()
+    figures = page.locator(".usage-figures")
+    expect(figures).to_contain_text(re.compile(r"\d+(\.\d)? KB of 50 MB used \(0\s%\), 1 message\."))
+    meter = page.get_by_role("meter", name=re.compile("Storage used"))
+    expect(meter).to_have_attribute("max", str(50 * 1024 * 1024))
+    assert 2000 < int(meter.get_attribute("value")) < 10_000
+
+
+def test_superadmin_creates_domain_mailbox_and_alias(app, db, mail_stack, portal_url, page, screenshot):
+    make_mailbox(db, "root@ops.example", PASSWORD)
+    grant(app, "superadmin", "root@ops.example")
+
+    sign_in(page, "root@ops.example", PASSWORD)
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="Administration").click()
+    expect(page).to_have_url(f"{portal_url}/admin/")
+    page.get_by_role("link", name="New domain").click()
+    page.get_by_label("Domain name").fill("new.example")
+    page.get_by_role("button", name="Create domain").click()
+
+    expect(page).to_have_url(f"{portal_url}/admin/domains/new.example/mailboxes")
+    expect(page.get_by_role("status")).to_contain_text("new.example is created")
+    page.get_by_role("link", name="New mailbox").click()
+    page.get_by_label("Address", exact=True).fill("carol")
+    page.get_by_label("Name", exact=True).fill("Carol Example")
+    page.get_by_label("Generate a password (shown once)").check()
+    page.get_by_role("button", name="Create mailbox").click()
+
+    expect(page.get_by_role("heading", name="Mailbox created")).to_be_visible()
+    generated = page.locator("main code").inner_text().strip()
+    assert len(generated) >= 16
+    screenshot(page, "flow-mailbox-created")
+    assert_imap_accepts(mail_stack, "carol@new.example", generated)
+
+    page.get_by_role("link", name="Back to the mailboxes of new.example").click()
+    expect(page.get_by_role("row", name=re.compile("carol@new.example"))).to_contain_text("Carol Example")
+    page.get_by_role("link", name="Aliases of new.example").click()
+    page.get_by_role("link", name="New alias").click()
+    page.get_by_label("Address", exact=True).fill("sales")
+    page.get_by_label("Delivers to").fill("carol@new.example")
+    page.get_by_role("button", name="Create alias").click()
+
+    expect(page).to_have_url(f"{portal_url}/admin/domains/new.example/aliases")
+    expect(page.get_by_role("row", name=re.compile("sales@new.example"))).to_contain_text("carol@new.example")
+
+    rows = db.execute("SELECT source, destination FROM virtual_aliases").fetchall()
+    assert [(r["source"], r["destination"]) for r in rows] == [("sales@new.example", "carol@new.example")]
+    actions = [r["action"] for r in db.execute("SELECT action FROM portal_audit_log WHERE actor = 'root@ops.example'"
+                                               " ORDER BY id")]
+    assert actions == ["domain.create", "mailbox.create", "alias.create"]
+    # And the mail server agrees: mail to the new alias lands in the new mailbox.
+    subject = f"to sales {uuid.uuid4()}"
+    send_mail(mail_stack.smtp_port, "sales@new.example", subject)
+    wait_for_maildir_message(mail_stack.mail_root / "new.example" / "carol", subject)
+
+
+def test_helpdesk_reset_then_forced_password_change(app, db, mail_stack, portal_url, new_context, screenshot):
+    user, user_password = "user@desk.example", "the user's own password 31"
+    make_mailbox(db, "help@desk.example", PASSWORD)
+    make_mailbox(db, user, user_password)
+    grant(app, "helpdesk", "help@desk.example", "desk.example")
+
+    before = new_context().new_page()
+    sign_in(before, user, user_password)
+
+    helper = new_context().new_page()
+    sign_in(helper, "help@desk.example", PASSWORD)
+    helper.get_by_role("navigation", name="Account").get_by_role("link", name="Helpdesk").click()
+    helper.get_by_role("link", name=user).click()
+    expect(helper).to_have_url(f"{portal_url}/helpdesk/mailboxes/{user}")
+    helper.get_by_role("button", name="Reset the password").click()
+    expect(helper.get_by_role("heading", name=f"New password for {user}")).to_be_visible()
+    temporary = helper.locator("p.secret code").inner_text().strip()
+    assert re.fullmatch(r"[a-z2-9]{5}(-[a-z2-9]{5}){3}", temporary)
+    screenshot(helper, "flow-helpdesk-reset")
+
+    before.reload()  # the user's open session ended with the reset
+    expect(before).to_have_url(re.compile(r"/auth/login"))
+
+    page = new_context().new_page()
+    sign_in(page, user, temporary)
+    expect(page).to_have_url(f"{portal_url}/account/password")
+    expect(page.get_by_role("status").filter(has_text="Your password was reset")).to_be_visible()
+    for elsewhere in ("/", "/account/forwarding", "/account/storage"):
+        page.goto(elsewhere)
+        expect(page).to_have_url(f"{portal_url}/account/password")
+    change_password_in_form(page, temporary, NEW)
+
+    expect(page).to_have_url(f"{portal_url}/")
+    page.goto("/account/forwarding")
+    expect(page).to_have_url(f"{portal_url}/account/forwarding")
+    assert_imap_accepts(mail_stack, user, NEW)
+    assert_imap_refuses(mail_stack, user, temporary)
+
+
+def test_language_switch_and_accept_language(db, portal_url, new_context):
+    address = "lang@i18n.example"
+    make_mailbox(db, address, PASSWORD)
+    page = new_context(locale="en-US").new_page()
+    html = page.locator("html")
+
+    page.goto("/auth/login")
+    expect(html).to_have_attribute("lang", "en")
+    switch = page.locator("form.language-switch")
+    expect(switch.get_by_role("button", name="English")).to_have_attribute("aria-current", "true")
+    switch.get_by_role("button", name="한국어").click()
+    expect(html).to_have_attribute("lang", "ko")
+    expect(page).to_have_url(f"{portal_url}/auth/login")
+    expect(page.locator("form.language-switch button[value=ko]")).to_have_attribute("aria-current", "true")
+
+    sign_in(page, address, PASSWORD, by_label=False)
+    expect(html).to_have_attribute("lang", "ko")
+    page.goto("/account/storage")
+    expect(html).to_have_attribute("lang", "ko")
+    page.goto("/account/forwarding?from=test")
+    expect(html).to_have_attribute("lang", "ko")
+
+    page.locator("form.language-switch button[value=en]").click()
+    expect(html).to_have_attribute("lang", "en")
+    expect(page).to_have_url(f"{portal_url}/account/forwarding?from=test")
+    page.goto("/account/storage")
+    expect(html).to_have_attribute("lang", "en")
+
+    korean = new_context(locale="ko-KR").new_page()
+    korean.goto("/auth/login")
+    expect(korean.locator("html")).to_have_attribute("lang", "ko")
+    expect(korean.locator("form.language-switch button[value=ko]")).to_have_attribute("aria-current", "true")
+
+
+# (name, path, expected status) of every main page, as a superadmin (who also sees the helpdesk) sees it.
+A11Y_PAGES = [
+    ("dashboard", "/", 200),
+    ("password", "/account/password", 200),
+    ("forwarding", "/account/forwarding", 200),
+    ("storage", "/account/storage", 200),
+    ("admin-index", "/admin/", 200),
+    ("domains", "/admin/domains", 200),
+    ("mailboxes", "/admin/domains/a11y.example/mailboxes", 200),
+    ("new-mailbox", "/admin/domains/a11y.example/mailboxes/new", 200),
+    ("aliases", "/admin/domains/a11y.example/aliases", 200),
+    ("roles", "/admin/roles", 200),
+    ("audit-log", "/admin/audit", 200),
+    ("helpdesk", "/helpdesk/", 200),
+    ("helpdesk-mailbox", "/helpdesk/mailboxes/alice@a11y.example", 200),
+    ("error-404", "/no/such/page", 404),
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_main_pages_have_no_serious_accessibility_problems(app, db, mail_stack, new_context, screenshot, lang):
+    root, alice = "root@a11y.example", "alice@a11y.example"
+    make_mailbox(db, root, PASSWORD)
+    make_mailbox(db, alice, PASSWORD)
+    make_mailbox(db, "bob@a11y.example", PASSWORD)
+    grant(app, "superadmin", root)
+    runner = app.test_cli_runner()
+    for args in (["mailbox", "set-quota", root, "200 MB"], ["alias", "add", "info@a11y.example", alice, root]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, result.output
+    db.execute("INSERT INTO portal_quota_usage (email, bytes, messages) VALUES (%s, %s, 12)", (root, 150 * 1024**2))
+
+    page = new_context(locale="en-US").new_page()
+    findings, everything = [], {}
+
+    def check(name: str, response=None, status: int = 200) -> None:
+        if response is not None:
+            assert response.status == status, f"{name}: {page.url} answered {response.status}"
+        assert html_lang(page) == lang, f"{name}: <html lang> is {html_lang(page)!r}, not {lang!r}"
+        violations = axe_violations(page)
+        everything[name] = [{"rule": v["id"], "impact": v["impact"], "targets": [n["target"] for n in v["nodes"]]}
+                            for v in violations]
+        findings.extend({"page": name, **row} for row in serious_findings(violations))
+        screenshot(page, name, lang)
+
+    page.goto("/auth/login")
+    if lang != "en":
+        page.locator(f"form.language-switch button[value={lang}]").click()
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+    check("sign-in")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "phone-sign-in", lang)
+    page.set_viewport_size({"width": 1280, "height": 720})
+
+    sign_in(page, root, PASSWORD, by_label=lang == "en")
+    for name, path, status in A11Y_PAGES:
+        check(name, page.goto(path), status)
+        if name == "dashboard":
+            page.set_viewport_size(PHONE)
+            screenshot(page, "phone-dashboard", lang)
+            page.set_viewport_size({"width": 1280, "height": 720})
+
+    report = ROOT / "artifacts" / "axe" / f"{lang}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(everything, indent=2, ensure_ascii=False))
+    assert not findings, f"axe found {len(findings)} serious/critical problem(s) in {lang}:\n" + "\n".join(
+        f"  [{f['impact']}] {f['rule']} on {f['page']}: {f['target']}  {f['html']}  -- {f['summary']}"
+        for f in findings)
