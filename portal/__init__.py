@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask import request
+from flask_bootstrap import Bootstrap5
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -47,6 +48,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     logs.init_app(app)
     i18n.init_app(app)
+    # Bootstrap's files come from the Bootstrap-Flask package, not a CDN: portals often run without internet.
+    app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
+    Bootstrap5(app)
     db.init_app(app)
     csrf.init_app(app)
     sessions.init_app(app)
@@ -56,13 +60,28 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.add_template_filter(auditlog.action_label, "action_label")
     app.add_template_filter(auditlog.summary_text, "audit_summary")
     app.after_request(_no_store)
+    app.after_request(_security_headers)
     return app
+
+
+# No inline script or style anywhere in the templates, so the policy can forbid both.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'")
+
+
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
 
 
 def _no_store(response):
     # Every page is personal or carries a CSRF token: none may stay in shared or
     # back-button caches. Static files keep their caching.
-    if request.endpoint != "static":
+    if request.endpoint not in ("static", "bootstrap.static"):
         response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -103,7 +103,7 @@ def init_app(app) -> None:
     @app.after_request
     def _finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "-")
-        if request.endpoint != "static":
+        if request.endpoint not in ("static", "bootstrap.static"):
             took = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
             access_log.info("%s %s %s", request.method, request.path, response.status_code, extra={
                 "method": request.method, "path": request.path, "status": response.status_code,

@@ -57,6 +57,9 @@ POST_ONLY = {
 }
 
 
+STATIC = {"static", "bootstrap.static"}
+
+
 @pytest.fixture
 def clients(app, db):
     for address in ("user@m.example", "forced@m.example", "dadmin@m.example", "root@m.example"):
@@ -81,7 +84,8 @@ def clients(app, db):
 
 
 def test_every_route_is_in_the_table(app):
-    endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    # Static files: the portal's own and Bootstrap's (served by Bootstrap-Flask), the same for everyone.
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint not in STATIC}
     assert endpoints == set(GET_EXPECTED) | POST_ONLY
 
 
@@ -199,3 +203,11 @@ def test_domain_admin_sees_only_their_domains(app, clients, db, page):
     listing = clients["domain_admin"].get("/admin/domains").get_data(as_text=True)
     assert "m.example" in listing and "other.example" not in listing
     assert "other.example" in clients["superadmin"].get("/admin/domains").get_data(as_text=True)
+
+
+def test_static_files_need_no_sign_in(app, clients):
+    for url in ("/static/style.css", "/bootstrap/static/css/bootstrap.min.css"):
+        response = clients["anonymous"].get(url)
+        status, mimetype = response.status_code, response.mimetype
+        response.close()  # a file response holds the file open until closed
+        assert status == 200 and mimetype == "text/css", url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def test_sign_in_page(client):
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert 'name="csrf_token"' in page
-    assert '<label for="address">' in page and '<label for="password">' in page
+    assert re.search(r'<label [^>]*for="address"', page) and re.search(r'<label [^>]*for="password"', page)
     assert 'autocomplete="current-password"' in page
 
 
@@ -119,3 +120,12 @@ def test_every_post_route_requires_a_csrf_token(app_factory, db):
         url = rule.build({arg: 1 for arg in rule.arguments}, append_unknown=False)[1]
         response = client.post(url, data={"anything": "x"})
         assert response.status_code == 400, f"{rule} answered {response.status_code} without a CSRF token"
+
+
+def test_security_headers_on_every_page(client):
+    for path in ("/auth/login", "/no/such/page", "/static/style.css"):
+        response = client.get(path)
+        policy = response.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
