@@ -38,6 +38,7 @@ GET_EXPECTED = {
     "admin.domain_settings": (302, 403, 302, 200, 200),
     "admin.new_alias": (302, 403, 302, 200, 200),
     "admin.edit_alias": (302, 403, 302, 200, 200),
+    "admin.delete_alias": (302, 403, 302, 200, 200),
     # The superadmin's own mailbox is in m.example: nobody deletes the domain they sign in from.
     "admin.delete_domain": (302, 403, 302, 403, 403),
     "admin.roles": (302, 403, 302, 403, 200),
@@ -51,7 +52,7 @@ URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
-    "admin.delete_alias", "auth.logout", "account.save_forwarding", "account.add_personal_alias",
+    "auth.logout", "account.save_forwarding", "account.add_personal_alias",
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language",
 }
@@ -121,6 +122,7 @@ MORE_EXPECTED = {
     "admin.domain_settings": (403, 404),
     "admin.new_alias": (403, 404),
     "admin.edit_alias": (403, 404),
+    "admin.delete_alias": (403, 404),
     "admin.delete_domain": (403, 403),
     "admin.roles": (403, 403),
     "admin.audit_log": (403, 200),

@@ -128,3 +128,22 @@ def test_other_domains_and_mailbox_forwarding_are_out_of_reach(admin, db):
                 "/admin/domains/crew.example/aliases/ann@crew.example/delete"):
         assert admin.post(url, data={"csrf_token": token}).status_code == 404
     assert rows(db) == before
+
+
+def test_deleting_an_alias_asks_first(app, db):
+    from tests.conftest import make_client
+    from tests.conftest import sign_in
+    from tests.mail import make_mailbox
+
+    make_mailbox(db, "boss@confirm.example", "a long enough test password 20")
+    app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", "boss@confirm.example"])
+    assert app.test_cli_runner().invoke(args=["alias", "add", "team@confirm.example", "boss@confirm.example"]
+                                        ).exit_code == 0
+    client = make_client(app)
+    sign_in(client, "boss@confirm.example", "a long enough test password 20")
+    page = client.get("/admin/domains/confirm.example/aliases/team@confirm.example/delete")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Delete team@confirm.example?" in html
+    assert "<li>boss@confirm.example</li>" in html
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases").fetchone()["n"] == 1  # looking changes nothing
+    assert client.get("/admin/domains/confirm.example/aliases/none@confirm.example/delete").status_code == 404

@@ -382,12 +382,18 @@ def edit_alias(name: str, source: str):
     return _save_alias(domain, form, source, "alias.update")
 
 
-@bp.post("/domains/<name>/aliases/<source>/delete")
+@bp.route("/domains/<name>/aliases/<source>/delete", methods=["GET", "POST"])
 @admin_required
 def delete_alias(name: str, source: str):
-    """Remove an alias and all its rows."""
+    """Show what goes, then remove an alias and all its rows."""
     domain = _domain_or_404(name)
-    if not DeleteForm().validate_on_submit():
+    form = DeleteForm()
+    if request.method == "GET":
+        if not alias_rules.editable(get_db(), domain, source.lower()):
+            abort(404)
+        return render_template("admin/delete_alias.html", domain=domain, source=source.lower(), form=form,
+                               destinations=alias_queries.destinations(get_db(), source.lower()))
+    if not form.validate_on_submit():
         abort(400)
     try:
         alias_rules.delete_alias(get_db(), domain=domain, source=source.lower(), **_actor_fields())
