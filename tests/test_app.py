@@ -129,3 +129,4 @@ def test_security_headers_on_every_page(client):
         assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"] == "same-origin"
+        response.close()  # a static file response holds its file open until closed
