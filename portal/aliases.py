@@ -17,8 +17,16 @@ class AliasNotFound(LookupError):
     """No admin alias with that address in that domain."""
 
 
+def version_of(destinations: list[str]) -> str:
+    """What an edit form carries to notice a change made meanwhile: a digest of the destinations."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(destinations)).encode()).hexdigest()[:16]
+
+
 def save_alias(conn, *, domain: dict, source: str, destinations: list[str], create: bool, reserved: list[str],
-               delimiter: str, actor: str, actor_role: str, client_addr: str | None) -> None:
+               delimiter: str, actor: str, actor_role: str, client_addr: str | None,
+               expected_version: str | None = None) -> None:
     """Create (``create``) or replace an alias's destinations in one transaction with its audit row.
 
     Raises aliasrules.AliasRuleError listing every problem; nothing is written then."""
@@ -42,6 +50,10 @@ def save_alias(conn, *, domain: dict, source: str, destinations: list[str], crea
         elif not editable(conn, domain, source):
             raise AliasNotFound(source)
         before = alias_queries.destinations(conn, source)
+        if expected_version and not create and version_of(before) != expected_version:
+            raise aliasrules.AliasRuleError([_(
+                "Someone else changed %(address)s after you opened this page; it now delivers to %(addresses)s."
+                " Make your change again if it is still needed.", address=source, addresses=", ".join(before))])
         aliasrules.check_alias_destinations(conn, source, destinations)
         alias_queries.replace_destinations(conn, domain["id"], source, destinations)
         audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr,

@@ -15,6 +15,15 @@ class MailboxRuleError(ValueError):
     """The mailbox cannot be created as asked; the message says why, in words for the admin."""
 
 
+class MailboxConflict(MailboxRuleError):
+    """Someone else changed the mailbox since the form was shown."""
+
+
+def version_of(mailbox: dict) -> str:
+    """What an edit form carries to notice a change made meanwhile: the row's last update time."""
+    return mailbox["updated_at"].isoformat()
+
+
 def address_for(local_part: str, domain: dict) -> str:
     """Return the canonical address of a new mailbox in ``domain``, or raise MailboxRuleError."""
     try:
@@ -74,6 +83,7 @@ def create_mailbox(
 def update_mailbox(
     conn, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None, actor: str,
     actor_role: str, client_addr: str | None, display_name: str | None = None, must_change: bool = False,
+    expected_version: str | None = None,
 ) -> dict:
     """Change a mailbox's limit, active flag and (when given) password in one transaction.
 
@@ -84,6 +94,12 @@ def update_mailbox(
 
     changes: dict = {}
     with conn.transaction():
+        current = conn.execute("SELECT updated_at FROM virtual_users WHERE id = %s FOR UPDATE",
+                               (mailbox["id"],)).fetchone()
+        if expected_version and (current is None or version_of(current) != expected_version):
+            raise MailboxConflict(_("Someone else changed %(address)s after you opened this page. It is shown as it"
+                                    " is now: make your change again if it is still needed.",
+                                    address=mailbox["email"]))
         domain = conn.execute(
             "SELECT name, max_quota_bytes FROM virtual_domains WHERE id = %s", (mailbox["domain_id"],)
         ).fetchone()

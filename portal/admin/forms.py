@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
 from wtforms import DateField
+from wtforms import HiddenField
 from wtforms import IntegerField
 from wtforms import PasswordField
 from wtforms import SelectChoice
@@ -96,6 +97,9 @@ class NewMailboxForm(FlaskForm):
 class EditMailboxForm(FlaskForm):
     """What an admin may change on a mailbox: its name, size limit, whether it is active, its password."""
 
+    # The state the form was filled from, to notice a change made meanwhile by someone else.
+    version = HiddenField()
+
     display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
     quota = StringField(
         _l("Size limit"), description=_l("For example 2 GB. 0 or empty: the domain's default."),
@@ -140,6 +144,9 @@ class DomainForm(FlaskForm):
 
 class AliasForm(FlaskForm):
     """An alias address (new ones only) and where it delivers."""
+
+    # The state the form was filled from, to notice a change made meanwhile by someone else.
+    version = HiddenField()
 
     local_part = StringField(_l("Address"), validators=[Length(max=64, message=_l("Use at most 64 characters."))])
     catch_all = BooleanField(_l("Catch-all: every address of the domain that is not a mailbox or another alias"))

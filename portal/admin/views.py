@@ -168,9 +168,7 @@ def edit_mailbox(name: str, address: str):
         abort(403)  # a domain admin never acts on another admin's mailbox
     form = EditMailboxForm()
     if request.method == "GET":
-        form.quota.data = quota.format_size(mailbox["quota_bytes"]) if mailbox["quota_bytes"] else ""
-        form.active.data = mailbox["active"]
-        form.display_name.data = mailbox["display_name"]
+        _fill_mailbox_form(form, mailbox)
     page = {"domain": domain, "mailbox": mailbox, "form": form}
     if not form.validate_on_submit():
         return render_template("admin/edit_mailbox.html", **page), 400 if form.errors else 200
@@ -195,14 +193,27 @@ def edit_mailbox(name: str, address: str):
         changes = mailbox_rules.update_mailbox(
             get_db(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data), password_hash=password_hash,
             actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-            display_name=(form.display_name.data or "").strip(),
+            display_name=(form.display_name.data or "").strip(), expected_version=form.version.data or None,
         )
+    except mailbox_rules.MailboxConflict as exc:
+        # Show the mailbox as it is now, so nothing the other admin did is overwritten unseen.
+        mailbox = mailbox_queries.get_mailbox(get_db(), mailbox["email"])
+        _fill_mailbox_form(form, mailbox)
+        form.form_errors.append(str(exc))
+        return render_template("admin/edit_mailbox.html", **{**page, "mailbox": mailbox}), 409
     except mailbox_rules.MailboxRuleError as exc:
         form.quota.errors = list(form.quota.errors) + [str(exc)]
         return render_template("admin/edit_mailbox.html", **page), 409
     flash(_("%(address)s: saved.", address=mailbox["email"]) if changes else _("Nothing changed."),
           "success" if changes else "info")
     return redirect(url_for("admin.edit_mailbox", name=domain["name"], address=mailbox["email"]))
+
+
+def _fill_mailbox_form(form, mailbox: dict) -> None:
+    form.quota.data = quota.format_size(mailbox["quota_bytes"]) if mailbox["quota_bytes"] else ""
+    form.active.data = mailbox["active"]
+    form.display_name.data = mailbox["display_name"]
+    form.version.data = mailbox_rules.version_of(mailbox)
 
 
 def _holds_admin_role(mailbox: dict) -> bool:
@@ -355,7 +366,8 @@ def _save_alias(domain, form, source, action):
     try:
         alias_rules.save_alias(get_db(), domain=domain, source=source, destinations=destinations,
                                create=action == "alias.create", reserved=reserved,
-                               delimiter=current_app.config["RECIPIENT_DELIMITER"], **_actor_fields())
+                               delimiter=current_app.config["RECIPIENT_DELIMITER"],
+                               expected_version=form.version.data or None, **_actor_fields())
     except alias_rules.AliasNotFound:
         abort(404)
     except aliasrules.AliasRuleError as exc:
@@ -376,7 +388,9 @@ def edit_alias(name: str, source: str):
         abort(404)  # missing, another domain's, or a mailbox's forwarding (set on its owner's page)
     form = AliasForm()
     if request.method == "GET":
-        form.destinations.data = "\n".join(alias_queries.destinations(get_db(), source))
+        current = alias_queries.destinations(get_db(), source)
+        form.destinations.data = "\n".join(current)
+        form.version.data = alias_rules.version_of(current)
     if not form.validate_on_submit():
         return _alias_page(domain, form, source, 400 if form.errors else 200)
     return _save_alias(domain, form, source, "alias.update")

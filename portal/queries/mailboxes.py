@@ -8,7 +8,8 @@ def get_mailbox(conn, email: str) -> dict | None:
     return conn.execute(
         """
         SELECT u.id, u.email, u.display_name, u.active, u.quota_bytes, u.domain_id, u.password_must_change,
-               u.password_changed_at, u.disabled_reason, u.created_at, d.name AS domain, d.active AS domain_active
+               u.password_changed_at, u.disabled_reason, u.created_at, u.updated_at,
+               d.name AS domain, d.active AS domain_active
           FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
          WHERE u.email = %s
         """,
