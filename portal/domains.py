@@ -23,6 +23,20 @@ class DomainExists(DomainRuleError):
     """The domain to create is there already."""
 
 
+class DomainConflict(DomainRuleError):
+    """Someone else changed the domain's settings since the form was shown."""
+
+
+def version_of(domain: dict) -> str:
+    """What the settings form carries to notice a change made meanwhile: a digest of the settings.
+
+    (Not the row's update time: the mailbox and alias counters change that all day.)"""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(current_settings(domain), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def domain_name(text: str) -> str:
     """Return the canonical (lower-case, ASCII) form of a domain name; DomainRuleError if it is not one."""
     try:
@@ -64,11 +78,17 @@ def create_domain(conn, *, name: str, settings: dict, actor: str, actor_role: st
 
 
 def update_domain(conn, *, domain: dict, settings: dict, actor: str, actor_role: str,
-                  client_addr: str | None) -> None:
-    """Store a domain's settings and limits with its audit row."""
+                  client_addr: str | None, expected_version: str | None = None) -> None:
+    """Store a domain's settings and limits with its audit row (DomainConflict if they changed meanwhile)."""
     from . import roles
 
     with conn.transaction():
+        if expected_version:
+            conn.execute("SELECT id FROM virtual_domains WHERE id = %s FOR UPDATE", (domain["id"],))
+            if version_of(domain_queries.get_domain(conn, domain["id"])) != expected_version:
+                raise DomainConflict(_("Someone else changed the settings of %(domain)s after you opened this page."
+                                       " They are shown as they are now: make your change again if it is still"
+                                       " needed.", domain=domain["name"]))
         if not settings["active"]:
             try:
                 roles.keep_a_superadmin_outside(conn, domain)

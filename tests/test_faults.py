@@ -259,3 +259,27 @@ def test_an_exhausted_pool_gives_503_to_the_next_request_not_a_hung_worker(app_f
     holder.join(timeout=20)
     assert response.status_code == 503 and took < 3, (response.status_code, took)
     assert answers == [503]  # the hung Dovecot: a clear 503 too, not a hang
+
+
+def test_the_second_of_two_domain_settings_edits_is_told(app, db):
+    from tests.conftest import make_client
+    from tests.conftest import sign_in
+
+    for address in ("one@top.example", "two@top.example"):
+        make_mailbox(db, address, PASSWORD)
+        app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", address])
+    make_mailbox(db, "x@set.example", PASSWORD)
+    one, two = make_client(app), make_client(app)
+    assert sign_in(one, "one@top.example", PASSWORD).status_code == 302
+    assert sign_in(two, "two@top.example", PASSWORD).status_code == 302
+    url = "/admin/domains/set.example/settings"
+    one_form, two_form = _form_fields(one.get(url).get_data(as_text=True)), _form_fields(two.get(url).get_data(
+        as_text=True))
+    assert one.post(url, data={**one_form, "active": "y", "max_mailboxes": "7"}).status_code == 302
+    make_mailbox(db, "y@set.example", PASSWORD)  # counters change the row, not the settings: no conflict from that
+    response = two.post(url, data={**two_form, "active": "y", "max_mailboxes": "9", "max_aliases": "3"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 409 and "Someone else changed the settings of set.example" in page
+    assert 'value="7"' in page
+    row = db.execute("SELECT max_mailboxes, max_aliases FROM virtual_domains WHERE name = 'set.example'").fetchone()
+    assert row == {"max_mailboxes": 7, "max_aliases": 0}

@@ -117,3 +117,20 @@ def test_doctor_when_dovecot_and_the_database_are_away(app_factory, db, mail_sta
     assert "skip  migrations: no database connection" in result.output
     assert "FAIL  dovecot: cannot reach the IMAP server at 127.0.0.1:1" in result.output
     assert "Traceback" not in result.output and "x:x@" not in result.output
+
+
+def test_doctor_fails_on_debug_mode_and_an_untrusted_proxy(app_factory, db, mail_stack, mail_data, monkeypatch):
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True, TRUSTED_PROXY_COUNT=0)
+    monkeypatch.setenv("FLASK_DEBUG", "1")  # how debug mode reaches a deployed portal
+    result = doctor(app, mail_stack)
+    assert result.exit_code == 1 and "FAIL  debug mode: Flask's debug mode is on" in result.output
+    monkeypatch.delenv("FLASK_DEBUG")
+    result = app.test_cli_runner().invoke(args=[
+        "doctor", "--postfix-dir", str(mail_stack.postfix_dir), "--dovecot-dir", str(mail_stack.dovecot_conf.parent),
+        "--dovecot-config", str(mail_stack.dovecot_conf), "--behind-proxy"])
+    assert result.exit_code == 1 and "FAIL  proxy: behind a proxy, but trusted_proxy_count is 0" in result.output
+    trusted = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True, TRUSTED_PROXY_COUNT=1)
+    result = trusted.test_cli_runner().invoke(args=[
+        "doctor", "--postfix-dir", str(mail_stack.postfix_dir), "--dovecot-dir", str(mail_stack.dovecot_conf.parent),
+        "--dovecot-config", str(mail_stack.dovecot_conf), "--behind-proxy"])
+    assert result.exit_code == 0, result.output

@@ -205,3 +205,42 @@ def test_the_database_refuses_other_spellings_too(db):
                        (domain_id, email))
     with pytest.raises(psycopg.errors.IntegrityError):
         db.execute("INSERT INTO virtual_domains (name) VALUES ('C.example')")
+
+
+@pytest.mark.parametrize("kind", ["stored hash", "hash without prefix", "passdb field"])
+def test_what_comparable_systems_got_wrong_is_just_a_wrong_password(app, db, kind):
+    """iRedAdmin accepted the stored hash as the password; mailcow let ' key=value' reach passdb fields."""
+    make_mailbox(db, "hash@s.example", PASSWORD)
+    stored = db.execute("SELECT password FROM virtual_users WHERE email = 'hash@s.example'").fetchone()["password"]
+    attempt = {"stored hash": stored, "hash without prefix": stored.partition("}")[2],
+               "passdb field": PASSWORD + " nopassword=y allow_nets=0.0.0.0/0"}[kind]
+    client = make_client(app)
+    response = sign_in(client, "hash@s.example", attempt)
+    assert response.status_code == 200 and "The address or password is incorrect." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+STATE = ("SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
+         " (SELECT count(*) FROM virtual_domains) AS d, (SELECT count(*) FROM portal_roles) AS r,"
+         " (SELECT count(*) FROM portal_audit_log) AS l, (SELECT count(*) FROM portal_sessions) AS s,"
+         " (SELECT max(updated_at) FROM virtual_users) AS tu, (SELECT max(updated_at) FROM virtual_domains) AS td")
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_no_change_without_a_csrf_token_even_for_a_superadmin(app, db, site, method):
+    """Every route that takes a state-changing method, as a signed-in superadmin with plausible fields but no
+    token: 400 (or 405 where the method is not taken), and nothing in the database moves."""
+    before = db.execute(STATE).fetchone()
+    fields = {"local_part": "x", "generate": "y", "destinations": "user@s.example", "confirm": "s.example",
+              "name": "new.example", "address": "user@s.example", "role": "helpdesk", "reason": "r", "lang": "ko",
+              "current_password": PASSWORD, "new_password": "a brand new password 77", "quota": "1 GB"}
+    odd = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "bootstrap.static"):
+            continue
+        url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
+        status = site.open(url, method=method, data=fields).status_code
+        if status not in (400, 405):
+            odd.append(f"{method} {url}: {status}")
+    assert odd == []
+    assert db.execute(STATE).fetchone() == before

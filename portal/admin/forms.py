@@ -127,6 +127,9 @@ class DeleteMailboxForm(FlaskForm):
 class DomainForm(FlaskForm):
     """A domain's name (on creation) and its limits and switches."""
 
+    # The settings the form was filled from, to notice a change made meanwhile by someone else.
+    version = HiddenField()
+
     name = StringField(_l("Domain name"), validators=[Length(max=253, message=_l("Use at most 253 characters."))])
     active = BooleanField(_l("Active (its mailboxes sign in and receive mail)"), default=True)
     max_mailboxes = IntegerField(_l("Most mailboxes (0: no limit)"), default=0,

@@ -269,6 +269,19 @@ def _domain_settings(form) -> dict:
     )
 
 
+def _fill_domain_form(form, domain: dict) -> None:
+    form.active.data = domain["active"]
+    form.max_mailboxes.data = domain["max_mailboxes"]
+    form.max_aliases.data = domain["max_aliases"]
+    form.default_quota.data = _size_text(domain["default_quota_bytes"])
+    form.max_quota.data = _size_text(domain["max_quota_bytes"])
+    form.allow_personal_aliases.data = domain["allow_personal_aliases"]
+    form.max_personal_aliases.data = domain["max_personal_aliases"]
+    form.version.data = domain_rules.version_of(domain)
+    for field in form:
+        field.raw_data = None  # after a refused POST, show these values, not the ones typed
+
+
 def _size_text(size: int) -> str:
     return quota.format_size(size) if size else ""
 
@@ -306,13 +319,7 @@ def domain_settings(name: str):
     domain = domain_queries.get_domain(get_db(), _domain_or_404(name)["id"])
     form = DomainForm(obj=None)
     if request.method == "GET":
-        form.active.data = domain["active"]
-        form.max_mailboxes.data = domain["max_mailboxes"]
-        form.max_aliases.data = domain["max_aliases"]
-        form.default_quota.data = _size_text(domain["default_quota_bytes"])
-        form.max_quota.data = _size_text(domain["max_quota_bytes"])
-        form.allow_personal_aliases.data = domain["allow_personal_aliases"]
-        form.max_personal_aliases.data = domain["max_personal_aliases"]
+        _fill_domain_form(form, domain)
     if request.method == "GET" or not current_user.is_superadmin:
         if request.method == "POST":
             abort(403)  # domain admins see the limits; setting them is the superadmin's
@@ -325,7 +332,13 @@ def domain_settings(name: str):
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
         return render_template("admin/domain_form.html", form=form, domain=domain), 400
     try:
-        domain_rules.update_domain(get_db(), domain=domain, settings=settings, **_actor_fields())
+        domain_rules.update_domain(get_db(), domain=domain, settings=settings,
+                                   expected_version=form.version.data or None, **_actor_fields())
+    except domain_rules.DomainConflict as exc:
+        domain = domain_queries.get_domain(get_db(), domain["id"])
+        _fill_domain_form(form, domain)
+        form.form_errors.append(str(exc))
+        return render_template("admin/domain_form.html", form=form, domain=domain), 409
     except domain_rules.DomainRuleError as exc:
         form.form_errors.append(str(exc))
         return render_template("admin/domain_form.html", form=form, domain=domain), 409

@@ -35,8 +35,11 @@ class Finding:
 class Doctor:
     """The checks, in order; later ones use what earlier ones found (the connection, a known mailbox)."""
 
-    def __init__(self, config, postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None):
+    def __init__(self, config, postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None,
+                 debug: bool = False, behind_proxy: bool = False):
         self.config = config
+        self.debug = debug
+        self.behind_proxy = behind_proxy
         self.postfix_dir = postfix_dir
         self.dovecot_dir = dovecot_dir
         self.dovecot_config = dovecot_config
@@ -48,7 +51,7 @@ class Doctor:
             ("database", self.database), ("migrations", self.migrations), ("dovecot", self.dovecot),
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
             ("disabled accounts", self.disabled_accounts), ("secret key", self.secret_key),
-            ("cookies", self.cookies),
+            ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
 
     def database(self) -> Finding:
@@ -195,6 +198,22 @@ class Doctor:
                            'set secret_key to: python3 -c "import secrets; print(secrets.token_hex(32))"')
         return Finding(OK, f"{len(secret)} characters")
 
+    def debug_mode(self) -> Finding:
+        if self.debug:
+            return Finding(FAIL, "Flask's debug mode is on: it shows code and values to anyone who causes an error",
+                           "unset FLASK_DEBUG (and never pass --debug) where the portal serves people")
+        return Finding(OK, "off")
+
+    def proxy(self) -> Finding:
+        trusted = int(self.config.get("TRUSTED_PROXY_COUNT", 0))
+        if self.behind_proxy and not trusted:
+            return Finding(FAIL, "behind a proxy, but trusted_proxy_count is 0: every client looks like the proxy,"
+                                 " so one client's failed sign-ins lock everyone out",
+                           "set trusted_proxy_count = 1 for one nginx in front (README, Production)")
+        if not self.behind_proxy and trusted:
+            return Finding(OK, f"{trusted} proxy hop trusted (run doctor with --behind-proxy to check it is meant)")
+        return Finding(OK, "behind a proxy, trusted" if trusted else "no proxy in front (--behind-proxy if there is)")
+
     def cookies(self) -> Finding:
         if not self.config.get("COOKIE_SECURE"):
             return Finding(FAIL, "cookie_secure is off: the session cookie would travel over plain HTTP",
@@ -210,9 +229,11 @@ class Doctor:
 @click.option("--postfix-dir", default="/etc/postfix", show_default=True, type=click.Path(path_type=Path))
 @click.option("--dovecot-dir", default="/etc/dovecot", show_default=True, type=click.Path(path_type=Path))
 @click.option("--dovecot-config", help="Dovecot's main config file for doveconf -c (default: its own).")
-def doctor_command(postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None):
+@click.option("--behind-proxy", is_flag=True, help="The portal is served through a reverse proxy such as nginx.")
+def doctor_command(postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None, behind_proxy: bool):
     """Check the database, Dovecot, Postfix and the portal's settings; exit 0 only if nothing failed."""
-    doctor = Doctor(current_app.config, postfix_dir, dovecot_dir, dovecot_config)
+    doctor = Doctor(current_app.config, postfix_dir, dovecot_dir, dovecot_config,
+                    debug=current_app.debug, behind_proxy=behind_proxy)
     failed = 0
     try:
         for name, check in doctor.checks():
