@@ -102,6 +102,13 @@ def new_client_ip() -> str:
     return f"198.{18 + n // 65000 % 2}.{n // 250 % 256}.{n % 250 + 1}"
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def make_client(app, ip: str | None = None):
     """A test client whose requests come from ``ip`` (a fresh address by default)."""
     client = app.test_client()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import stack
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,13 +74,10 @@ def test_flask_cli_upgrade_with_environment_settings(mail_stack, database_url):
 
 def test_gunicorn_serves_health(mail_stack, tmp_path):
     """gunicorn app:app with the stack's TOML config answers /healthz from a forked worker."""
-    import socket
     import time
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     env["PORTAL_CONFIG"] = str(stack.write_portal_config(mail_stack))
     log = tmp_path / "gunicorn.log"

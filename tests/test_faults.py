@@ -8,7 +8,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,22 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.mail import make_mailbox
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough test password 22"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.fixture
 def gunicorn(mail_stack, database_url, tmp_path):
     """The portal under gunicorn with one worker; yields (base URL, the master process)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     env.update(PORTAL_DATABASE_URL=database_url, PORTAL_IMAP_HOST="127.0.0.1",
                PORTAL_IMAP_PORT=str(mail_stack.imap_port), PORTAL_IMAP_SECURITY="plain",

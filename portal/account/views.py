@@ -54,17 +54,6 @@ def index():
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 
-def _policy_problems(form, config) -> list[str]:
-    return passwords.policy_problems(
-        form.new_password.data,
-        address=current_user.email,
-        current=form.current_password.data,
-        min_length=int(config["PASSWORD_MIN_LENGTH"]),
-        max_length=int(config["PASSWORD_MAX_LENGTH"]),
-        min_score=int(config["PASSWORD_MIN_SCORE"]),
-    )
-
-
 @bp.route("/account/password", methods=["GET", "POST"])
 @signed_in
 def password():
@@ -73,7 +62,8 @@ def password():
     form = PasswordChangeForm()
     if not form.validate_on_submit():
         return render_template("account/password.html", form=form), 400 if form.errors else 200
-    problems = _policy_problems(form, config)
+    problems = passwords.configured_policy_problems(config, form.new_password.data, address=current_user.email,
+                                                    current=form.current_password.data)
     if problems:
         form.new_password.errors = list(form.new_password.errors) + problems
         return render_template("account/password.html", form=form), 400

@@ -130,10 +130,7 @@ def new_mailbox(name: str):
     generated = passwords.generate_password() if form.generate.data else None
     password = generated or form.password.data
     if not generated:
-        problems = passwords.policy_problems(
-            password, address=address, current=None, min_length=int(config["PASSWORD_MIN_LENGTH"]),
-            max_length=int(config["PASSWORD_MAX_LENGTH"]), min_score=int(config["PASSWORD_MIN_SCORE"]),
-        )
+        problems = passwords.configured_policy_problems(config, password, address=address)
         if problems:
             form.password.errors = list(form.password.errors) + problems
             return render_template("admin/new_mailbox.html", form=form, domain=domain), 400
@@ -141,8 +138,7 @@ def new_mailbox(name: str):
         mailbox_rules.create_mailbox(
             get_db(), domain_id=domain["id"], address=address,
             password_hash=passwords.hash_password(password, config["PASSWORD_SCHEME"]), quota_bytes=limit,
-            actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
-            display_name=(form.display_name.data or "").strip(),
+            display_name=(form.display_name.data or "").strip(), **_actor_fields(),
         )
     except mailbox_rules.MailboxRuleError as exc:
         form.form_errors.append(str(exc))
@@ -180,11 +176,7 @@ def edit_mailbox(name: str, address: str):
         return render_template("admin/edit_mailbox.html", **page), 400
     password_hash = None
     if form.new_password.data:
-        problems = passwords.policy_problems(
-            form.new_password.data, address=mailbox["email"], current=None,
-            min_length=int(config["PASSWORD_MIN_LENGTH"]), max_length=int(config["PASSWORD_MAX_LENGTH"]),
-            min_score=int(config["PASSWORD_MIN_SCORE"]),
-        )
+        problems = passwords.configured_policy_problems(config, form.new_password.data, address=mailbox["email"])
         if problems:
             form.new_password.errors = list(form.new_password.errors) + problems
             return render_template("admin/edit_mailbox.html", **page), 400
@@ -192,8 +184,8 @@ def edit_mailbox(name: str, address: str):
     try:
         changes = mailbox_rules.update_mailbox(
             get_db(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data), password_hash=password_hash,
-            actor=current_user.email, actor_role=_actor_role(), client_addr=client_address(),
             display_name=(form.display_name.data or "").strip(), expected_version=form.version.data or None,
+            **_actor_fields(),
         )
     except mailbox_rules.MailboxConflict as exc:
         # Show the mailbox as it is now, so nothing the other admin did is overwritten unseen.
@@ -481,8 +473,7 @@ def grant_role():
         return _roles_page(form, 400)
     try:
         granted, mailbox, role_name, domain_row = role_rules.grant(
-            get_db(), address=form.address.data, role=form.role.data, domain=form.domain.data,
-            actor=current_user.email, actor_role="superadmin", client_addr=client_address(),
+            get_db(), address=form.address.data, role=form.role.data, domain=form.domain.data, **_actor_fields(),
         )
     except role_rules.RoleError as exc:
         form.form_errors.append(str(exc))
@@ -512,8 +503,7 @@ def revoke_role(role_id: int):
         abort(404)
     try:
         mailbox, role_name, domain_row = role_rules.revoke(
-            get_db(), address=held["email"], role=held["role"], domain=held["domain"],
-            actor=current_user.email, actor_role="superadmin", client_addr=client_address(),
+            get_db(), address=held["email"], role=held["role"], domain=held["domain"], **_actor_fields(),
         )
     except role_rules.RoleError as exc:
         flash(str(exc), "error")

@@ -53,6 +53,23 @@ def register(app) -> None:
         app.cli.add_command(command)
 
 
+def every_row(fetch):
+    """Every row of a paged list, a thousand at a time: ``fetch(cursor, limit)`` returns a listing.Page."""
+    after = None
+    while True:
+        page = fetch(after, 1000)
+        yield from page.rows
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+def confirm_typed(prompt: str, expected: str, yes: bool) -> None:
+    """Unless ``yes``, ask for ``expected`` typed again; refuse (nothing done) if it does not match."""
+    if not yes and click.prompt(prompt).strip().lower().rstrip(".") != expected:
+        raise click.ClickException("it did not match; nothing deleted")
+
+
 def password_options(command):
     """--password-stdin and --generate: the two ways besides the hidden prompt (never an argument)."""
     command = click.option("--password-stdin", is_flag=True,

@@ -14,6 +14,7 @@ from ..queries import aliases as alias_queries
 from ..queries import listing
 from . import CLI_ACTOR
 from . import connect
+from . import every_row
 from .domains import find_domain
 
 alias_cli = AppGroup("alias", help="Manage aliases.")
@@ -63,16 +64,11 @@ def list_command(domain: str, search: str):
     """List a domain's aliases: address, kind, destinations (tab-separated)."""
     with connect() as conn:
         row = find_domain(conn, domain)
-        after = None
-        while True:
-            page = listing.aliases(conn, row["id"], listing.Search(search.strip().lower()), after, limit=1000)
-            for a in page.rows:
-                kind = ("forwarding" if a["mailbox"] else "personal" if a["personal"]
-                        else "catch-all" if a["source"].startswith("@") else "alias")
-                click.echo(f"{a['source']}\t{kind}\t{','.join(a['destinations'])}")
-            if page.next_after is None:
-                break
-            after = page.next_after
+        search_for = listing.Search(search.strip().lower())
+        for a in every_row(lambda after, limit: listing.aliases(conn, row["id"], search_for, after, limit=limit)):
+            kind = ("forwarding" if a["mailbox"] else "personal" if a["personal"]
+                    else "catch-all" if a["source"].startswith("@") else "alias")
+            click.echo(f"{a['source']}\t{kind}\t{','.join(a['destinations'])}")
 
 
 @alias_cli.command("delete")

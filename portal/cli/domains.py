@@ -11,7 +11,9 @@ from .. import mailboxes as mailbox_rules
 from ..queries import domains as domain_queries
 from ..queries import listing
 from . import CLI_ACTOR
+from . import confirm_typed
 from . import connect
+from . import every_row
 
 domain_cli = AppGroup("domain", help="Manage domains.")
 
@@ -58,14 +60,9 @@ def add_command(name, max_mailboxes, max_aliases, default_quota, max_quota, pers
 def list_command(search: str):
     """List domains: name, status, mailboxes, aliases (tab-separated)."""
     with connect() as conn:
-        after = None
-        while True:
-            page = listing.domains(conn, None, listing.Search(search.strip().lower()), after, limit=1000)
-            for d in page.rows:
-                click.echo(f"{d['name']}\t{'active' if d['active'] else 'disabled'}\t{d['mailboxes']}\t{d['aliases']}")
-            if page.next_after is None:
-                break
-            after = page.next_after
+        search_for = listing.Search(search.strip().lower())
+        for d in every_row(lambda after, limit: listing.domains(conn, None, search_for, after, limit=limit)):
+            click.echo(f"{d['name']}\t{'active' if d['active'] else 'disabled'}\t{d['mailboxes']}\t{d['aliases']}")
 
 
 def _set_active(name: str, active: bool) -> None:
@@ -106,8 +103,7 @@ def delete_command(name: str, yes: bool):
         domain = find_domain(conn, name)
         click.echo(f"{domain['name']}: {domain['mailbox_count']} mailboxes and {domain['alias_count']} alias rows"
                    f" will go; their mail is kept for {grace} days.")
-        if not yes and click.prompt("Type the domain name to confirm").strip().lower() != domain["name"]:
-            raise click.ClickException("the name did not match; nothing deleted")
+        confirm_typed("Type the domain name to confirm", domain["name"], yes)
         try:
             summary = mailbox_rules.delete_domain(conn, domain=domain, mail_root=current_app.config["MAIL_ROOT"],
                                                   grace_days=grace, **CLI_ACTOR)

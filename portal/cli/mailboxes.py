@@ -15,7 +15,9 @@ from ..addresses import canonical_address
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from . import CLI_ACTOR
+from . import confirm_typed
 from . import connect as _connect
+from . import every_row
 from . import password_options
 from . import read_new_password
 from .domains import find_domain
@@ -95,16 +97,11 @@ def list_command(domain: str, search: str):
     """List a domain's mailboxes: address, status, size limit, used, name (tab-separated)."""
     with _connect() as conn:
         row = find_domain(conn, domain)
-        after = None
-        while True:
-            page = listing.mailboxes(conn, row["id"], listing.Search(search.strip().lower()), after, limit=1000)
-            for m in page.rows:
-                limit = quota.format_size(m["limit_bytes"]) if m["limit_bytes"] else "unlimited"
-                click.echo(f"{m['email']}\t{'active' if m['active'] else 'disabled'}\t{limit}\t"
-                           f"{quota.format_size(m['used_bytes'])}\t{m['display_name']}")
-            if page.next_after is None:
-                break
-            after = page.next_after
+        search_for = listing.Search(search.strip().lower())
+        for m in every_row(lambda after, limit: listing.mailboxes(conn, row["id"], search_for, after, limit=limit)):
+            limit = quota.format_size(m["limit_bytes"]) if m["limit_bytes"] else "unlimited"
+            click.echo(f"{m['email']}\t{'active' if m['active'] else 'disabled'}\t{limit}\t"
+                       f"{quota.format_size(m['used_bytes'])}\t{m['display_name']}")
 
 
 def _set_active(address: str, active: bool, reason: str) -> None:
@@ -144,8 +141,7 @@ def delete_command(address: str, yes: bool):
     grace = int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"])
     with _connect() as conn:
         mailbox = find_mailbox(conn, address)
-        if not yes and click.prompt("Type the address to confirm").strip().lower() != mailbox["email"]:
-            raise click.ClickException("the address did not match; nothing deleted")
+        confirm_typed("Type the address to confirm", mailbox["email"], yes)
         try:
             result = mailbox_rules.delete_mailbox(conn, mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"],
                                                   grace_days=grace, **CLI_ACTOR)

@@ -6,7 +6,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 SERVER_LOG = ROOT / "artifacts" / "e2e-gunicorn.log"
@@ -23,11 +24,6 @@ AXE = ROOT / ".cache" / "axe-core" / "axe.min.js"
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
@@ -58,7 +54,7 @@ def _log_tail(lines: int = 40) -> str:
 @pytest.fixture(scope="session")
 def portal_url(mail_stack, database_url):
     """Serve the portal with gunicorn (two workers) against the test stack; yield its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("PORTAL_") or name == "PORTAL_STACK_DIR"}
     env.pop("FLASK_DEBUG", None)
