@@ -2,9 +2,15 @@
 
 Run as root (it brings up the dev stack):  .venv/bin/python bench/signin.py
 
+For each IMAP transport security mode the portal offers (plain, starttls, tls),
+with login_trusted_networks as shipped:
+
 1. p50/p95 of the full sign-in POST (CSRF form already loaded; POST to the 302),
    N sequential sign-ins of different mailboxes.
-2. p50/p95 of client B's valid sign-ins while client A fails continuously, the
+2. The password check alone, the portal's ``imap.authenticate`` (connect, ID,
+   AUTHENTICATE PLAIN, LOGOUT) against a bare imaplib ``LOGIN`` (connect, LOGIN,
+   LOGOUT) over the same transport to the same Dovecot, interleaved in one run.
+3. p50/p95 of client B's valid sign-ins while client A fails continuously, the
    two told apart by X-Forwarded-For behind one trusted proxy, as behind nginx.
    The portal's own throttle is raised out of the way so that A keeps reaching
    Dovecot: what is measured is Dovecot's auth penalty landing on A, not on B.
@@ -14,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import http.cookiejar
+import imaplib
 import json
 import os
 import re
 import secrets
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -100,7 +108,13 @@ def make_mailboxes(instance, count: int) -> dict[str, str]:
     return accounts
 
 
-def start_portal(instance, workers: int, imap_port: int | None = None) -> tuple[subprocess.Popen, str]:
+def imap_settings(instance, security: str) -> dict[str, str]:
+    """The portal's IMAP settings for one transport security mode against the stack's Dovecot."""
+    port = instance.imaps_port if security == "tls" else instance.imap_port
+    return {"IMAP_SECURITY": security, "IMAP_PORT": str(port), "IMAP_TLS_CA_FILE": str(instance.tls_cert)}
+
+
+def start_portal(instance, workers: int, imap: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -111,8 +125,7 @@ def start_portal(instance, workers: int, imap_port: int | None = None) -> tuple[
         PORTAL_LOGIN_CLIENT_MAX_FAILURES="1000000",
         PORTAL_LOGIN_ACCOUNT_MAX_FAILURES="1000000",
     )
-    if imap_port:
-        env["PORTAL_IMAP_PORT"] = str(imap_port)
+    env.update({f"PORTAL_{name}": value for name, value in (imap or {}).items()})
     server = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--workers", str(workers),
          "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "app:app"],
@@ -140,6 +153,41 @@ def bench_latency(base: str, accounts: dict[str, str], rounds: int) -> dict:
         assert status == 302, status
         timings.append(seconds)
     return summary(timings)
+
+
+def bare_login(instance, security: str, address: str, password: str) -> None:
+    """One imaplib LOGIN conversation, the cheapest password check IMAP offers, over ``security``."""
+    context = ssl.create_default_context(cafile=str(instance.tls_cert))
+    if security == "tls":
+        client = imaplib.IMAP4_SSL("127.0.0.1", instance.imaps_port, ssl_context=context, timeout=10)
+    else:
+        client = imaplib.IMAP4("127.0.0.1", instance.imap_port, timeout=10)
+        if security == "starttls":
+            client.starttls(context)
+    client.login(address, password)
+    client.logout()
+
+
+def bench_password_check(instance, security: str, accounts: dict[str, str], rounds: int) -> dict:
+    """The portal's password check against a bare LOGIN, alternating, so both see the same Dovecot."""
+    from portal import create_app
+    from portal import imap
+
+    config = create_app({"SECRET_KEY": secrets.token_hex(32), "DATABASE_URL": stack.database_url(instance.db_name),
+                         **imap_settings(instance, security)}).config
+    portal_timings, bare_timings = [], []
+    items = list(accounts.items())
+    for n in range(rounds):
+        address, password = items[n % len(items)]
+        started = time.perf_counter()
+        assert imap.authenticate(config, address, password, f"198.19.3.{n % 250 + 1}")
+        portal_timings.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        bare_login(instance, security, address, password)
+        bare_timings.append(time.perf_counter() - started)
+    portal, bare = summary(portal_timings), summary(bare_timings)
+    return {"portal_authenticate_plain": portal, "bare_imaplib_login": bare,
+            "p50_difference_ms": round(portal["p50_ms"] - bare["p50_ms"], 1)}
 
 
 def bench_isolation(base: str, accounts: dict[str, str], seconds: float) -> dict:
@@ -177,8 +225,10 @@ def bench_isolation(base: str, accounts: dict[str, str], seconds: float) -> dict
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--isolation-seconds", type=float, default=30)
+    parser.add_argument("--isolation-seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--security", default="plain,starttls,tls",
+                        help="the IMAP transport security modes to measure, comma-separated")
     parser.add_argument(
         "--untrusted", action="store_true",
         help="also measure isolation against a Dovecot that does not trust the portal (login_trusted_networks "
@@ -188,23 +238,24 @@ def main() -> int:
 
     instance = stack.up(stack.INSTANCES["dev"])
     accounts = make_mailboxes(instance, 50)
-    server, base = start_portal(instance, args.workers)
-    try:
-        Browser(base, "198.19.0.1").timed_sign_in(*next(iter(accounts.items())))  # warm up
-        results = {
-            "signin_post": bench_latency(base, accounts, args.rounds),
-            "isolation": bench_isolation(base, accounts, args.isolation_seconds),
-            "workers": args.workers,
-            "cpus": os.cpu_count(),
-        }
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    results: dict = {"workers": args.workers, "cpus": os.cpu_count()}
+    for security in args.security.split(","):
+        server, base = start_portal(instance, args.workers, imap_settings(instance, security))
+        try:
+            Browser(base, "198.19.0.1").timed_sign_in(*next(iter(accounts.items())))  # warm up
+            results[security] = {
+                "signin_post": bench_latency(base, accounts, args.rounds),
+                "password_check": bench_password_check(instance, security, accounts, args.rounds),
+                "isolation": bench_isolation(base, accounts, args.isolation_seconds),
+            }
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
     if args.untrusted:
         untrusted = stack.Instance("untrusted", instance.db_name, imap_port=13143, lmtp_port=13024, smtp_port=13025)
         stack.render_dovecot(untrusted, portal_networks="")
         stack.start_dovecot(untrusted, restart=True)
-        server, base = start_portal(instance, args.workers, imap_port=untrusted.imap_port)
+        server, base = start_portal(instance, args.workers, {"IMAP_PORT": str(untrusted.imap_port)})
         try:
             results["isolation_without_trusted_networks"] = bench_isolation(base, accounts, args.isolation_seconds)
         finally:
