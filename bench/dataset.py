@@ -55,3 +55,23 @@ def generate(conn, domains: int, mailboxes: int, aliases: int, big_share: float 
             )
     conn.execute("ANALYZE")
     return time.perf_counter() - started
+
+
+def generate_audit(conn, rows: int, domains: int, mailboxes: int) -> float:
+    """Fill the audit log with ``rows`` rows spread over the domains, newest last; return the seconds it took.
+
+    Actors, targets and actions repeat as on a real server: a few staff accounts
+    and many targets, a handful of actions.
+    """
+    started = time.perf_counter()
+    actions = ("mailbox.create", "mailbox.update", "alias.create", "alias.delete", "password.change", "forward.set")
+    with conn.transaction():
+        with conn.cursor().copy(
+            "COPY portal_audit_log (at, actor, actor_role, action, target, domain) FROM STDIN"
+        ) as copy:
+            for n in range(1, rows + 1):
+                d = n % domains + 1
+                copy.write_row((created_at(n), f"admin{n % 50}@d{d}.example", "domain-admin", actions[n % len(actions)],
+                                f"u{n % mailboxes + 1}@d{d}.example", f"d{d}.example"))
+    conn.execute("ANALYZE portal_audit_log")
+    return time.perf_counter() - started

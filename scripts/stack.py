@@ -277,9 +277,11 @@ def ensure_database(db_name: str, fresh: bool = False) -> None:
     if fresh:
         script += _DROP_DATABASE
     psql_as_superuser(script + _ENSURE_DATABASE)
-    # Substring search uses trigram indexes; a trusted extension, but the stack makes
-    # sure it exists even where the migration runs as a role without CREATE rights.
-    psql_as_superuser("CREATE EXTENSION IF NOT EXISTS pg_trgm;\n", database=db_name)
+    # Substring search uses trigram indexes (pg_trgm, and btree_gin to hold the domain
+    # in them); trusted extensions, but the stack makes sure they exist even where the
+    # migration runs as a role without CREATE rights.
+    psql_as_superuser("CREATE EXTENSION IF NOT EXISTS pg_trgm;\nCREATE EXTENSION IF NOT EXISTS btree_gin;\n",
+                      database=db_name)
 
 
 def drop_database(db_name: str) -> None:

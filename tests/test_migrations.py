@@ -168,7 +168,9 @@ def test_required_indexes_and_constraints_exist(scratch_database):
     assert "UNIQUE" in indexes["virtual_aliases_source_destination_key"]
     assert "(domain_id, source COLLATE \"C\", id)" in indexes["virtual_aliases_domain_source_idx"]
     assert "(domain_id, email COLLATE \"C\")" in indexes["virtual_users_domain_email_idx"]
-    assert "gin_trgm_ops" in indexes["virtual_users_email_trgm_idx"]
+    # Substring search within a domain: trigram indexes that also hold the domain.
+    assert "gin (domain_id, email gin_trgm_ops)" in indexes["virtual_users_domain_email_trgm_idx"]
+    assert "gin (domain_id, source gin_trgm_ops)" in indexes["virtual_aliases_domain_source_trgm_idx"]
     assert "UNIQUE" in indexes["virtual_domains_name_key"]
     assert "UNIQUE" in indexes["virtual_users_email_key"]
 

@@ -5,16 +5,26 @@ ordered by one of a fixed set of sort orders each with an index behind it, and
 fetches one row more than the page to know whether there is a next page,
 instead of counting the table. The cursor of the next page is the sort key of
 the last row shown, so page 1,000 costs what page 1 costs.
+
+Facts about each row that live in other tables (is this alias address also a
+mailbox, its size limit and usage, does it hold a role) are looked up after the
+LIMIT, for the rows of the page only, through a LATERAL subquery with its own
+LIMIT: PostgreSQL cannot flatten that into a join, so it probes a unique index
+once per row instead of choosing, by the shape of the data, to hash a whole
+table (tests/queries/test_list_plans.py holds every list to that).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 PAGE_SIZE = 50
 MIN_SUBSTRING = 3
@@ -42,6 +52,11 @@ class Search:
         if self.mode == "contains":
             return {"prefix": None, "contains": f"%{self._escaped()}%"}
         return {"prefix": f"{self._escaped()}%", "contains": None}
+
+    def has_trigram(self) -> bool:
+        """Whether the text holds a trigram the index can look up: three letters or digits in a row
+        (pg_trgm splits words at everything else, and finds nothing shorter in a LIKE pattern)."""
+        return re.search(r"[^\W_]{3}", self.text) is not None
 
 
 @dataclass(frozen=True)
@@ -158,14 +173,102 @@ class Page:
 def _page(conn, query: str, params: dict, sort: Sort, after: str | None, limit: int) -> Page:
     condition, after_params = sort.after(sort.parse_cursor(after))
     statement = sql.SQL(query).format(after=condition, order=sort.order_by())
+    return _fetch_page(conn, statement, {**params, **after_params}, sort, limit)
+
+
+def _fetch_page(conn, statement: sql.Composable, params: dict, sort: Sort, limit: int) -> Page:
     # Never a prepared statement: its generic plan cannot drop the filters that are
     # off ("%(prefix)s IS NULL OR ...") and costs 70 ms instead of 1 on a large
     # domain once psycopg starts preparing, at the fifth call (docs/benchmarks.md).
-    rows = conn.execute(statement, {**params, **after_params, "limit": limit + 1}, prepare=False).fetchall()
+    rows = conn.execute(statement, {**params, "limit": limit + 1}, prepare=False).fetchall()
     if len(rows) > limit:
         rows = rows[:limit]
         return Page(rows, sort.cursor_of(rows[-1]))
     return Page(rows, None)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Where a list's rows come from, before facts from other tables are added to the page.
+
+    Every field is a constant of this module, never user input.
+    """
+
+    columns: str  # what the page needs of each row
+    table: str  # the table and its alias
+    alias: str
+    scope: str  # which rows belong to the list at all (the domain, the admin's domains)
+    key: str  # the column searched and sorted on
+    group: str = ""  # GROUP BY, where one list row stands for several table rows
+
+
+# The rows of a page, in the sort order: a prefix search walks the sort index from
+# the prefix on; no search walks it from the cursor.
+_ROWS = sql.SQL("""
+    SELECT {columns} FROM {table}
+     WHERE {scope}
+       AND (%(prefix)s::text IS NULL OR {key} COLLATE "C" LIKE %(prefix)s)
+       AND (%(contains)s::text IS NULL OR {key} LIKE %(contains)s)
+       AND {after}
+     {group}
+     ORDER BY {order}
+     LIMIT %(limit)s
+""")
+# A substring search, first try: the next WALK_WINDOW rows in the sort order,
+# then the search among them. Where matches are common, the page is there.
+_ROWS_WALKED = sql.SQL("""
+    SELECT * FROM (SELECT {columns} FROM {table} WHERE {scope} AND {after} ORDER BY {order} LIMIT %(window)s) {alias}
+     WHERE {key} LIKE %(contains)s
+     {group}
+     ORDER BY {order}
+     LIMIT %(limit)s
+""")
+WALK_WINDOW = 1000
+# The second try, where matches are rare or bunched together later in the order:
+# every match from the trigram index, sorted (_matches_first). Left to itself the
+# planner may walk the sort index instead and filter, reading every row before the
+# bunch (40 ms at 500k mailboxes), or scan the whole table when it guesses the
+# term is common; the first try has already handled the common case.
+
+
+def _search_page(conn, query: str, rows: _Rows, params: dict, search: Search, sort: Sort, after: str | None,
+                 limit: int) -> Page:
+    """A page of a list whose rows come from ``rows``; ``query`` adds their facts around ``{rows}``."""
+    condition, after_params = sort.after(sort.parse_cursor(after))
+    params = {**params, **search.params(), **after_params}
+    parts = {"columns": sql.SQL(rows.columns), "table": sql.SQL(rows.table), "alias": sql.SQL(rows.alias),
+             "scope": sql.SQL(rows.scope), "key": sql.SQL(rows.key), "group": sql.SQL(rows.group),
+             "after": condition, "order": sort.order_by()}
+
+    def statement(rows_sql: sql.SQL) -> sql.Composed:
+        return sql.SQL(query).format(rows=rows_sql.format(**parts), order=sort.order_by())
+
+    if params["contains"] is None:
+        return _fetch_page(conn, statement(_ROWS), params, sort, limit)
+    page = _fetch_page(conn, statement(_ROWS_WALKED), {**params, "window": WALK_WINDOW}, sort, limit)
+    if page.next_after is not None:
+        return page
+    if not search.has_trigram():
+        return _fetch_page(conn, statement(_ROWS), params, sort, limit)  # the index cannot narrow it down
+    with _matches_first(conn):
+        return _fetch_page(conn, statement(_ROWS), params, sort, limit)
+
+
+@contextmanager
+def _matches_first(conn):
+    """Have the planner take every match from the trigram index, in a transaction of its own.
+
+    The settings end with that transaction. Inside a caller's transaction they would
+    outlive the query, so there the planner is left to choose (no page view runs a
+    list inside one).
+    """
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SELECT set_config('enable_seqscan', 'off', true), set_config('enable_indexscan', 'off', true),"
+                     " set_config('enable_indexonlyscan', 'off', true)")
+        yield
 
 
 def domains(conn, scope: list[int] | None, search: Search, after: str | None = None,
@@ -184,40 +287,41 @@ def domains(conn, scope: list[int] | None, search: Search, after: str | None = N
         """, {"scope": scope, **search.params()}, sort, after, limit)
 
 
+_MAILBOX_ROWS = _Rows("u.id, u.email, u.display_name, u.active, u.quota_bytes, u.created_at",
+                      "virtual_users u", "u", "u.domain_id = %(domain)s::int", "u.email")
+
+
 def mailboxes(conn, domain_id: int, search: Search, after: str | None = None,
               sort: Sort = MAILBOX_SORTS["address"], limit: int = PAGE_SIZE) -> Page:
     """Mailboxes of a domain, with their limit and usage."""
-    return _page(conn, """
+    return _search_page(conn, """
         SELECT u.id, u.email, u.display_name, u.active, u.quota_bytes, u.created_at, m.limit_bytes,
                coalesce(q.bytes, 0) AS used_bytes, coalesce(q.messages, 0) AS messages
-          FROM virtual_users u
-          JOIN portal_mailbox_quota m ON m.mailbox_id = u.id
-          LEFT JOIN portal_quota_usage q ON q.email = u.email
-         WHERE u.domain_id = %(domain)s
-           AND (%(prefix)s::text IS NULL OR u.email COLLATE "C" LIKE %(prefix)s)
-           AND (%(contains)s::text IS NULL OR u.email LIKE %(contains)s)
-           AND {after}
+          FROM ({rows}) u
+         CROSS JOIN LATERAL (SELECT m.limit_bytes FROM portal_mailbox_quota m WHERE m.mailbox_id = u.id LIMIT 1) m
+          LEFT JOIN LATERAL (SELECT q.bytes, q.messages FROM portal_quota_usage q WHERE q.email = u.email LIMIT 1) q
+                 ON true
          ORDER BY {order}
-         LIMIT %(limit)s
-        """, {"domain": domain_id, **search.params()}, sort, after, limit)
+        """, _MAILBOX_ROWS, {"domain": domain_id}, search, sort, after, limit)
+
+
+# One list row per alias address: its destinations are gathered for the page's addresses only.
+_ALIAS_ROWS = _Rows("a.source", "virtual_aliases a", "a", "a.domain_id = %(domain)s::int", "a.source",
+                    'GROUP BY a.source COLLATE "C", a.source')
 
 
 def aliases(conn, domain_id: int, search: Search, after: str | None = None,
             sort: Sort = ALIAS_SORTS["address"], limit: int = PAGE_SIZE) -> Page:
     """Alias addresses of a domain, each with its destinations."""
-    return _page(conn, """
-        SELECT a.source, array_agg(a.destination ORDER BY a.destination) AS destinations,
-               bool_or(a.owner_id IS NOT NULL) AS personal,
-               EXISTS (SELECT 1 FROM virtual_users u WHERE u.email = a.source) AS mailbox
-          FROM virtual_aliases a
-         WHERE a.domain_id = %(domain)s
-           AND (%(prefix)s::text IS NULL OR a.source COLLATE "C" LIKE %(prefix)s)
-           AND (%(contains)s::text IS NULL OR a.source LIKE %(contains)s)
-           AND {after}
-         GROUP BY a.source COLLATE "C", a.source
+    return _search_page(conn, """
+        SELECT a.source, d.destinations, d.personal, m.mailbox IS NOT NULL AS mailbox
+          FROM ({rows}) a
+         CROSS JOIN LATERAL (SELECT array_agg(x.destination ORDER BY x.destination) AS destinations,
+                                    bool_or(x.owner_id IS NOT NULL) AS personal
+                               FROM virtual_aliases x WHERE x.source = a.source) d
+          LEFT JOIN LATERAL (SELECT true AS mailbox FROM virtual_users u WHERE u.email = a.source LIMIT 1) m ON true
          ORDER BY {order}
-         LIMIT %(limit)s
-        """, {"domain": domain_id, **search.params()}, sort, after, limit)
+        """, _ALIAS_ROWS, {"domain": domain_id}, search, sort, after, limit)
 
 
 def roles(conn, search: Search, after: str | None = None,
@@ -244,20 +348,19 @@ SUPPORT_SORTS = _sorts(
 )
 
 
+_SUPPORT_ROWS = _Rows("u.id, u.email, u.display_name, u.active, u.password_must_change", "virtual_users u", "u",
+                      "(%(scope)s::int[] IS NULL OR u.domain_id = ANY(%(scope)s::int[]))", "u.email")
+
+
 def support_mailboxes(conn, scope: list[int] | None, search: Search, after: str | None = None,
                       sort: Sort = SUPPORT_SORTS["address"], limit: int = PAGE_SIZE) -> Page:
     """Mailboxes of every domain in ``scope`` (None: all) for the helpdesk, marking those that hold a role."""
-    return _page(conn, """
-        SELECT u.id, u.email, u.display_name, u.active, u.password_must_change,
-               EXISTS (SELECT 1 FROM portal_roles r WHERE r.user_id = u.id) AS holds_role
-          FROM virtual_users u
-         WHERE (%(scope)s::int[] IS NULL OR u.domain_id = ANY(%(scope)s::int[]))
-           AND (%(prefix)s::text IS NULL OR u.email COLLATE "C" LIKE %(prefix)s)
-           AND (%(contains)s::text IS NULL OR u.email LIKE %(contains)s)
-           AND {after}
+    return _search_page(conn, """
+        SELECT u.*, r.holds_role IS NOT NULL AS holds_role
+          FROM ({rows}) u
+          LEFT JOIN LATERAL (SELECT true AS holds_role FROM portal_roles r WHERE r.user_id = u.id LIMIT 1) r ON true
          ORDER BY {order}
-         LIMIT %(limit)s
-        """, {"scope": scope, **search.params()}, sort, after, limit)
+        """, _SUPPORT_ROWS, {"scope": scope}, search, sort, after, limit)
 
 
 AUDIT_SORTS = _sorts(
