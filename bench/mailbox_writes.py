@@ -3,7 +3,7 @@
 Run as root (uses the stack's PostgreSQL):  .venv/bin/python bench/mailbox_writes.py
 
 For each size, builds a database with that many mailboxes (COPY), then times
-``portal.mailboxes.create_mailbox`` and ``delete_mailbox`` (the code behind the
+``portal.rules.mailboxes.create_mailbox`` and ``delete_mailbox`` (the code behind the
 admin pages: locks, limit checks, triggers, audit row, one transaction each) on
 new addresses, in the large domain and in a small one. The password hash is made
 once beforehand: hashing costs the same at any size.
@@ -26,10 +26,11 @@ import stack  # noqa: E402
 from dataset import generate  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
-from portal import mailboxes  # noqa: E402
 from portal import migrate  # noqa: E402
+from portal.access import Actor  # noqa: E402
 from portal.passwords import hash_password  # noqa: E402
 from portal.queries import mailboxes as mailbox_queries  # noqa: E402
+from portal.rules import mailboxes  # noqa: E402
 
 
 def measure(size: int, rounds: int) -> dict:
@@ -45,13 +46,13 @@ def measure(size: int, rounds: int) -> dict:
             domain = conn.execute("SELECT name FROM virtual_domains WHERE id = %s", (domain_id,)).fetchone()
             address = f"new{n}@{domain['name']}"
             started = time.perf_counter()
-            mailboxes.create_mailbox(conn, domain_id=domain_id, address=address, password_hash=password_hash,
-                                     quota_bytes=0, actor="bench", actor_role="cli", client_addr=None)
+            mailboxes.create_mailbox(conn, Actor.command_line(), domain_id=domain_id, address=address,
+                                     password_hash=password_hash, quota_bytes=0, reserved=[])
             timings["create"].append(time.perf_counter() - started)
             mailbox = mailbox_queries.get_mailbox(conn, address)
             started = time.perf_counter()
-            mailboxes.delete_mailbox(conn, mailbox=mailbox, mail_root="/nonexistent", grace_days=0, actor="bench",
-                                     actor_role="cli", client_addr=None)
+            mailboxes.delete_mailbox(conn, Actor.command_line(), mailbox=mailbox, mail_root="/nonexistent",
+                                     grace_days=0)
             timings["delete"].append(time.perf_counter() - started)
     stack.drop_database(name)
     result = {}

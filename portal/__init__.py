@@ -16,6 +16,7 @@ from . import errors
 from . import i18n
 from . import logs
 from . import sessions
+from .rules.roles import role_label
 from .settings import layered_config
 from .settings import validate
 
@@ -58,6 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_blueprints(app)
     _register_commands(app)
     app.add_template_filter(auditlog.action_label, "action_label")
+    app.add_template_filter(role_label, "role_label")
     app.add_template_filter(auditlog.summary_text, "audit_summary")
     app.after_request(_no_store)
     app.after_request(_security_headers)

@@ -1,8 +1,18 @@
-"""Who may use which view: one decorator per rule, stated on each view."""
+"""Who may do what: decorators for the views, and the object-level questions the rules ask.
+
+The decorators decide which pages a signed-in user may open at all. What an
+actor may do to one mailbox, alias or address is answered by the ``refusal_*``
+functions below, from facts the rule layer has read under its locks (the
+actor's :class:`Powers`, the target's roles). Each returns None when the action
+is allowed, or the reason it is not, in words for the user. Views may ask them
+too, but only to decide what to show; the rules ask again under the lock.
+"""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from dataclasses import field
 from urllib.parse import urlsplit
 
 from flask import abort
@@ -10,6 +20,8 @@ from flask import redirect
 from flask import url_for
 from flask_login import current_user
 from flask_login import login_required
+
+from .i18n import _
 
 
 def signed_in(view):
@@ -66,3 +78,153 @@ def safe_next_url(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a signed-in mailbox (its roles are read by the rule, under its locks), or the command line."""
+
+    address: str  # the mailbox's address, or "cli"
+    client_addr: str | None = None
+    mailbox_id: int | None = None  # None for the command line
+
+    @classmethod
+    def command_line(cls) -> Actor:
+        """The operator at the server's command line (flask commands, CSV import): every power."""
+        return cls("cli")
+
+    @classmethod
+    def of_user(cls, user, client_addr: str | None) -> Actor:
+        """The signed-in mailbox ``user`` (a sessions.MailboxUser) acting from ``client_addr``."""
+        return cls(user.email, client_addr, user.mailbox_id)
+
+    @property
+    def is_command_line(self) -> bool:
+        return self.mailbox_id is None
+
+
+@dataclass(frozen=True)
+class Powers:
+    """What an actor holds, read inside the acting transaction (roles share-locked)."""
+
+    superadmin: bool = False
+    admin_of: frozenset[int] = field(default_factory=frozenset)  # domain ids
+    helpdesk_of: frozenset[int] = field(default_factory=frozenset)
+    helpdesk_everywhere: bool = False
+
+    @classmethod
+    def from_roles(cls, roles: list[dict]) -> Powers:
+        """Powers from portal_roles rows (role, domain_id)."""
+        return cls(
+            superadmin=any(r["role"] == "superadmin" for r in roles),
+            admin_of=frozenset(r["domain_id"] for r in roles if r["role"] == "domain_admin"),
+            helpdesk_of=frozenset(r["domain_id"] for r in roles if r["role"] == "helpdesk" and r["domain_id"]),
+            helpdesk_everywhere=any(r["role"] == "helpdesk" and r["domain_id"] is None for r in roles),
+        )
+
+    def administers(self, domain_id: int) -> bool:
+        """Superadmin, or domain admin of this domain."""
+        return self.superadmin or domain_id in self.admin_of
+
+    def helps_with(self, domain_id: int) -> bool:
+        """May use the helpdesk actions in this domain."""
+        return self.administers(domain_id) or self.helpdesk_everywhere or domain_id in self.helpdesk_of
+
+    def role_in(self, domain_id: int | None) -> str:
+        """The role by which these powers act in a domain, as the audit log names it."""
+        if self.superadmin:
+            return "superadmin"
+        if domain_id is not None and domain_id in self.admin_of:
+            return "domain_admin"
+        if self.helpdesk_everywhere or domain_id in self.helpdesk_of:
+            return "helpdesk"
+        return "user"
+
+
+COMMAND_LINE_POWERS = Powers(superadmin=True)
+
+
+def powers_of(conn, actor: Actor) -> Powers:
+    """The actor's powers, read now and share-locked until the transaction ends (call inside it)."""
+    from .queries import roles
+
+    if actor.is_command_line:
+        return COMMAND_LINE_POWERS
+    return Powers.from_roles(roles.roles_of_locked(conn, actor.mailbox_id))
+
+
+def lock_and_ask(conn, actor: Actor, mailbox: dict, question, refused: type[Exception]) -> tuple[dict, Powers]:
+    """Lock the mailbox row, then ask ``question`` (a ``refusal_to_*`` function) under that lock, with the
+    actor's powers and the mailbox's roles as they are now; raise ``refused`` with its answer, or return
+    (the mailbox row as it is now, the actor's powers)."""
+    from .queries import mailboxes
+    from .queries import roles
+
+    row = mailboxes.lock_mailbox(conn, mailbox["id"])
+    if row is None:
+        raise refused(_("The mailbox no longer exists."))
+    powers = powers_of(conn, actor)
+    refusal = question(actor, powers, row, roles.roles_of_locked(conn, row["id"]))
+    if refusal:
+        raise refused(refusal)
+    return row, powers
+
+
+def audit_fields(actor: Actor, powers: Powers, domain_id: int | None = None) -> dict:
+    """The actor, role and client address columns of an audit row."""
+    role = "cli" if actor.is_command_line else powers.role_in(domain_id)
+    return {"actor": actor.address, "actor_role": role, "client_addr": actor.client_addr}
+
+
+def refusal_to_manage_mailbox(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict]) -> str | None:
+    """May the actor change or delete this mailbox as an administrator? (``target_roles``: the mailbox's roles.)"""
+    if not powers.administers(mailbox["domain_id"]):
+        return _("You do not administer %(domain)s.", domain=mailbox["domain"])
+    if not powers.superadmin and target_roles and mailbox["email"] != actor.address:
+        return _("Only a superadmin can change the mailbox of an admin or helpdesk member.")
+    return None
+
+
+def refusal_to_change_own_mailbox(actor: Actor, mailbox: dict, *, password: bool, active: bool) -> str | None:
+    """One's own mailbox is changed on one's own account pages, where the current password is asked again."""
+    if mailbox["email"] != actor.address:
+        return None
+    if password:
+        return _("Change your own password on your account page, where your current password is asked for.")
+    if not active:
+        return _("You cannot disable the mailbox you are signed in with.")
+    return None
+
+
+def refusal_to_help(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict]) -> str | None:
+    """May the actor reset, unlock, disable or enable this mailbox from the helpdesk pages?"""
+    if mailbox["email"] == actor.address:
+        return _("Use your own account pages for your own mailbox.")
+    if not powers.helps_with(mailbox["domain_id"]):
+        return _("You do not help with mailboxes of %(domain)s.", domain=mailbox["domain"])
+    if not powers.superadmin and target_roles:
+        return _("Only a superadmin can act on the mailbox of an admin or helpdesk member.")
+    return None
+
+
+def is_reserved(address: str, reserved: list[str]) -> bool:
+    """Whether an alias address is one of the domain's reserved ones (postmaster@, abuse@, ...) or its catch-all."""
+    local = address.partition("@")[0] if not address.startswith("@") else ""
+    return address.startswith("@") or local in reserved
+
+
+def refusal_to_edit_alias(actor: Actor, powers: Powers, domain: dict, source: str, rows: list[dict],
+                          reserved: list[str]) -> str | None:
+    """May the actor create, change or delete the admin alias ``source`` (``rows``: its rows now, maybe none)?"""
+    if not powers.administers(domain["id"]):
+        return _("You do not administer %(domain)s.", domain=domain["name"])
+    if any(r["owner_id"] is not None for r in rows):
+        return _("%(address)s is a personal address; only its owner changes it, on their forwarding page.",
+                 address=source)
+    if not powers.superadmin and is_reserved(source, reserved):
+        if source.startswith("@"):
+            return _("Only a superadmin can set the catch-all of %(domain)s: it would also receive mail for its"
+                     " reserved addresses.", domain=domain["name"])
+        return _("%(address)s is reserved for the administrators of %(domain)s.", address=source,
+                 domain=domain["name"])
+    return None

@@ -16,6 +16,14 @@ MAX_DOMAIN_LENGTH = 253
 # The RFC 5322 dot-atom, ASCII only: Postfix and Dovecot here are not set up for SMTPUTF8.
 _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# A mailbox's own name: what Dovecot accepts as a user name by default
+# (auth_username_chars: letters, digits, "." "-" "_"), as a dot-atom. It is also
+# the name of the mailbox's folder (mail_location .../%d/%n), so it can never be
+# "", "." or "..", nor hold a "/". No recipient delimiter ("+") either: Postfix
+# reads "bob+tag" as bob's address with a tag.
+# The same text is a POSIX regular expression: "db upgrade" finds adopted names that break it.
+MAILBOX_LOCAL_PART_PATTERN = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$"
+_MAILBOX_LOCAL_PART = re.compile(MAILBOX_LOCAL_PART_PATTERN)
 
 
 # Only blanks are trimmed: a trailing CR or LF is refused, never silently dropped.
@@ -75,6 +83,19 @@ def canonical_address(text: str) -> str:
     if len(address) > MAX_ADDRESS_LENGTH:
         raise InvalidAddress(_("is too long"))
     return address
+
+
+def canonical_mailbox_address(text: str) -> str:
+    """Return the canonical address of a mailbox, whose local part must also be safe as one folder name."""
+    address = canonical_address(text)
+    if not _MAILBOX_LOCAL_PART.match(address.rpartition("@")[0]):
+        raise InvalidAddress(_("may only use letters, digits and . _ - before the @ (as a mailbox)"))
+    return address
+
+
+def is_mailbox_address(address: str) -> bool:
+    """Whether a canonical address may name a mailbox (see canonical_mailbox_address)."""
+    return bool(_MAILBOX_LOCAL_PART.match(address.rpartition("@")[0]))
 
 
 def domain_of(address: str) -> str:

@@ -24,6 +24,7 @@ ACTIONS = {
     "alias.create": _l("alias created"),
     "alias.update": _l("alias changed"),
     "alias.delete": _l("alias deleted"),
+    "alias.destination_removed": _l("aliases lost a destination (its mailbox was deleted)"),
     "domain.create": _l("domain created"),
     "domain.update": _l("domain settings changed"),
     "domain.delete": _l("domain deleted"),

@@ -94,6 +94,3 @@ def init_app(app) -> None:
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
     app.jinja_env.globals["current_locale"] = lambda: str(get_locale() or "en")
 
-    from .roles import ROLE_LABELS
-
-    app.add_template_filter(lambda role: str(ROLE_LABELS.get(role, role.replace("_", " "))), "role_label")

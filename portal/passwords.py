@@ -53,7 +53,10 @@ def verify_password(password: str, stored: str) -> bool:
     hasher = _HASHERS.get(scheme)
     if hasher is None:
         return False
-    return hasher.verify(_secret_for(scheme, password), digest)
+    try:
+        return hasher.verify(_secret_for(scheme, password), digest)
+    except ValueError:  # not a hash of that scheme at all
+        return False
 
 
 def policy_problems(

@@ -88,15 +88,17 @@ def token_hash(token: str) -> bytes:
 
 
 def start_session(conn, mailbox: dict, client_addr: str | None) -> MailboxUser:
-    """Record a new session for the mailbox and return its user."""
+    """Record a new session for the mailbox and return its user (inside the caller's transaction, if any)."""
     token = secrets.token_urlsafe(32)
-    session_queries.create_session(conn, token_hash(token), mailbox["id"], client_addr)
+    with conn.transaction():
+        session_queries.create_session(conn, token_hash(token), mailbox["id"], client_addr)
     return MailboxUser(mailbox, token)
 
 
 def end_session(conn, user: MailboxUser) -> None:
     """End one session."""
-    session_queries.delete_session(conn, token_hash(user.session_token))
+    with conn.transaction():
+        session_queries.delete_session(conn, token_hash(user.session_token))
 
 
 def _timeouts() -> tuple[timedelta, timedelta]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from . import imap
+from . import passwords
 from .clientaddr import throttle_key
 from .queries import mailboxes
 from .queries import sessions as session_queries
@@ -32,6 +33,18 @@ def _limits(config) -> dict[str, int]:
         "account": int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
         "client": int(config["LOGIN_CLIENT_MAX_FAILURES"]),
     }
+
+
+def _temporary_password_matches(conn, address: str, password: str) -> bool:
+    """Whether ``password`` is the mailbox's one-time password, which Dovecot refuses to mail clients.
+
+    A password someone other than the owner has seen (a helpdesk reset, one an
+    admin set and did not mark final) is stored with ``password_must_change``;
+    Dovecot's shipped password_query refuses such rows, so the portal checks it
+    here, and only for the sign-in that forces the owner to choose a new one.
+    """
+    stored = mailboxes.temporary_password_hash(conn, address)
+    return stored is not None and passwords.verify_password(password, stored)
 
 
 def check_password(conn, config, address: str, password: str, client_addr: str | None) -> Outcome:
@@ -61,6 +74,8 @@ def check_password(conn, config, address: str, password: str, client_addr: str |
 
     try:
         accepted = imap.authenticate(config, address, password, client_addr)
+        if not accepted:
+            accepted = _temporary_password_matches(conn, address, password)
     except imap.ImapUnavailable:
         with conn.transaction():
             for kind, key in keys:

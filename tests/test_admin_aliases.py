@@ -56,7 +56,14 @@ def test_alias_with_two_destinations_delivers_to_both(admin, db, mail_stack):
                                                                                      "bob@crew.example"]
 
 
-def test_catch_all_takes_unknown_addresses_only(admin, db, mail_stack):
+def test_catch_all_takes_unknown_addresses_only(app, admin, db, mail_stack):
+    # A catch-all also takes the reserved addresses (postmaster@, abuse@...): a superadmin's to set.
+    response = save(admin, local_part="", catch_all="y", destinations="boss@crew.example")
+    assert response.status_code == 403 and "Only a superadmin can set the catch-all" in response.get_data(as_text=True)
+    make_mailbox(db, "root@hq.example", PASSWORD)
+    assert app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", "root@hq.example"]).exit_code == 0
+    admin = make_client(app)
+    assert sign_in(admin, "root@hq.example", PASSWORD).status_code == 302
     assert save(admin, local_part="", catch_all="y", destinations="boss@crew.example").status_code == 302
     assert postmap(mail_stack, "@crew.example") == "boss@crew.example"
     assert postmap(mail_stack, "ann@crew.example") == "ann@crew.example"
@@ -81,7 +88,7 @@ def test_edit_and_delete(admin, db, mail_stack):
     ("fields", "status", "message"),
     [
         ({"local_part": "ann"}, 409, "ann@crew.example is already in use."),
-        ({"local_part": "postmaster"}, 409, "postmaster@crew.example is reserved"),
+        ({"local_part": "postmaster"}, 403, "postmaster@crew.example is reserved"),
         ({"local_part": "x+y"}, 409, "may not contain +"),
         ({"local_part": "two words"}, 400, "Use letters, digits"),
         ({"destinations": ""}, 409, "Give at least one address to deliver to."),

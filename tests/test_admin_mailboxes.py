@@ -42,7 +42,7 @@ def mailbox_rows(db) -> list[str]:
 
 
 def test_created_mailbox_signs_in_over_imap(admin, db, mail_stack):
-    response = create(admin, local_part="Anna", quota="50 MB")
+    response = create(admin, local_part="Anna", quota="50 MB", final="y")  # the owner chose it: mail may use it
     assert response.status_code == 200
     assert "anna@team.example</strong> can now receive mail" in response.get_data(as_text=True)
     assert response.headers["Cache-Control"] == "no-store"
@@ -57,7 +57,7 @@ def test_created_mailbox_signs_in_over_imap(admin, db, mail_stack):
 
 
 def test_generated_password_is_shown_once_and_works(admin, db, mail_stack):
-    response = create(admin, local_part="gen", password="", confirm_password="", generate="y")
+    response = create(admin, local_part="gen", password="", confirm_password="", generate="y", final="y")
     assert response.status_code == 200
     generated = re.search(r"<code>([^<]+)</code>", response.get_data(as_text=True)).group(1)
     imap_login(mail_stack.imap_port, "gen@team.example", generated, client_ip=new_client_ip()).logout()
@@ -150,7 +150,7 @@ def test_edit_limit_disable_and_password(app, admin, db, mail_stack):
     assert worker.get("/").status_code == 200  # a new limit does not sign anyone out
 
     assert edit(admin, "worker@team.example", quota="200 MB", new_password=NEW_PASSWORD,
-                confirm_password=NEW_PASSWORD).status_code == 302
+                confirm_password=NEW_PASSWORD, final="y").status_code == 302
     imap_login(mail_stack.imap_port, "worker@team.example", NEW_PASSWORD, client_ip=new_client_ip()).logout()
     with pytest.raises(LoginError):
         imap_login(mail_stack.imap_port, "worker@team.example", PASSWORD, client_ip=new_client_ip())

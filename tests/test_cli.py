@@ -38,13 +38,15 @@ def test_domain_mailbox_alias_lifecycle(app, db, mail_stack):
     assert "created shop.example" in result.output
     assert "shop.example\tactive\t0\t0" in run(app, "domain", "list").output
 
-    result = run(app, "mailbox", "add", "Anna@shop.example", "--name", "Anna Berg", "--password-stdin",
+    result = run(app, "mailbox", "add", "Anna@shop.example", "--name", "Anna Berg", "--password-stdin", "--final",
                  input=PASSWORD + "\n")
     assert result.exit_code == 0, result.output
     assert imap_accepts(mail_stack, "anna@shop.example", PASSWORD)
 
     result = run(app, "mailbox", "add", "bob@shop.example", input=f"{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 0, result.output  # the hidden prompt, twice
+    assert "only signs in to the portal" in result.output  # not --final: the operator knows it, mail does not
+    assert not imap_accepts(mail_stack, "bob@shop.example", PASSWORD)
     result = run(app, "mailbox", "add", "carl@shop.example", "--generate")
     assert result.exit_code != 0 and "already has its limit of 2 mailboxes" in result.output
 
@@ -83,14 +85,14 @@ def test_domain_mailbox_alias_lifecycle(app, db, mail_stack):
 
 def test_passwd_disable_enable(app, db, mail_stack):
     make_mailbox(db, "dora@cli.example", PASSWORD)
-    result = run(app, "mailbox", "passwd", "dora@cli.example", "--must-change", "--password-stdin", input=NEW + "\n")
+    result = run(app, "mailbox", "passwd", "dora@cli.example", "--password-stdin", input=NEW + "\n")
     assert result.exit_code == 0, result.output
-    assert imap_accepts(mail_stack, "dora@cli.example", NEW)
+    assert not imap_accepts(mail_stack, "dora@cli.example", NEW)  # the operator knows it: the portal's, once
     assert not imap_accepts(mail_stack, "dora@cli.example", PASSWORD)
     row = db.execute("SELECT password_must_change FROM virtual_users WHERE email = 'dora@cli.example'").fetchone()
     assert row["password_must_change"] is True
 
-    result = run(app, "mailbox", "passwd", "dora@cli.example", "--generate")
+    result = run(app, "mailbox", "passwd", "dora@cli.example", "--generate", "--final")
     generated = result.output.rsplit("password (shown once): ", 1)[1].strip()
     assert imap_accepts(mail_stack, "dora@cli.example", generated)
 

@@ -35,6 +35,7 @@ from portal import migrate
 from portal.queries import listing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from dataset import EPOCH  # noqa: E402
 from dataset import created_at  # noqa: E402
 from dataset import generate  # noqa: E402
 from dataset import generate_audit  # noqa: E402
@@ -194,7 +195,8 @@ def every_list_query():
     for audit_filter in filters:
         for sort in listing.AUDIT_SORTS.values():
             for after in (None, deep_cursor(sort)):
-                for domains in (None, ["d1.example"], ["d2.example", "d3.example"]):
+                for domains in (None, [listing.AuditDomain("d1.example", EPOCH)],
+                                [listing.AuditDomain("d2.example", EPOCH), listing.AuditDomain("d3.example", EPOCH)]):
                     yield (f"audit {sort.name} {audit_filter} {after} {domains}",
                            lambda c, f=audit_filter, o=sort, a=after, ds=domains: listing.audit_entries(c, ds, f, a, o))
 

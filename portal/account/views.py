@@ -15,15 +15,13 @@ from flask import url_for
 from flask_login import current_user
 from flask_login import login_user
 
-from .. import aliasrules
 from .. import passwords
 from .. import quota
 from .. import sessions
 from .. import signin
+from ..access import Actor
 from ..access import account_required
 from ..access import signed_in
-from ..addresses import InvalidAddress
-from ..addresses import canonical_address
 from ..auth.views import MAIL_SERVER_DOWN
 from ..clientaddr import client_address
 from ..db import get_db
@@ -34,7 +32,9 @@ from ..queries import audit
 from ..queries import domains
 from ..queries import mailboxes
 from ..queries import quota as quota_queries
-from ..queries import sessions as session_queries
+from ..rules import account as account_rules
+from ..rules import addressing
+from ..rules import forwarding as forwarding_rules
 from .forms import DeleteForm
 from .forms import ForwardingForm
 from .forms import PasswordChangeForm
@@ -86,23 +86,9 @@ def password():
         ]
         return render_template("account/password.html", form=form), 400
 
-    scheme = config["PASSWORD_SCHEME"]
-    new_hash = passwords.hash_password(form.new_password.data, scheme)
-    mailbox = outcome.mailbox
-    with conn.transaction():
-        mailboxes.set_password(conn, mailbox["id"], new_hash)
-        ended = session_queries.delete_user_sessions(conn, mailbox["id"])
-        audit.record(
-            conn,
-            actor=current_user.email,
-            actor_role="user",
-            client_addr=client_address(),
-            action="password.change",
-            target=mailbox["email"],
-            domain=mailbox["domain"],
-            summary={"scheme": scheme, "sessions_ended": ended, "was_forced": mailbox["password_must_change"]},
-        )
-        user = sessions.start_session(conn, {**mailbox, "password_must_change": False}, client_address())
+    user = account_rules.change_own_password(
+        conn, Actor.of_user(current_user, client_address()), form.new_password.data, config["PASSWORD_SCHEME"],
+        new_session=lambda mailbox: sessions.start_session(conn, mailbox, client_address()))
     session.clear()
     session.permanent = True
     login_user(user)
@@ -113,7 +99,7 @@ def password():
 def _forwarding_page(conn, forwarding_form=None, alias_form=None, status=200):
     mailbox = mailboxes.get_mailbox(conn, current_user.email)
     domain = domains.get_domain(conn, mailbox["domain_id"])
-    current = aliasrules.Forwarding.from_rows(mailbox["email"], alias_queries.destinations(conn, mailbox["email"]))
+    current = forwarding_rules.current_forwarding(conn, mailbox["email"])
     if forwarding_form is None:
         forwarding_form = ForwardingForm(
             formdata=None, destinations="\n".join(current.destinations), keep_copy=current.keep_copy
@@ -147,39 +133,15 @@ def save_forwarding():
     form = ForwardingForm()
     if not form.validate_on_submit():
         return _forwarding_page(conn, forwarding_form=form, status=400)
-    wanted_list, problems = aliasrules.parse_destinations((form.destinations.data or "").splitlines())
+    wanted_list, problems = addressing.parse_destinations((form.destinations.data or "").splitlines())
     if problems:
         form.destinations.errors = list(form.destinations.errors) + problems
         return _forwarding_page(conn, forwarding_form=form, status=400)
-    address = current_user.email
-    wanted = aliasrules.Forwarding(tuple(wanted_list), keep_copy=bool(form.keep_copy.data))
+    wanted = addressing.Forwarding(tuple(wanted_list), keep_copy=bool(form.keep_copy.data))
     try:
-        with conn.transaction():
-            alias_queries.lock_alias_graph(conn)
-            mailbox = mailboxes.get_mailbox(conn, address)
-            aliasrules.check_forwarding(
-                conn, address, wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"])
-            )
-            before = aliasrules.Forwarding.from_rows(address, alias_queries.destinations(conn, address))
-            after = aliasrules.Forwarding.from_rows(address, wanted.rows(address))
-            if after != before:
-                # Unchanged means untouched: rows the page cannot show (an adopted
-                # "alice -> alice" alone, say) stay as they are.
-                alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
-                audit.record(
-                    conn,
-                    actor=address,
-                    actor_role="user",
-                    client_addr=client_address(),
-                    action="forwarding.update",
-                    target=address,
-                    domain=mailbox["domain"],
-                    summary={
-                        "before": {"destinations": list(before.destinations), "keep_copy": before.keep_copy},
-                        "after": {"destinations": list(after.destinations), "keep_copy": after.keep_copy},
-                    },
-                )
-    except aliasrules.AliasRuleError as exc:
+        before, after = forwarding_rules.save_forwarding(
+            conn, _actor(), wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"]))
+    except addressing.AliasRuleError as exc:
         form.destinations.errors = list(form.destinations.errors) + exc.problems
         return _forwarding_page(conn, forwarding_form=form, status=400)
     if after == before:
@@ -195,6 +157,10 @@ def save_forwarding():
     return redirect(url_for("account.forwarding"))
 
 
+def _actor() -> Actor:
+    return Actor.of_user(current_user, client_address())
+
+
 @bp.post("/account/aliases")
 @account_required
 def add_personal_alias():
@@ -203,44 +169,12 @@ def add_personal_alias():
     form = PersonalAliasForm()
     if not form.validate_on_submit():
         return _forwarding_page(conn, alias_form=form, status=400)
-    mailbox = mailboxes.get_mailbox(conn, current_user.email)
-    domain = domains.get_domain(conn, mailbox["domain_id"])
+    config = current_app.config
     try:
-        source = canonical_address(f"{form.local_part.data.strip(' ')}@{domain['name']}")
-    except InvalidAddress:
-        form.local_part.errors = list(form.local_part.errors) + [
-            _("Use letters, digits and . _ - + only, for example shop.alice.")
-        ]
-        return _forwarding_page(conn, alias_form=form, status=400)
-    try:
-        with conn.transaction():
-            alias_queries.lock_alias_graph(conn)
-            if not domain["allow_personal_aliases"]:
-                raise aliasrules.AliasRuleError(
-                    [_("Personal addresses are not enabled for %(domain)s.", domain=domain["name"])]
-                )
-            limit = domain["max_personal_aliases"]
-            if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
-                raise aliasrules.AliasRuleError(
-                    [_("You already have the most personal addresses allowed (%(limit)s).", limit=limit)]
-                )
-            aliasrules.check_new_alias_source(
-                conn, source, domain["name"], list(current_app.config["RESERVED_LOCAL_PARTS"]),
-                current_app.config["RECIPIENT_DELIMITER"],
-            )
-            aliasrules.check_new_alias_target(conn, source, mailbox["email"])
-            alias_queries.add_personal_alias(conn, domain["id"], source, mailbox["email"], mailbox["id"])
-            audit.record(
-                conn,
-                actor=mailbox["email"],
-                actor_role="user",
-                client_addr=client_address(),
-                action="alias.personal.add",
-                target=source,
-                domain=domain["name"],
-                summary={"destination": mailbox["email"]},
-            )
-    except aliasrules.AliasRuleError as exc:
+        source = forwarding_rules.add_personal_alias(
+            conn, _actor(), form.local_part.data, reserved=list(config["RESERVED_LOCAL_PARTS"]),
+            delimiter=config["RECIPIENT_DELIMITER"])
+    except addressing.AliasRuleError as exc:
         form.local_part.errors = list(form.local_part.errors) + exc.problems
         return _forwarding_page(conn, alias_form=form, status=400)
     flash(_("%(address)s now delivers to your mailbox.", address=source), "success")
@@ -253,23 +187,9 @@ def delete_personal_alias(alias_id: int):
     """Remove one of the user's own personal aliases (404 for anything else)."""
     if not DeleteForm().validate_on_submit():
         abort(400)
-    conn = get_db()
-    with conn.transaction():
-        alias_queries.lock_alias_graph(conn)
-        mailbox = mailboxes.get_mailbox(conn, current_user.email)
-        source = alias_queries.delete_personal_alias(conn, alias_id, mailbox["id"])
-        if source is None:
-            abort(404)
-        audit.record(
-            conn,
-            actor=mailbox["email"],
-            actor_role="user",
-            client_addr=client_address(),
-            action="alias.personal.delete",
-            target=source,
-            domain=mailbox["domain"],
-            summary={"destination": mailbox["email"]},
-        )
+    source = forwarding_rules.delete_personal_alias(get_db(), _actor(), alias_id)
+    if source is None:
+        abort(404)
     flash(_("%(address)s no longer exists.", address=source), "success")
     return redirect(url_for("account.forwarding"))
 

@@ -76,6 +76,9 @@ class NewMailboxForm(FlaskForm):
     )
     display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
     generate = BooleanField(_l("Generate a password (shown once)"))
+    final = BooleanField(_l("The owner chose this password: mail clients may use it at once"),
+                         description=_l("Otherwise it works only to sign in here once, where its owner must choose a"
+                                        " new one; until then mail clients refuse it."))
     password = PasswordField(
         _l("Password"), validators=[Length(max=1024, message=_l("This password is too long."))]
     )
@@ -114,6 +117,9 @@ class EditMailboxForm(FlaskForm):
         _l("New password again"),
         validators=[EqualTo("new_password", message=_l("The two passwords are not the same."))],
     )
+    final = BooleanField(_l("The owner chose this password: mail clients may use it at once"),
+                         description=_l("Otherwise it works only to sign in here once, where its owner must choose a"
+                                        " new one; until then mail clients refuse it."))
 
 
 class DeleteMailboxForm(FlaskForm):

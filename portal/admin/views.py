@@ -22,13 +22,10 @@ from flask import stream_with_context
 from flask import url_for
 from flask_login import current_user
 
-from .. import aliases as alias_rules
-from .. import aliasrules
-from .. import domains as domain_rules
-from .. import mailboxes as mailbox_rules
+from .. import access
 from .. import passwords
 from .. import quota
-from .. import roles as role_rules
+from ..access import Actor
 from ..access import admin_required
 from ..access import superadmin_required
 from ..account.forms import DeleteForm
@@ -43,6 +40,11 @@ from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
+from ..rules import addressing
+from ..rules import aliases as alias_rules
+from ..rules import domains as domain_rules
+from ..rules import mailboxes as mailbox_rules
+from ..rules import roles as role_rules
 from .forms import AliasForm
 from .forms import AuditFilterForm
 from .forms import DeleteDomainForm
@@ -107,10 +109,6 @@ def aliases(name: str):
 
 
 
-def _actor_role() -> str:
-    return "superadmin" if current_user.is_superadmin else "domain_admin"
-
-
 @bp.route("/domains/<name>/mailboxes/new", methods=["GET", "POST"])
 @admin_required
 def new_mailbox(name: str):
@@ -136,15 +134,19 @@ def new_mailbox(name: str):
             return render_template("admin/new_mailbox.html", form=form, domain=domain), 400
     try:
         mailbox_rules.create_mailbox(
-            get_db(), domain_id=domain["id"], address=address,
+            get_db(), _actor(), domain_id=domain["id"], address=address,
             password_hash=passwords.hash_password(password, config["PASSWORD_SCHEME"]), quota_bytes=limit,
-            display_name=(form.display_name.data or "").strip(), **_actor_fields(),
+            display_name=(form.display_name.data or "").strip(), reserved=list(config["RESERVED_LOCAL_PARTS"]),
+            must_change=not form.final.data,
         )
+    except mailbox_rules.MailboxRefused as exc:
+        abort(403, str(exc))
     except mailbox_rules.MailboxRuleError as exc:
         form.form_errors.append(str(exc))
         return render_template("admin/new_mailbox.html", form=form, domain=domain), 409
     # Rendered, not redirected: a generated password must not travel in a flash cookie.
-    return render_template("admin/mailbox_created.html", domain=domain, address=address, generated=generated)
+    return render_template("admin/mailbox_created.html", domain=domain, address=address, generated=generated,
+                           final=bool(form.final.data))
 
 
 def _mailbox_or_404(domain: dict, address: str) -> dict:
@@ -160,8 +162,7 @@ def edit_mailbox(name: str, address: str):
     """Change a mailbox's size limit, active flag or password."""
     domain = _domain_or_404(name)
     mailbox = _mailbox_or_404(domain, address)
-    if current_user.email != mailbox["email"] and not current_user.is_superadmin and _holds_admin_role(mailbox):
-        abort(403)  # a domain admin never acts on another admin's mailbox
+    _refuse_unless_manageable(mailbox)
     form = EditMailboxForm()
     if request.method == "GET":
         _fill_mailbox_form(form, mailbox)
@@ -183,10 +184,13 @@ def edit_mailbox(name: str, address: str):
         password_hash = passwords.hash_password(form.new_password.data, config["PASSWORD_SCHEME"])
     try:
         changes = mailbox_rules.update_mailbox(
-            get_db(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data), password_hash=password_hash,
-            display_name=(form.display_name.data or "").strip(), expected_version=form.version.data or None,
-            **_actor_fields(),
+            get_db(), _actor(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data),
+            password_hash=password_hash, display_name=(form.display_name.data or "").strip(),
+            must_change=password_hash is not None and not form.final.data, expected_version=form.version.data or None,
         )
+    except mailbox_rules.MailboxRefused as exc:
+        form.form_errors.append(str(exc))
+        return render_template("admin/edit_mailbox.html", **page), 403
     except mailbox_rules.MailboxConflict as exc:
         # Show the mailbox as it is now, so nothing the other admin did is overwritten unseen.
         mailbox = mailbox_queries.get_mailbox(get_db(), mailbox["email"])
@@ -208,8 +212,13 @@ def _fill_mailbox_form(form, mailbox: dict) -> None:
     form.version.data = mailbox_rules.version_of(mailbox)
 
 
-def _holds_admin_role(mailbox: dict) -> bool:
-    return bool(role_queries.roles_of(get_db(), mailbox["id"]))
+def _refuse_unless_manageable(mailbox: dict) -> None:
+    """403 for a mailbox the admin may not manage (asked again by the rule, under its lock)."""
+    conn = get_db()
+    actor = _actor()
+    if access.refusal_to_manage_mailbox(actor, access.powers_of(conn, actor), mailbox,
+                                        role_queries.roles_of(conn, mailbox["id"])):
+        abort(403)
 
 
 @bp.route("/domains/<name>/mailboxes/<address>/delete", methods=["GET", "POST"])
@@ -218,12 +227,12 @@ def delete_mailbox(name: str, address: str):
     """Confirm, then delete a mailbox; its mail is kept for the grace period."""
     domain = _domain_or_404(name)
     mailbox = _mailbox_or_404(domain, address)
-    if not current_user.is_superadmin and _holds_admin_role(mailbox):
-        abort(403)
+    _refuse_unless_manageable(mailbox)
     if mailbox["email"] == current_user.email:
         abort(403)  # nobody deletes the mailbox they are signed in with
     form = DeleteMailboxForm()
-    pointing = alias_queries.sources_delivering_to(get_db(), mailbox["email"])
+    # Only this domain's aliases are named: other domains' are their admins' business (they are told in their log).
+    pointing = alias_queries.sources_delivering_to(get_db(), mailbox["email"], domain["id"])
     page = {"domain": domain, "mailbox": mailbox, "form": form, "pointing": pointing,
             "grace_days": int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"])}
     if not form.validate_on_submit():
@@ -233,9 +242,11 @@ def delete_mailbox(name: str, address: str):
         return render_template("admin/delete_mailbox.html", **page), 400
     try:
         result = mailbox_rules.delete_mailbox(
-            get_db(), mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"], grace_days=page["grace_days"],
-            **_actor_fields(),
+            get_db(), _actor(), mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"],
+            grace_days=page["grace_days"],
         )
+    except mailbox_rules.MailboxRefused as exc:
+        abort(403, str(exc))
     except mailbox_rules.MailboxRuleError as exc:
         form.form_errors.append(str(exc))
         return render_template("admin/delete_mailbox.html", **page), 409
@@ -278,8 +289,8 @@ def _size_text(size: int) -> str:
     return quota.format_size(size) if size else ""
 
 
-def _actor_fields() -> dict:
-    return {"actor": current_user.email, "actor_role": _actor_role(), "client_addr": client_address()}
+def _actor() -> Actor:
+    return Actor.of_user(current_user, client_address())
 
 
 @bp.route("/domains/new", methods=["GET", "POST"])
@@ -295,7 +306,7 @@ def new_domain():
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
         return render_template("admin/domain_form.html", form=form, domain=None), 400
     try:
-        name = domain_rules.create_domain(get_db(), name=form.name.data or "", settings=settings, **_actor_fields())
+        name = domain_rules.create_domain(get_db(), _actor(), name=form.name.data or "", settings=settings)
     except domain_rules.DomainRuleError as exc:
         form.name.errors = list(form.name.errors) + [str(exc)]
         status = 409 if isinstance(exc, domain_rules.DomainExists) else 400
@@ -324,8 +335,8 @@ def domain_settings(name: str):
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
         return render_template("admin/domain_form.html", form=form, domain=domain), 400
     try:
-        domain_rules.update_domain(get_db(), domain=domain, settings=settings,
-                                   expected_version=form.version.data or None, **_actor_fields())
+        domain_rules.update_domain(get_db(), _actor(), domain=domain, settings=settings,
+                                   expected_version=form.version.data or None)
     except domain_rules.DomainConflict as exc:
         domain = domain_queries.get_domain(get_db(), domain["id"])
         _fill_domain_form(form, domain)
@@ -336,6 +347,10 @@ def domain_settings(name: str):
         return render_template("admin/domain_form.html", form=form, domain=domain), 409
     flash(_("%(domain)s: saved.", domain=domain["name"]), "success")
     return redirect(url_for("admin.domain_settings", name=domain["name"]))
+
+
+def _reserved() -> list[str]:
+    return list(current_app.config["RESERVED_LOCAL_PARTS"])
 
 
 def _alias_page(domain, form, source=None, status=200):
@@ -363,19 +378,21 @@ def new_alias(name: str):
 
 
 def _save_alias(domain, form, source, action):
-    destinations, problems = aliasrules.parse_destinations((form.destinations.data or "").splitlines())
+    destinations, problems = addressing.parse_destinations((form.destinations.data or "").splitlines())
     if problems:
         form.destinations.errors = list(form.destinations.errors) + problems
         return _alias_page(domain, form, source if action != "alias.create" else None, 400)
-    reserved = [] if current_user.is_superadmin else list(current_app.config["RESERVED_LOCAL_PARTS"])
     try:
-        alias_rules.save_alias(get_db(), domain=domain, source=source, destinations=destinations,
-                               create=action == "alias.create", reserved=reserved,
+        alias_rules.save_alias(get_db(), _actor(), domain=domain, source=source, destinations=destinations,
+                               create=action == "alias.create", reserved=_reserved(),
                                delimiter=current_app.config["RECIPIENT_DELIMITER"],
-                               expected_version=form.version.data or None, **_actor_fields())
+                               expected_version=form.version.data or None)
     except alias_rules.AliasNotFound:
         abort(404)
-    except aliasrules.AliasRuleError as exc:
+    except alias_rules.AliasRefused as exc:
+        form.destinations.errors = list(form.destinations.errors) + exc.problems
+        return _alias_page(domain, form, source if action != "alias.create" else None, 403)
+    except addressing.AliasRuleError as exc:
         form.destinations.errors = list(form.destinations.errors) + exc.problems
         return _alias_page(domain, form, source if action != "alias.create" else None, 409)
     flash(_("%(address)s delivers to %(destinations)s.", address=source, destinations=", ".join(destinations)),
@@ -389,8 +406,10 @@ def edit_alias(name: str, source: str):
     """Change where an alias delivers."""
     domain = _domain_or_404(name)
     source = source.lower()
-    if not alias_rules.editable(get_db(), domain, source):
-        abort(404)  # missing, another domain's, or a mailbox's forwarding (set on its owner's page)
+    if not alias_rules.editable(get_db(), _actor(), domain, source, _reserved()):
+        # Missing, another domain's, a mailbox's forwarding or a personal address (set on its owner's page),
+        # or reserved for a superadmin.
+        abort(404)
     form = AliasForm()
     if request.method == "GET":
         current = alias_queries.destinations(get_db(), source)
@@ -408,16 +427,18 @@ def delete_alias(name: str, source: str):
     domain = _domain_or_404(name)
     form = DeleteForm()
     if request.method == "GET":
-        if not alias_rules.editable(get_db(), domain, source.lower()):
+        if not alias_rules.editable(get_db(), _actor(), domain, source.lower(), _reserved()):
             abort(404)
         return render_template("admin/delete_alias.html", domain=domain, source=source.lower(), form=form,
                                destinations=alias_queries.destinations(get_db(), source.lower()))
     if not form.validate_on_submit():
         abort(400)
     try:
-        alias_rules.delete_alias(get_db(), domain=domain, source=source.lower(), **_actor_fields())
+        alias_rules.delete_alias(get_db(), _actor(), domain=domain, source=source.lower(), reserved=_reserved())
     except alias_rules.AliasNotFound:
         abort(404)
+    except alias_rules.AliasRefused as exc:
+        abort(403, exc.problems[0])
     flash(_("%(address)s no longer exists.", address=source.lower()), "success")
     return redirect(url_for("admin.aliases", name=domain["name"]))
 
@@ -439,8 +460,7 @@ def delete_domain(name: str):
         return render_template("admin/delete_domain.html", **page), 400
     try:
         summary = mailbox_rules.delete_domain(
-            get_db(), domain=domain, mail_root=current_app.config["MAIL_ROOT"], grace_days=grace,
-            **_actor_fields(),
+            get_db(), _actor(), domain=domain, mail_root=current_app.config["MAIL_ROOT"], grace_days=grace,
         )
     except mailbox_rules.MailboxRuleError as exc:
         form.form_errors.append(str(exc))
@@ -473,7 +493,7 @@ def grant_role():
         return _roles_page(form, 400)
     try:
         granted, mailbox, role_name, domain_row = role_rules.grant(
-            get_db(), address=form.address.data, role=form.role.data, domain=form.domain.data, **_actor_fields(),
+            get_db(), _actor(), address=form.address.data, role=form.role.data, domain=form.domain.data,
         )
     except role_rules.RoleError as exc:
         form.form_errors.append(str(exc))
@@ -503,7 +523,7 @@ def revoke_role(role_id: int):
         abort(404)
     try:
         mailbox, role_name, domain_row = role_rules.revoke(
-            get_db(), address=held["email"], role=held["role"], domain=held["domain"], **_actor_fields(),
+            get_db(), _actor(), address=held["email"], role=held["role"], domain=held["domain"],
         )
     except role_rules.RoleError as exc:
         flash(str(exc), "error")
@@ -517,11 +537,16 @@ def revoke_role(role_id: int):
     return redirect(url_for("admin.roles"))
 
 
-def _audit_scope() -> list[str] | None:
-    """The domains whose audit rows the admin may read; None for a superadmin (all rows)."""
+def _audit_scope() -> list[listing.AuditDomain] | None:
+    """The domains whose audit rows the admin may read, each from its creation on; None for a superadmin (all rows).
+
+    From its creation: a domain deleted and created again is a new tenant, who does not read the former one's log."""
     if current_user.is_superadmin:
         return None
-    return [r["domain"] for r in current_user.roles if r["role"] == "domain_admin"]
+    conn = get_db()
+    domains = [domain_queries.get_domain(conn, r["domain_id"]) for r in current_user.roles
+               if r["role"] == "domain_admin"]
+    return [listing.AuditDomain(d["name"], d["created_at"]) for d in domains if d]
 
 
 def _audit_request() -> tuple[AuditFilterForm, listing.AuditFilter | None, listing.Sort]:

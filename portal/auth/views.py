@@ -95,8 +95,7 @@ def login():
         form.form_errors.append(DISABLED)
         return render_template("auth/login.html", form=form), 403
 
-    with conn.transaction():
-        user = sessions.start_session(conn, outcome.mailbox, client_address())
+    user = sessions.start_session(conn, outcome.mailbox, client_address())
     # A fresh cookie for the new identity (no fixation of a pre-login session).
     session.clear()
     session.permanent = True
@@ -114,9 +113,7 @@ def logout():
     """End the session here and in the database."""
     form = LogoutForm()
     if form.validate_on_submit():
-        conn = get_db()
-        with conn.transaction():
-            sessions.end_session(conn, current_user)
+        sessions.end_session(get_db(), current_user)
         logout_user()
         session.clear()
         flash(_("You have signed out."), "info")

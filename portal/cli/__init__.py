@@ -7,6 +7,7 @@ import psycopg
 from flask import current_app
 
 from .. import db
+from ..access import Actor
 
 
 def connect(require_schema: bool = True) -> psycopg.Connection:
@@ -32,7 +33,7 @@ def connect(require_schema: bool = True) -> psycopg.Connection:
     return conn
 
 
-CLI_ACTOR = {"actor": "cli", "actor_role": "cli", "client_addr": None}
+CLI_ACTOR = Actor.command_line()
 
 
 def register(app) -> None:

@@ -1,4 +1,4 @@
-"""flask alias: add, list and delete a domain's aliases (the rules of portal/aliases.py and aliasrules.py)."""
+"""flask alias: add, list and delete a domain's aliases (the rules of portal/aliases.py and addressing.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .. import aliases as alias_rules
-from .. import aliasrules
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..queries import aliases as alias_queries
 from ..queries import listing
+from ..rules import addressing
+from ..rules import aliases as alias_rules
 from . import CLI_ACTOR
 from . import connect
 from . import every_row
@@ -39,7 +39,7 @@ def _source(conn, text: str) -> tuple[str, dict]:
 @click.option("--replace", is_flag=True, help="Replace the destinations of an existing alias.")
 def add_command(source: str, destinations: tuple[str, ...], replace: bool):
     """Make SOURCE (an address, or @domain for the catch-all) deliver to DESTINATIONS."""
-    parsed, problems = aliasrules.parse_destinations(list(destinations))
+    parsed, problems = addressing.parse_destinations(list(destinations))
     if problems:
         raise click.ClickException(" ".join(problems))
     with connect() as conn:
@@ -48,11 +48,13 @@ def add_command(source: str, destinations: tuple[str, ...], replace: bool):
         if exists and not replace:
             raise click.ClickException(f"{address} exists; add --replace to change where it delivers")
         try:
-            alias_rules.save_alias(conn, domain=domain, source=address, destinations=parsed, create=not exists,
-                                   reserved=[], delimiter=current_app.config["RECIPIENT_DELIMITER"], **CLI_ACTOR)
+            alias_rules.save_alias(conn, CLI_ACTOR, domain=domain, source=address, destinations=parsed,
+                                   create=not exists,
+                                   reserved=list(current_app.config["RESERVED_LOCAL_PARTS"]),
+                                   delimiter=current_app.config["RECIPIENT_DELIMITER"])
         except alias_rules.AliasNotFound:
             raise click.ClickException(f"{address} is a mailbox's forwarding; its owner sets it") from None
-        except aliasrules.AliasRuleError as exc:
+        except addressing.AliasRuleError as exc:
             raise click.ClickException(" ".join(exc.problems)) from None
     click.echo(f"{address} delivers to {', '.join(parsed)}")
 
@@ -78,7 +80,8 @@ def delete_command(source: str):
     with connect() as conn:
         address, domain = _source(conn, source)
         try:
-            alias_rules.delete_alias(conn, domain=domain, source=address, **CLI_ACTOR)
+            alias_rules.delete_alias(conn, CLI_ACTOR, domain=domain, source=address,
+                                     reserved=list(current_app.config["RESERVED_LOCAL_PARTS"]))
         except alias_rules.AliasNotFound:
             raise click.ClickException(f"{address} is not an alias of {domain['name']}") from None
     click.echo(f"deleted {address}")

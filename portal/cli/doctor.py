@@ -50,7 +50,8 @@ class Doctor:
         return [
             ("database", self.database), ("migrations", self.migrations), ("dovecot", self.dovecot),
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
-            ("disabled accounts", self.disabled_accounts), ("secret key", self.secret_key),
+            ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
+            ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
 
@@ -190,6 +191,19 @@ class Doctor:
                                "install the files of flask --app app config render and reload Postfix")
             return Finding(OK, f"the queries check the active flags; Postfix refuses the disabled {disabled['email']}")
         return Finding(OK, "the Postfix and Dovecot queries check the active flags of mailboxes and domains")
+
+    def one_time_passwords(self) -> Finding:
+        path = self.dovecot_dir / "dovecot-sql.conf.ext"
+        try:
+            text = path.read_text()
+        except OSError:
+            return Finding(SKIP, f"cannot read {path}", "run doctor as root on the mail host")
+        queries = re.findall(r"^\s*password_query\s*=.*(?:\n[ \t]+.*)*", text, re.M)
+        if not queries or not all("password_must_change" in q for q in queries):
+            return Finding(FAIL, f"Dovecot's password_query in {path} lets mail clients use a password the helpdesk or"
+                                 " an admin has seen (a reset or one-time password)",
+                           "install the files of flask --app app config render and reload Dovecot")
+        return Finding(OK, "Dovecot refuses one-time passwords to mail clients")
 
     def secret_key(self) -> Finding:
         secret = self.config.get("SECRET_KEY") or ""

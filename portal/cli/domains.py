@@ -6,10 +6,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .. import domains as domain_rules
-from .. import mailboxes as mailbox_rules
 from ..queries import domains as domain_queries
 from ..queries import listing
+from ..rules import domains as domain_rules
+from ..rules import mailboxes as mailbox_rules
 from . import CLI_ACTOR
 from . import confirm_typed
 from . import connect
@@ -49,7 +49,7 @@ def add_command(name, max_mailboxes, max_aliases, default_quota, max_quota, pers
             max_personal_aliases=max_personal_aliases,
         )
         with connect() as conn:
-            created = domain_rules.create_domain(conn, name=name, settings=settings, **CLI_ACTOR)
+            created = domain_rules.create_domain(conn, CLI_ACTOR, name=name, settings=settings)
     except domain_rules.DomainRuleError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {created}")
@@ -73,7 +73,7 @@ def _set_active(name: str, active: bool) -> None:
             return
         settings = {**domain_rules.current_settings(domain), "active": active}
         try:
-            domain_rules.update_domain(conn, domain=domain, settings=settings, **CLI_ACTOR)
+            domain_rules.update_domain(conn, CLI_ACTOR, domain=domain, settings=settings)
         except domain_rules.DomainRuleError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{domain['name']} is {'active' if active else 'disabled'}")
@@ -105,8 +105,8 @@ def delete_command(name: str, yes: bool):
                    f" will go; their mail is kept for {grace} days.")
         confirm_typed("Type the domain name to confirm", domain["name"], yes)
         try:
-            summary = mailbox_rules.delete_domain(conn, domain=domain, mail_root=current_app.config["MAIL_ROOT"],
-                                                  grace_days=grace, **CLI_ACTOR)
+            summary = mailbox_rules.delete_domain(conn, CLI_ACTOR, domain=domain,
+                                                  mail_root=current_app.config["MAIL_ROOT"], grace_days=grace)
         except mailbox_rules.MailboxRuleError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"deleted {domain['name']} with {summary['mailboxes']} mailboxes")

@@ -6,14 +6,14 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .. import mailboxes as mailbox_rules
 from .. import passwords
 from .. import quota
-from .. import support
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
+from ..rules import helpdesk as helpdesk_rules
+from ..rules import mailboxes as mailbox_rules
 from . import CLI_ACTOR
 from . import confirm_typed
 from . import connect as _connect
@@ -46,7 +46,9 @@ def find_mailbox(conn, text: str) -> dict:
 @click.option("--name", "display_name", default="", help="The owner's name.")
 @click.option("--quota", "size", default="", help='Size limit, e.g. "2 GB"; empty: the domain default')
 @password_options
-def add_command(address: str, display_name: str, size: str, password_stdin: bool, generate: bool):
+@click.option("--final", is_flag=True, help="The owner chose this password: mail clients may use it at once. "
+              "Otherwise it only signs in to the portal once, where the owner must choose a new one.")
+def add_command(address: str, display_name: str, size: str, password_stdin: bool, generate: bool, final: bool):
     """Create the mailbox ADDRESS; its password is asked twice (hidden), read from stdin, or generated."""
     address = _address(address)
     display_name = display_name.strip()
@@ -61,31 +63,39 @@ def add_command(address: str, display_name: str, size: str, password_stdin: bool
         password, generated = read_new_password(address, password_stdin, generate)
         try:
             mailbox_rules.create_mailbox(
-                conn, domain_id=domain["id"], address=address, display_name=display_name, quota_bytes=limit,
-                password_hash=passwords.hash_password(password, current_app.config["PASSWORD_SCHEME"]), **CLI_ACTOR,
+                conn, CLI_ACTOR, domain_id=domain["id"], address=address, display_name=display_name,
+                quota_bytes=limit, reserved=list(current_app.config["RESERVED_LOCAL_PARTS"]),
+                password_hash=passwords.hash_password(password, current_app.config["PASSWORD_SCHEME"]),
+                must_change=not final,
             )
         except mailbox_rules.MailboxRuleError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"created {address}")
+    click.echo(f"created {address}" + (
+        "; its password only signs in to the portal, where it must be changed (mail clients refuse it until then)"
+        if not final else ""))
     if generated:
         click.echo(f"password (shown once): {password}")
 
 
 @mailbox_cli.command("passwd")
 @click.argument("address")
-@click.option("--must-change", is_flag=True, help="Make the owner choose a new one at the next sign-in.")
+@click.option("--final", is_flag=True, help="The owner chose this password: mail clients may use it at once. "
+              "Otherwise it only signs in to the portal once, where the owner must choose a new one.")
 @password_options
-def passwd_command(address: str, must_change: bool, password_stdin: bool, generate: bool):
+def passwd_command(address: str, final: bool, password_stdin: bool, generate: bool):
     """Set a mailbox's password; its portal sessions end."""
+    must_change = not final
     with _connect() as conn:
         mailbox = find_mailbox(conn, address)
         password, generated = read_new_password(mailbox["email"], password_stdin, generate)
         password_hash = passwords.hash_password(password, current_app.config["PASSWORD_SCHEME"])
         mailbox_rules.update_mailbox(
-            conn, mailbox=mailbox, quota_bytes=mailbox["quota_bytes"], active=mailbox["active"],
-            password_hash=password_hash, must_change=must_change, **CLI_ACTOR,
+            conn, CLI_ACTOR, mailbox=mailbox, quota_bytes=mailbox["quota_bytes"], active=mailbox["active"],
+            password_hash=password_hash, must_change=must_change,
         )
-    click.echo(f"password of {mailbox['email']} set" + (", to be changed at the next sign-in" if must_change else ""))
+    click.echo(f"password of {mailbox['email']} set" + (
+        "; it only signs in to the portal, where it must be changed (mail clients refuse it until then)"
+        if must_change else ""))
     if generated:
         click.echo(f"password (shown once): {password}")
 
@@ -108,9 +118,8 @@ def _set_active(address: str, active: bool, reason: str) -> None:
     with _connect() as conn:
         mailbox = find_mailbox(conn, address)
         try:
-            changed = support.set_active(conn, mailbox, active=active, reason=reason, actor_is_superadmin=True,
-                                         **CLI_ACTOR)
-        except support.SupportRefused as exc:
+            changed = helpdesk_rules.set_active(conn, CLI_ACTOR, mailbox, active=active, reason=reason)
+        except helpdesk_rules.SupportRefused as exc:
             raise click.ClickException(str(exc)) from None
     state = "active" if active else "disabled"
     click.echo(f"{mailbox['email']} {'is' if changed else 'was already'} {state}")
@@ -121,8 +130,8 @@ def _set_active(address: str, active: bool, reason: str) -> None:
 @click.option("--reason", required=True, help="Why; shown to the helpdesk and kept in the audit log.")
 def disable_command(address: str, reason: str):
     """Disable a mailbox: no sign-in, mail refused, portal sessions ended. Nothing is deleted."""
-    if not reason.strip() or not reason.isprintable() or len(reason) > support.MAX_REASON:
-        raise click.ClickException(f"give a reason on one line, at most {support.MAX_REASON} characters")
+    if not reason.strip() or not reason.isprintable() or len(reason) > helpdesk_rules.MAX_REASON:
+        raise click.ClickException(f"give a reason on one line, at most {helpdesk_rules.MAX_REASON} characters")
     _set_active(address, False, reason.strip())
 
 
@@ -143,8 +152,8 @@ def delete_command(address: str, yes: bool):
         mailbox = find_mailbox(conn, address)
         confirm_typed("Type the address to confirm", mailbox["email"], yes)
         try:
-            result = mailbox_rules.delete_mailbox(conn, mailbox=mailbox, mail_root=current_app.config["MAIL_ROOT"],
-                                                  grace_days=grace, **CLI_ACTOR)
+            result = mailbox_rules.delete_mailbox(conn, CLI_ACTOR, mailbox=mailbox,
+                                                  mail_root=current_app.config["MAIL_ROOT"], grace_days=grace)
         except mailbox_rules.MailboxRuleError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"deleted {mailbox['email']}; its mail is kept until {result['purge_after']:%Y-%m-%d}")
@@ -160,33 +169,21 @@ def set_quota_command(address: str, size: str):
 
     Dovecot reads the limit on the mailbox's next delivery or login: no reload needed.
     """
-    from ..addresses import InvalidAddress
-    from ..addresses import canonical_address
-    from ..queries import audit
-    from ..queries import domains
-    from ..queries import mailboxes
     from ..queries import quota as quota_queries
 
     try:
-        email = canonical_address(address)
         limit = quota.parse_size(size)
-    except (InvalidAddress, quota.InvalidSize) as exc:
-        raise click.ClickException(f"{address!r}: {exc}" if isinstance(exc, InvalidAddress) else str(exc)) from None
+    except quota.InvalidSize as exc:
+        raise click.ClickException(str(exc)) from None
     with _connect() as conn:
-        with conn.transaction():
-            mailbox = mailboxes.get_mailbox(conn, email)
-            if mailbox is None:
-                raise click.ClickException(f"there is no mailbox {email}")
-            problem = quota.limit_problem(limit, domains.get_domain(conn, mailbox["domain_id"]))
-            if problem:
-                raise click.ClickException(problem)
-            quota_queries.set_mailbox_limit(conn, mailbox["id"], limit)
-            audit.record(
-                conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.quota",
-                target=email, domain=mailbox["domain"],
-                summary={"quota_bytes": {"before": mailbox["quota_bytes"], "after": limit}},
-            )
-            effective = quota_queries.mailbox_usage(conn, email)["limit_bytes"]
+        mailbox = find_mailbox(conn, address)
+        try:
+            mailbox_rules.update_mailbox(conn, CLI_ACTOR, mailbox=mailbox, quota_bytes=limit, active=mailbox["active"],
+                                         password_hash=None)
+        except mailbox_rules.MailboxRuleError as exc:
+            raise click.ClickException(str(exc)) from None
+        email = mailbox["email"]
+        effective = quota_queries.mailbox_usage(conn, email)["limit_bytes"]
     shown = quota.format_size(effective) if effective else "unlimited"
     click.echo(f"{email}: limit {quota.format_size(limit) if limit else 'domain default'} (in effect: {shown})")
 
@@ -194,32 +191,26 @@ def set_quota_command(address: str, size: str):
 @mailbox_cli.command("purge")
 @click.option("--address", help="Purge this deleted mailbox's mail now, before its grace period ends.")
 def purge_command(address: str | None):
-    """Remove the maildirs of deleted mailboxes whose grace period is over."""
-    import shutil
-    from pathlib import Path
+    """Remove the maildirs of deleted mailboxes whose grace period is over.
 
-    from .. import mailboxes
-
-    root = Path(current_app.config["MAIL_ROOT"]).resolve()
+    Only the exact folder of each deleted mailbox under mail_root is removed. A
+    removal whose folder is not there is reported and left pending (the mail may
+    live elsewhere: check mail_root against Dovecot's mail_location)."""
     with _connect() as conn:
-        due = mailboxes.due_removals(conn, address.strip().lower() if address else None)
+        due = mailbox_rules.purge(conn, CLI_ACTOR, mail_root=current_app.config["MAIL_ROOT"],
+                                  address=address.strip().lower() if address else None)
         if address and not due:
             raise click.ClickException(f"no deleted mailbox {address} is waiting to be purged")
-        for removal in due:
-            maildir = Path(removal["maildir"]).resolve()
-            # Never follow a path out of the mail root, whatever the table says.
-            if root not in maildir.parents:
-                raise click.ClickException(f"{maildir} is not inside {root}; not removing it")
-            existed = maildir.exists()
-            if existed:
-                shutil.rmtree(maildir)
-            with conn.transaction():
-                mailboxes.mark_purged(conn, removal["id"])
-                from ..queries import audit
-
-                audit.record(conn, actor="cli", actor_role="cli", client_addr=None, action="mailbox.purge",
-                             target=removal["email"], domain=removal["email"].partition("@")[2],
-                             summary={"maildir": str(maildir)})
-            click.echo(f"purged {removal['email']} ({maildir}{'' if existed else ': no mail was left there'})")
+    for result in due:
+        if result["outcome"] == "purged":
+            click.echo(f"purged {result['email']} ({result['maildir']})")
+        elif result["outcome"] == "no maildir":
+            click.echo(f"not purged {result['email']}: there is no folder {result['maildir']}; check that mail_root"
+                       " is where Dovecot keeps mail (left pending)", err=True)
+        else:
+            click.echo(f"not purged {result['email']}: {result['problem']} (left pending)", err=True)
     if not due:
         click.echo("nothing to purge")
+    left = [r for r in due if r["outcome"] != "purged"]
+    if left:
+        raise click.ClickException(f"{len(left)} deleted mailboxes left pending; see above")

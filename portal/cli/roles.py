@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from . import CLI_ACTOR  # noqa: E402
 from . import connect as _connect
 
 admin_cli = AppGroup("admin", help="Grant and revoke the portal's roles.")
@@ -13,12 +14,11 @@ _ROLE_CHOICES = ("domain-admin", "helpdesk", "superadmin")
 
 
 def _role_change(change, role: str, address: str, domain: str | None):
-    from .. import roles
+    from ..rules import roles
 
     try:
         with _connect() as conn:
-            return change(conn, address=address, role=role, domain=domain, actor="cli", actor_role="cli",
-                          client_addr=None)
+            return change(conn, CLI_ACTOR, address=address, role=role, domain=domain)
     except roles.RoleError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -29,7 +29,7 @@ def _role_change(change, role: str, address: str, domain: str | None):
 @click.argument("domain", required=False)
 def grant_command(role: str, address: str, domain: str | None):
     """Give ROLE to the mailbox ADDRESS (domain-admin, and helpdesk if limited, in DOMAIN)."""
-    from .. import roles
+    from ..rules import roles
 
     granted, mailbox, _, domain_row = _role_change(roles.grant, role, address, domain)
     where = f" in {domain_row['name']}" if domain_row else ""
@@ -42,7 +42,7 @@ def grant_command(role: str, address: str, domain: str | None):
 @click.argument("domain", required=False)
 def revoke_command(role: str, address: str, domain: str | None):
     """Take ROLE back from the mailbox ADDRESS."""
-    from .. import roles
+    from ..rules import roles
 
     mailbox, _, domain_row = _role_change(roles.revoke, role, address, domain)
     click.echo(f"{mailbox['email']} is no longer {role}{' in ' + domain_row['name'] if domain_row else ''}")

@@ -7,6 +7,8 @@ import psycopg
 from flask.cli import AppGroup
 
 from .. import migrate
+from ..addresses import MAILBOX_LOCAL_PART_PATTERN
+from ..queries import mailboxes as mailbox_queries
 from . import connect
 
 PRIVILEGES = (" The role in database_url must own the guide's tables and may create in the database and in"
@@ -26,10 +28,19 @@ def upgrade_command():
             raise click.ClickException(f"{exc}\nThe database was not changed.{hint}") from None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise click.ClickException(f"{str(exc).strip()}\nThe database was not changed.{PRIVILEGES}") from None
+        unsafe = mailbox_queries.unsafe_names(conn, MAILBOX_LOCAL_PART_PATTERN)
     if applied:
         click.echo(f"database upgraded to version {applied[-1].version}")
     else:
         click.echo(f"database already at version {migrate.latest_version()}; nothing to do")
+    if unsafe:
+        # Not refused: mail keeps flowing to them. But their names are no safe folder names (or Dovecot refuses
+        # them as user names): the portal will not purge their mail, and new mailboxes like them are refused.
+        click.echo("warning: these mailboxes have names Dovecot refuses or that are no safe folder name (use only"
+                   " letters, digits and . _ - before the @); rename them by hand, and their maildirs with them:",
+                   err=True)
+        for email in unsafe:
+            click.echo(f"  {email}", err=True)
 
 
 @db_cli.command("status")

@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .. import transfer
+from ..rules import csv_transfer as transfer
 from . import CLI_ACTOR
 from . import connect
 
@@ -40,7 +40,7 @@ def import_command(kind: str, source, dry_run: bool):
             rows = transfer.check(conn, kind, source, current_app.config, progress)
             written = transfer.write(conn, kind, rows, reserved=current_app.config["RESERVED_LOCAL_PARTS"],
                                      delimiter=current_app.config["RECIPIENT_DELIMITER"], dry_run=dry_run,
-                                     **CLI_ACTOR)
+                                     actor=CLI_ACTOR)
             if dry_run:
                 click.echo(f"{written} {kind} checked; no problems; nothing written (--dry-run)")
                 return

@@ -10,7 +10,7 @@ from wtforms.validators import ValidationError
 
 from ..i18n import _
 from ..i18n import _l
-from ..support import MAX_REASON
+from ..rules.helpdesk import MAX_REASON
 
 
 def _one_line(form, field):

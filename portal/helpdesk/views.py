@@ -17,9 +17,8 @@ from flask import render_template
 from flask import url_for
 from flask_login import current_user
 
-from .. import aliasrules
 from .. import quota
-from .. import support
+from ..access import Actor
 from ..access import support_required
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
@@ -35,6 +34,8 @@ from ..queries import mailboxes as mailbox_queries
 from ..queries import quota as quota_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
+from ..rules import addressing
+from ..rules import helpdesk as helpdesk_rules
 from .forms import ActionForm
 from .forms import DisableForm
 from .forms import EnableForm
@@ -73,21 +74,18 @@ def _target(address: str) -> dict:
 def _checked_target(address: str) -> dict:
     """The mailbox, if the user may act on it (not their own; an ordinary one unless superadmin)."""
     mailbox = _target(address)
-    try:
-        support.check_target(get_db(), mailbox, current_user.is_superadmin, current_user.email)
-    except support.SupportRefused:
+    if helpdesk_rules.refusal(get_db(), _actor(), mailbox):
         abort(403)
     return mailbox
 
 
-def _actor(mailbox: dict) -> dict:
-    return {"actor": current_user.email, "actor_role": current_user.support_role_for(mailbox["domain_id"]),
-            "actor_is_superadmin": current_user.is_superadmin, "client_addr": client_address()}
+def _actor() -> Actor:
+    return Actor.of_user(current_user, client_address())
 
 
 def _mailbox_page(mailbox: dict, disable_form=None, enable_form=None, status: int = 200):
     conn = get_db()
-    forwarding = aliasrules.Forwarding.from_rows(mailbox["email"], alias_queries.destinations(conn, mailbox["email"]))
+    forwarding = addressing.Forwarding.from_rows(mailbox["email"], alias_queries.destinations(conn, mailbox["email"]))
     return render_template(
         "helpdesk/mailbox.html", mailbox=mailbox, forwarding=forwarding,
         usage=quota_queries.mailbox_usage(conn, mailbox["email"]), format_size=quota.format_size,
@@ -109,7 +107,7 @@ def mailbox(address: str):
     return _mailbox_page(_checked_target(address))
 
 
-def _refused(exc: support.SupportRefused):
+def _refused(exc: helpdesk_rules.SupportRefused):
     abort(403, str(exc))
 
 
@@ -121,9 +119,9 @@ def reset_password(address: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        temporary = support.reset_password(get_db(), mailbox, scheme=current_app.config["PASSWORD_SCHEME"],
-                                           **_actor(mailbox))
-    except support.SupportRefused as exc:
+        temporary = helpdesk_rules.reset_password(get_db(), _actor(), mailbox,
+                                                  scheme=current_app.config["PASSWORD_SCHEME"])
+    except helpdesk_rules.SupportRefused as exc:
         _refused(exc)
     # Rendered, not redirected: the password must not travel in a flash cookie.
     return render_template("helpdesk/password_reset.html", mailbox=mailbox, temporary=temporary)
@@ -137,8 +135,8 @@ def unlock(address: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        cleared = support.unlock(get_db(), mailbox, **_actor(mailbox))
-    except support.SupportRefused as exc:
+        cleared = helpdesk_rules.unlock(get_db(), _actor(), mailbox)
+    except helpdesk_rules.SupportRefused as exc:
         _refused(exc)
     if cleared is None:
         flash(_("%(address)s had no failed sign-ins to forget.", address=mailbox["email"]), "info")
@@ -170,9 +168,9 @@ def _set_active(address: str, form, *, active: bool):
         forms = {"enable_form": form} if active else {"disable_form": form}
         return _mailbox_page(mailbox, status=400, **forms)
     try:
-        changed = support.set_active(get_db(), mailbox, active=active, reason=(form.reason.data or "").strip(),
-                                     **_actor(mailbox))
-    except support.SupportRefused as exc:
+        changed = helpdesk_rules.set_active(get_db(), _actor(), mailbox, active=active,
+                                            reason=(form.reason.data or "").strip())
+    except helpdesk_rules.SupportRefused as exc:
         _refused(exc)
     if changed and active:
         flash(_("%(address)s is enabled.", address=mailbox["email"]), "success")

@@ -168,14 +168,63 @@ def forwarding_loop(conn, source: str, starts: list[str]) -> list[str] | None:
     return None
 
 
-def sources_delivering_to(conn, destination: str) -> list[dict]:
-    """Return the alias addresses with a row to ``destination``, and whether it is their only one."""
+def sources_delivering_to(conn, destination: str, domain_id: int) -> list[dict]:
+    """Return the alias addresses of one domain with a row to ``destination``, and whether it is their only one."""
     return conn.execute(
         """
         SELECT a.source, (SELECT count(*) FROM virtual_aliases o WHERE o.source = a.source) = 1 AS only_destination
           FROM virtual_aliases a
-         WHERE a.destination = %s AND a.source <> a.destination
+         WHERE a.destination = %s AND a.source <> a.destination AND a.domain_id = %s
          ORDER BY a.source
         """,
-        (destination,),
+        (destination, domain_id),
+    ).fetchall()
+
+
+def rows_of(conn, source: str) -> list[dict]:
+    """Every row of an alias address: destination, owner and domain."""
+    return conn.execute(
+        "SELECT id, destination, owner_id, domain_id FROM virtual_aliases WHERE source = %s ORDER BY destination",
+        (source,),
+    ).fetchall()
+
+
+def count_sources(conn, domain_id: int) -> int:
+    """How many alias addresses a domain has (an address with several rows counts once)."""
+    return conn.execute(
+        "SELECT count(DISTINCT source) AS n FROM virtual_aliases WHERE domain_id = %s", (domain_id,)
+    ).fetchone()["n"]
+
+
+def delete_source(conn, source: str) -> None:
+    """Remove every row of an alias address."""
+    conn.execute("DELETE FROM virtual_aliases WHERE source = %s", (source,))
+
+
+def delete_rows_delivering_to(conn, destination: str) -> list[dict]:
+    """Remove the rows of other addresses that deliver to ``destination``; return (source, domain) of each,
+    with whether the source is left with no destination at all."""
+    removed = conn.execute(
+        """
+        DELETE FROM virtual_aliases a USING virtual_domains d
+         WHERE a.destination = %s AND a.source <> %s AND d.id = a.domain_id
+        RETURNING a.source, a.domain_id, d.name AS domain
+        """,
+        (destination, destination),
+    ).fetchall()
+    left = {r["source"] for r in conn.execute(
+        "SELECT DISTINCT source FROM virtual_aliases WHERE source = ANY(%s)", ([r["source"] for r in removed],)
+    ).fetchall()}
+    return [{**r, "orphaned": r["source"] not in left} for r in removed]
+
+
+def delete_rows_delivering_into_domain(conn, domain_id: int) -> list[dict]:
+    """Remove other domains' rows that deliver to this domain's mailboxes; return (source, domain) of each."""
+    return conn.execute(
+        """
+        DELETE FROM virtual_aliases a USING virtual_users u, virtual_domains d
+         WHERE u.domain_id = %s AND a.destination = u.email AND a.domain_id <> u.domain_id AND d.id = a.domain_id
+        RETURNING a.source, a.domain_id, d.name AS domain
+        """,
+        (domain_id,),
     ).fetchall()

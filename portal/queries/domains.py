@@ -29,7 +29,7 @@ def get_domain(conn, domain_id: int) -> dict | None:
     return conn.execute(
         """
         SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
-               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count
+               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at
           FROM virtual_domains WHERE id = %s
         """,
         (domain_id,),
@@ -64,3 +64,20 @@ def update_domain(conn, domain_id: int, settings: dict) -> None:
         """,
         {"id": domain_id, **settings},
     )
+
+
+def lock_domain(conn, domain_id: int) -> dict | None:
+    """A domain as get_domain gives it, with its creation time, locked for update until the transaction ends."""
+    return conn.execute(
+        """
+        SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
+               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at
+          FROM virtual_domains WHERE id = %s FOR UPDATE
+        """,
+        (domain_id,),
+    ).fetchone()
+
+
+def delete_domain(conn, domain_id: int) -> None:
+    """Remove a domain; its mailboxes and aliases follow by foreign key."""
+    conn.execute("DELETE FROM virtual_domains WHERE id = %s", (domain_id,))

@@ -380,13 +380,25 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def audit_entries(conn, domains: list[str] | None, filters: AuditFilter, after: str | None = None,
+@dataclass(frozen=True)
+class AuditDomain:
+    """A domain whose audit rows one may read, from the moment this domain was created."""
+
+    name: str
+    since: datetime
+
+
+def audit_entries(conn, domains: list[AuditDomain] | None, filters: AuditFilter, after: str | None = None,
                   sort: Sort = AUDIT_SORTS["newest"], limit: int = PAGE_SIZE) -> Page:
     """Audit rows about ``domains`` (None: all rows), filtered, a page at a time."""
+    names = None if domains is None else [d.name for d in domains]
+    since = None if domains is None else [d.since for d in domains]
     return _page(conn, """
         SELECT l.id, l.at, l.actor, l.actor_role, l.client_addr, l.action, l.target, l.domain, l.summary
           FROM portal_audit_log l
          WHERE (%(domains)s::text[] IS NULL OR l.domain = ANY(%(domains)s::text[]))
+           AND (%(domains)s::text[] IS NULL OR l.at >= (SELECT s.since FROM unnest(%(domains)s::text[],
+                %(domains_since)s::timestamptz[]) AS s(name, since) WHERE s.name = l.domain))
            AND (%(actor)s::text IS NULL OR l.actor = %(actor)s)
            AND (%(target)s::text IS NULL OR l.target = %(target)s)
            AND (%(action)s::text IS NULL OR l.action = %(action)s)
@@ -395,5 +407,6 @@ def audit_entries(conn, domains: list[str] | None, filters: AuditFilter, after: 
            AND {after}
          ORDER BY {order}
          LIMIT %(limit)s
-        """, {"domains": domains, "actor": filters.actor, "target": filters.target, "action": filters.action,
+        """, {"domains": names, "domains_since": since, "actor": filters.actor, "target": filters.target,
+              "action": filters.action,
               "since": filters.since, "until": filters.until}, sort, after, limit)

@@ -40,3 +40,117 @@ def set_password(conn, user_id: int, password_hash: str, must_change: bool = Fal
         """,
         (password_hash, must_change, user_id),
     )
+
+
+def lock_mailbox(conn, mailbox_id: int) -> dict | None:
+    """The mailbox row as get_mailbox gives it, locked for update until the transaction ends (None: gone)."""
+    return conn.execute(
+        """
+        SELECT u.id, u.email, u.display_name, u.active, u.quota_bytes, u.domain_id, u.password_must_change,
+               u.password_changed_at, u.disabled_reason, u.created_at, u.updated_at,
+               d.name AS domain, d.active AS domain_active
+          FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
+         WHERE u.id = %s
+           FOR UPDATE OF u
+        """,
+        (mailbox_id,),
+    ).fetchone()
+
+
+def create(conn, domain_id: int, email: str, password_hash: str, quota_bytes: int, display_name: str,
+           must_change: bool) -> int:
+    """Insert a mailbox; return its id."""
+    return conn.execute(
+        "INSERT INTO virtual_users (domain_id, email, password, quota_bytes, display_name, password_must_change)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (domain_id, email, password_hash, quota_bytes, display_name, must_change),
+    ).fetchone()["id"]
+
+
+def update_settings(conn, mailbox_id: int, quota_bytes: int, active: bool, display_name: str) -> None:
+    """Set a mailbox's limit, active flag and name; enabling it clears the reason it was disabled."""
+    conn.execute(
+        "UPDATE virtual_users SET quota_bytes = %s, active = %s, display_name = %s,"
+        " disabled_reason = CASE WHEN %s THEN '' ELSE disabled_reason END WHERE id = %s",
+        (quota_bytes, active, display_name, active, mailbox_id),
+    )
+
+
+def delete(conn, mailbox_id: int) -> None:
+    """Remove the mailbox row (its roles, sessions and personal aliases follow by foreign key)."""
+    conn.execute("DELETE FROM virtual_users WHERE id = %s", (mailbox_id,))
+
+
+def of_domain(conn, domain_id: int) -> list[dict]:
+    """Every mailbox of a domain: id and address."""
+    return conn.execute("SELECT id, email FROM virtual_users WHERE domain_id = %s ORDER BY id", (domain_id,)).fetchall()
+
+
+def queue_removals(conn, emails: list[str], maildirs: list[str], grace_days: int) -> dict:
+    """Record deleted mailboxes whose maildirs are kept until the grace period ends; return the purge date."""
+    rows = conn.execute(
+        """
+        INSERT INTO portal_mailbox_removals (email, maildir, purge_after)
+        SELECT e, m, now() + make_interval(days => %s) FROM unnest(%s::text[], %s::text[]) AS t(e, m)
+        RETURNING purge_after
+        """,
+        (grace_days, emails, maildirs),
+    ).fetchall()
+    return {"count": len(rows), "purge_after": rows[0]["purge_after"] if rows else None}
+
+
+def pending_removal(conn, address: str) -> dict | None:
+    """The removal of a deleted mailbox at this address whose mail is still kept (None: none)."""
+    return conn.execute(
+        "SELECT deleted_at, purge_after, maildir FROM portal_mailbox_removals WHERE email = %s AND purged_at IS NULL",
+        (address,),
+    ).fetchone()
+
+
+def due_removals(conn, address: str | None = None) -> list[dict]:
+    """Removals whose grace period is over (or the named one, due or not), locked against a second purge."""
+    if address:
+        return conn.execute(
+            "SELECT id, email, maildir FROM portal_mailbox_removals WHERE email = %s AND purged_at IS NULL",
+            (address,),
+        ).fetchall()
+    return conn.execute(
+        "SELECT id, email, maildir FROM portal_mailbox_removals WHERE purged_at IS NULL AND purge_after <= now()"
+        " ORDER BY purge_after"
+    ).fetchall()
+
+
+def mark_purged(conn, removal_id: int) -> None:
+    """Record that a removal's maildir is gone."""
+    conn.execute("UPDATE portal_mailbox_removals SET purged_at = now() WHERE id = %s", (removal_id,))
+
+
+def forget_usage(conn, email: str) -> None:
+    """Drop the usage Dovecot last reported for an address whose mailbox is gone."""
+    conn.execute("DELETE FROM portal_quota_usage WHERE email = %s", (email,))
+
+
+def set_active(conn, mailbox_id: int, active: bool, reason: str) -> None:
+    """Enable a mailbox, or disable it with the reason shown to the helpdesk."""
+    conn.execute("UPDATE virtual_users SET active = %s, disabled_reason = %s WHERE id = %s",
+                 (active, reason, mailbox_id))
+
+
+def unsafe_names(conn, pattern: str, limit: int = 50) -> list[str]:
+    """Mailboxes whose part before the @ does not match ``pattern`` (addresses.MAILBOX_LOCAL_PART_PATTERN)."""
+    return [r["email"] for r in conn.execute(
+        "SELECT email FROM virtual_users WHERE split_part(email, '@', 1) !~ %s ORDER BY email LIMIT %s",
+        (pattern, limit),
+    ).fetchall()]
+
+
+def temporary_password_hash(conn, email: str) -> str | None:
+    """The stored hash of an active mailbox whose password someone else has seen (None: no such mailbox)."""
+    row = conn.execute(
+        """
+        SELECT u.password FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
+         WHERE u.email = %s AND u.password_must_change AND u.active AND d.active
+        """,
+        (email,),
+    ).fetchone()
+    return row["password"] if row else None

@@ -85,3 +85,11 @@ def get_role(conn, role_id: int) -> dict | None:
         """,
         (role_id,),
     ).fetchone()
+
+
+def roles_of_locked(conn, user_id: int) -> list[dict]:
+    """A mailbox's roles, share-locked until the transaction ends: a revoke waits for the action they allow."""
+    return conn.execute(
+        "SELECT r.role, r.domain_id FROM portal_roles r WHERE r.user_id = %s ORDER BY r.id FOR SHARE",
+        (user_id,),
+    ).fetchall()

@@ -144,6 +144,7 @@ def test_superadmin_creates_domain_mailbox_and_alias(app, db, mail_stack, portal
     page.get_by_label("Address", exact=True).fill("carol")
     page.get_by_label("Name", exact=True).fill("Carol Example")
     page.get_by_label("Generate a password (shown once)").check()
+    page.get_by_label("The owner chose this password: mail clients may use it at once").check()
     page.get_by_role("button", name="Create mailbox").click()
 
     expect(page.get_by_role("heading", name="Mailbox created")).to_be_visible()

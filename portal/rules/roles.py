@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from .addresses import InvalidAddress
-from .addresses import canonical_address
-from .addresses import canonical_domain
-from .i18n import _
-from .i18n import _l
-from .queries import audit
-from .queries import domains as domain_queries
-from .queries import mailboxes as mailbox_queries
-from .queries import roles as role_queries
+from .. import access
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..addresses import canonical_domain
+from ..i18n import _
+from ..i18n import _l
+from ..queries import audit
+from ..queries import domains as domain_queries
+from ..queries import mailboxes as mailbox_queries
+from ..queries import roles as role_queries
 
 # Names as people type them (command line, forms) and as the database stores them.
 ROLE_NAMES = {"superadmin": "superadmin", "domain-admin": "domain_admin", "helpdesk": "helpdesk"}
 ROLE_LABELS = {"superadmin": _l("superadmin"), "domain_admin": _l("domain admin"), "helpdesk": _l("helpdesk")}
+
+
+def role_label(role: str) -> str:
+    """A stored role name as people read it, in their language."""
+    return str(ROLE_LABELS.get(role, role.replace("_", " ")))
 
 
 class RoleError(ValueError):
@@ -50,6 +57,15 @@ def resolve(conn, address: str, role: str, domain: str | None) -> tuple[dict, st
     return mailbox, role_name, domain_row
 
 
+def lock_roles(conn) -> None:
+    """Serialise every change that adds or takes away a role, or a superadmin's sign-in.
+
+    Taken first, before any mailbox row, by every rule that may need it (grant,
+    revoke, disable, delete), so that they all wait in the same order and never
+    deadlock on each other."""
+    conn.execute("LOCK TABLE portal_roles IN SHARE ROW EXCLUSIVE MODE")
+
+
 def keep_a_superadmin(conn, mailbox: dict) -> None:
     """Refuse (RoleError) to take away the last superadmin who can still sign in; call inside the transaction
     that would revoke, disable or delete ``mailbox``.
@@ -80,18 +96,28 @@ def keep_a_superadmin_outside(conn, domain: dict) -> None:
                           " first.", domain=domain["name"]))
 
 
-def _record(conn, action, mailbox, role_name, domain_row, actor, actor_role, client_addr) -> None:
-    audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action=action,
+def _record(conn, action, mailbox, role_name, domain_row, actor: Actor, powers) -> None:
+    audit.record(conn, **access.audit_fields(actor, powers), action=action,
                  target=mailbox["email"], domain=domain_row["name"] if domain_row else "",
                  summary={"role": role_name, "in": domain_row["name"] if domain_row else "every domain"})
 
 
-def grant(conn, *, address: str, role: str, domain: str | None, actor: str, actor_role: str,
-          client_addr: str | None) -> tuple[bool, dict, str, dict | None]:
+def _superadmin_powers(conn, actor: Actor):
+    # Read under the same table lock as every role change: a superadmin revoked at
+    # this moment cannot still grant.
+    lock_roles(conn)
+    powers = access.powers_of(conn, actor)
+    if not powers.superadmin:
+        raise RoleError(_("Only a superadmin can give or take back roles."))
+    return powers
+
+
+def grant(conn, actor: Actor, *, address: str, role: str, domain: str | None) -> tuple[bool, dict, str, dict | None]:
     """Give a role in one transaction with its audit row; (granted, mailbox, role, domain row).
 
     ``granted`` is False when the role was held already (nothing is written then)."""
     with conn.transaction():
+        powers = _superadmin_powers(conn, actor)
         mailbox, role_name, domain_row = resolve(conn, address, role, domain)
         if mailbox["password_must_change"]:
             # Whoever reset it may still know its one-time password.
@@ -99,14 +125,14 @@ def grant(conn, *, address: str, role: str, domain: str | None, actor: str, acto
                               " a role.", address=mailbox["email"]))
         granted = role_queries.grant(conn, mailbox["id"], role_name, domain_row["id"] if domain_row else None)
         if granted:
-            _record(conn, "role.grant", mailbox, role_name, domain_row, actor, actor_role, client_addr)
+            _record(conn, "role.grant", mailbox, role_name, domain_row, actor, powers)
     return granted, mailbox, role_name, domain_row
 
 
-def revoke(conn, *, address: str, role: str, domain: str | None, actor: str, actor_role: str,
-           client_addr: str | None) -> tuple[dict, str, dict | None]:
+def revoke(conn, actor: Actor, *, address: str, role: str, domain: str | None) -> tuple[dict, str, dict | None]:
     """Take a role back in one transaction with its audit row; never the last superadmin's."""
     with conn.transaction():
+        powers = _superadmin_powers(conn, actor)
         mailbox, role_name, domain_row = resolve(conn, address, role, domain)
         if role_name == "superadmin":
             keep_a_superadmin(conn, mailbox)
@@ -116,5 +142,5 @@ def revoke(conn, *, address: str, role: str, domain: str | None, actor: str, act
                                   role=str(ROLE_LABELS[role_name]), domain=domain_row["name"]))
             raise RoleError(_("%(address)s is not %(role)s.", address=mailbox["email"],
                               role=str(ROLE_LABELS[role_name])))
-        _record(conn, "role.revoke", mailbox, role_name, domain_row, actor, actor_role, client_addr)
+        _record(conn, "role.revoke", mailbox, role_name, domain_row, actor, powers)
     return mailbox, role_name, domain_row

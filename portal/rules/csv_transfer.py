@@ -36,13 +36,16 @@ from dataclasses import field
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import aliasrules
-from . import passwords
-from . import quota
-from .addresses import InvalidAddress
-from .addresses import canonical_address
-from .addresses import canonical_domain
-from .queries import aliases as alias_queries
+from .. import access
+from .. import passwords
+from .. import quota
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..addresses import canonical_domain
+from ..addresses import canonical_mailbox_address
+from ..queries import aliases as alias_queries
+from . import addressing as aliasrules
 
 KINDS = ("domains", "mailboxes", "aliases")
 
@@ -184,7 +187,7 @@ def _check_mailboxes(conn, rows: Iterable[tuple[int, dict]], config, progress) -
     to_hash = []
     for line, row in rows:
         try:
-            address = canonical_address(row["address"])
+            address = canonical_mailbox_address(row["address"])
         except InvalidAddress as exc:
             checked.problem(line, f"{row['address']!r} {exc}")
             continue
@@ -343,8 +346,8 @@ def check(conn, kind: str, stream: io.TextIOBase, config, progress: Callable[[in
     return checked.rows
 
 
-def write(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None,
-          reserved: Iterable[str] = (), delimiter: str = "+", dry_run: bool = False) -> int:
+def write(conn, kind: str, rows: list[dict], *, actor: Actor, reserved: Iterable[str] = (), delimiter: str = "+",
+          dry_run: bool = False) -> int:
     """Write checked rows and their audit rows in one transaction; return how many were written.
 
     Under the locks the pages take (alias graph, the domain rows), the database
@@ -366,7 +369,10 @@ def write(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, cli
                 _check_alias_rules(conn, again, list(reserved), delimiter)
             if again.problems:
                 raise ImportRefused(sorted(again.problems))
-            _copy(conn, kind, rows, actor, actor_role, client_addr)
+            powers = access.powers_of(conn, actor)
+            if not powers.superadmin:
+                raise ImportRefused([(0, "only the command line or a superadmin imports")])
+            _copy(conn, kind, rows, **access.audit_fields(actor, powers))
             if dry_run:
                 raise psycopg.Rollback(transaction)
     except psycopg.errors.IntegrityError as exc:
@@ -381,7 +387,7 @@ def _as_text(row: dict) -> dict:
     return {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in row.items() if k != "line"}
 
 
-def _copy(conn, kind: str, rows: list[dict], actor: str, actor_role: str, client_addr: str | None) -> None:
+def _copy(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None) -> None:
     with conn.cursor() as cur:
         if kind == "domains":
             columns = COLUMNS["domains"]

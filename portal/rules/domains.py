@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from . import quota
-from .addresses import InvalidAddress
-from .addresses import canonical_domain
-from .i18n import _
-from .queries import audit
-from .queries import domains as domain_queries
+from .. import access
+from .. import quota
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_domain
+from ..i18n import _
+from ..queries import audit
+from ..queries import domains as domain_queries
 
 DEFAULT_SETTINGS = {
     "active": True, "max_mailboxes": 0, "max_aliases": 0, "default_quota_bytes": 0, "max_quota_bytes": 0,
@@ -66,26 +68,40 @@ def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dic
     return settings
 
 
-def create_domain(conn, *, name: str, settings: dict, actor: str, actor_role: str, client_addr: str | None) -> str:
+class DomainRefused(DomainRuleError):
+    """Only a superadmin creates domains and changes their settings (answered with 403)."""
+
+
+def _superadmin_powers(conn, actor: Actor) -> access.Powers:
+    powers = access.powers_of(conn, actor)
+    if not powers.superadmin:
+        raise DomainRefused(_("Only a superadmin can create domains or change their settings."))
+    return powers
+
+
+def create_domain(conn, actor: Actor, *, name: str, settings: dict) -> str:
     """Create a domain with its audit row; return its canonical name. DomainRuleError if it exists."""
     name = domain_name(name)
     with conn.transaction():
+        powers = _superadmin_powers(conn, actor)
         if domain_queries.create_domain(conn, name, settings) is None:
             raise DomainExists(_("%(domain)s already exists.", domain=name))
-        audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.create",
+        audit.record(conn, **access.audit_fields(actor, powers), action="domain.create",
                      target=name, domain=name, summary=settings)
     return name
 
 
-def update_domain(conn, *, domain: dict, settings: dict, actor: str, actor_role: str,
-                  client_addr: str | None, expected_version: str | None = None) -> None:
+def update_domain(conn, actor: Actor, *, domain: dict, settings: dict, expected_version: str | None = None) -> None:
     """Store a domain's settings and limits with its audit row (DomainConflict if they changed meanwhile)."""
     from . import roles
 
     with conn.transaction():
+        powers = _superadmin_powers(conn, actor)
+        current = domain_queries.lock_domain(conn, domain["id"])
+        if current is None:
+            raise DomainRuleError(_("%(domain)s no longer exists.", domain=domain["name"]))
         if expected_version:
-            conn.execute("SELECT id FROM virtual_domains WHERE id = %s FOR UPDATE", (domain["id"],))
-            if version_of(domain_queries.get_domain(conn, domain["id"])) != expected_version:
+            if version_of(current) != expected_version:
                 raise DomainConflict(_("Someone else changed the settings of %(domain)s after you opened this page."
                                        " They are shown as they are now: make your change again if it is still"
                                        " needed.", domain=domain["name"]))
@@ -95,7 +111,7 @@ def update_domain(conn, *, domain: dict, settings: dict, actor: str, actor_role:
             except roles.RoleError as exc:
                 raise DomainRuleError(str(exc)) from None
         domain_queries.update_domain(conn, domain["id"], settings)
-        audit.record(conn, actor=actor, actor_role=actor_role, client_addr=client_addr, action="domain.update",
+        audit.record(conn, **access.audit_fields(actor, powers, domain["id"]), action="domain.update",
                      target=domain["name"], domain=domain["name"], summary=settings)
 
 

@@ -1,4 +1,4 @@
-"""The rules for alias rows, shared by self-service forwarding and (later) the admin pages.
+"""The rules every alias address and destination follows, shared by forwarding, admin aliases and import.
 
 Everything here runs inside the caller's transaction, after
 ``aliases.lock_alias_graph``, so a check and the write it allows cannot be
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .addresses import InvalidAddress
-from .addresses import canonical_address
-from .addresses import domain_of
-from .i18n import _
-from .queries import aliases
-from .queries import mailboxes
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..addresses import domain_of
+from ..i18n import _
+from ..queries import aliases
+from ..queries import mailboxes
 
 
 class AliasRuleError(ValueError):
@@ -104,6 +104,11 @@ def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], 
         raise AliasRuleError([_("%(address)s is already in use.", address=source)])
     if aliases.source_exists(conn, source):
         raise AliasRuleError([_("%(address)s is already in use.", address=source)])
+    # A deleted mailbox's address is promised to nobody until its mail is purged:
+    # whoever took it would receive mail meant for its former owner.
+    if mailboxes.pending_removal(conn, source) is not None:
+        raise AliasRuleError([_("%(address)s belonged to a deleted mailbox whose mail is still kept; it cannot be"
+                                " used again until that mail is purged.", address=source)])
 
 
 def check_new_alias_target(conn, source: str, destination: str) -> None:

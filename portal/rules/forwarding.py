@@ -1,0 +1,88 @@
+"""A mailbox's own forwarding and personal addresses, changed by its owner on the account pages."""
+
+from __future__ import annotations
+
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..i18n import _
+from ..queries import aliases as alias_queries
+from ..queries import audit
+from ..queries import domains as domain_queries
+from ..queries import mailboxes as mailbox_queries
+from . import addressing
+from .addressing import AliasRuleError
+from .addressing import Forwarding
+
+
+def _own_mailbox(conn, actor: Actor) -> dict:
+    mailbox = mailbox_queries.lock_mailbox(conn, actor.mailbox_id) if actor.mailbox_id else None
+    if mailbox is None:
+        raise AliasRuleError([_("The mailbox no longer exists.")])
+    return mailbox
+
+
+def current_forwarding(conn, address: str) -> Forwarding:
+    """Where mail for ``address`` goes now, as the forwarding page shows it."""
+    return Forwarding.from_rows(address, alias_queries.destinations(conn, address))
+
+
+def save_forwarding(conn, actor: Actor, wanted: Forwarding, max_destinations: int) -> tuple[Forwarding, Forwarding]:
+    """Replace the actor's own forwarding in one transaction; return (before, after).
+
+    Unchanged means untouched: rows the page cannot show (an adopted
+    "alice -> alice" alone, say) stay as they are."""
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        mailbox = _own_mailbox(conn, actor)
+        address = mailbox["email"]
+        addressing.check_forwarding(conn, address, wanted, max_destinations)
+        before = current_forwarding(conn, address)
+        after = Forwarding.from_rows(address, wanted.rows(address))
+        if after != before:
+            alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
+            audit.record(
+                conn, actor=address, actor_role="user", client_addr=actor.client_addr, action="forwarding.update",
+                target=address, domain=mailbox["domain"],
+                summary={"before": {"destinations": list(before.destinations), "keep_copy": before.keep_copy},
+                         "after": {"destinations": list(after.destinations), "keep_copy": after.keep_copy}},
+            )
+    return before, after
+
+
+def add_personal_alias(conn, actor: Actor, local_part: str, *, reserved: list[str], delimiter: str) -> str:
+    """Create a personal address in the actor's own domain that delivers to the actor's mailbox; return it."""
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        mailbox = _own_mailbox(conn, actor)
+        domain = domain_queries.get_domain(conn, mailbox["domain_id"])
+        try:
+            source = canonical_address(f"{local_part.strip(' ')}@{domain['name']}")
+        except InvalidAddress:
+            raise AliasRuleError([_("Use letters, digits and . _ - + only, for example shop.alice.")]) from None
+        if not domain["allow_personal_aliases"]:
+            raise AliasRuleError([_("Personal addresses are not enabled for %(domain)s.", domain=domain["name"])])
+        limit = domain["max_personal_aliases"]
+        if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
+            raise AliasRuleError([_("You already have the most personal addresses allowed (%(limit)s).", limit=limit)])
+        addressing.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
+        addressing.check_new_alias_target(conn, source, mailbox["email"])
+        alias_queries.add_personal_alias(conn, domain["id"], source, mailbox["email"], mailbox["id"])
+        audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
+                     action="alias.personal.add", target=source, domain=domain["name"],
+                     summary={"destination": mailbox["email"]})
+    return source
+
+
+def delete_personal_alias(conn, actor: Actor, alias_id: int) -> str | None:
+    """Remove one of the actor's own personal addresses; return it (None: no such address of theirs)."""
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        mailbox = _own_mailbox(conn, actor)
+        source = alias_queries.delete_personal_alias(conn, alias_id, mailbox["id"])
+        if source is None:
+            return None
+        audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
+                     action="alias.personal.delete", target=source, domain=mailbox["domain"],
+                     summary={"destination": mailbox["email"]})
+    return source

@@ -1,0 +1,297 @@
+"""Creating, changing, deleting and purging mailboxes, and deleting domains with their mailboxes.
+
+The admin pages, the command line and (for its checks) the CSV import call
+these. Each runs in one transaction: lock, read the actor's powers and the
+target's roles under the lock, ask portal.access, write, audit.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .. import access
+from .. import maildirs
+from .. import quota
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_mailbox_address
+from ..i18n import _
+from ..queries import aliases as alias_queries
+from ..queries import audit
+from ..queries import domains as domain_queries
+from ..queries import mailboxes as mailbox_queries
+from ..queries import sessions as session_queries
+from . import roles
+
+
+class MailboxRuleError(ValueError):
+    """The mailbox cannot be created or changed as asked; the message says why, in words for the admin."""
+
+
+class MailboxRefused(MailboxRuleError):
+    """The actor may not do this to this mailbox (answered with 403)."""
+
+
+class MailboxConflict(MailboxRuleError):
+    """Someone else changed the mailbox since the form was shown."""
+
+
+def version_of(mailbox: dict) -> str:
+    """What an edit form carries to notice a change made meanwhile: the row's last update time."""
+    return mailbox["updated_at"].isoformat()
+
+
+def address_for(local_part: str, domain: dict) -> str:
+    """Return the canonical address of a new mailbox in ``domain``, or raise MailboxRuleError."""
+    return mailbox_address(f"{local_part.strip(' ')}@{domain['name']}")
+
+
+def mailbox_address(text: str) -> str:
+    """The canonical address of a new mailbox; MailboxRuleError unless it is one Dovecot accepts and is
+    safe as a folder name."""
+    try:
+        return canonical_mailbox_address(text)
+    except InvalidAddress:
+        raise MailboxRuleError(_("Use letters, digits and . _ - only, for example anna.berg.")) from None
+
+
+def new_address_problem(conn, address: str) -> str | None:
+    """Why ``address`` cannot become a new mailbox now (None: it can); call under the alias lock."""
+    if mailbox_queries.get_mailbox(conn, address) is not None:
+        return _("%(address)s already exists.", address=address)
+    kept = mailbox_queries.pending_removal(conn, address)
+    if kept:
+        command = f"flask --app app mailbox purge --address {address}"
+        return _(
+            "%(address)s was deleted on %(deleted)s and its mail is kept until %(until)s, so that nobody else "
+            "receives it. Purge it first: %(command)s",
+            address=address, deleted=kept["deleted_at"].strftime("%Y-%m-%d"),
+            until=kept["purge_after"].strftime("%Y-%m-%d"), command=command,
+        )
+    if alias_queries.source_exists(conn, address):
+        return _("%(address)s is already an alias; remove the alias first.", address=address)
+    return None
+
+
+def create_mailbox(
+    conn, actor: Actor, *, domain_id: int, address: str, password_hash: str, quota_bytes: int, reserved: list[str],
+    display_name: str = "", must_change: bool = False,
+) -> int:
+    """Create a mailbox in one transaction, within the domain's limits; return its id.
+
+    The domain row is locked first, so concurrent creates see each other's counts:
+    twenty creates at once against a limit of N leave exactly N mailboxes. The
+    alias lock keeps mailbox addresses and alias sources apart.
+    """
+    address = mailbox_address(address)
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        domain = domain_queries.lock_domain(conn, domain_id)
+        powers = access.powers_of(conn, actor)
+        if domain is None or not powers.administers(domain_id):
+            raise MailboxRefused(_("You do not administer this domain."))
+        if address.rpartition("@")[2] != domain["name"]:
+            raise MailboxRuleError(_("The address must end in @%(domain)s.", domain=domain["name"]))
+        if not powers.superadmin and address.partition("@")[0] in reserved:
+            raise MailboxRuleError(_("%(address)s is reserved for the administrators of %(domain)s.",
+                                     address=address, domain=domain["name"]))
+        if domain["max_mailboxes"] and domain["mailbox_count"] >= domain["max_mailboxes"]:
+            raise MailboxRuleError(_("%(domain)s already has its limit of %(count)s mailboxes.",
+                                     domain=domain["name"], count=domain["max_mailboxes"]))
+        problem = quota.limit_problem(quota_bytes, domain) or new_address_problem(conn, address)
+        if problem:
+            raise MailboxRuleError(problem)
+        mailbox_id = mailbox_queries.create(conn, domain_id, address, password_hash, quota_bytes, display_name,
+                                            must_change)
+        audit.record(conn, **access.audit_fields(actor, powers, domain_id), action="mailbox.create",
+                     target=address, domain=domain["name"],
+                     summary={"quota_bytes": quota_bytes, **({"must_change": True} if must_change else {})})
+    return mailbox_id
+
+
+def _lock_for_admin(conn, actor: Actor, mailbox: dict) -> tuple[dict, access.Powers]:
+    """Lock the mailbox, then ask whether the actor may manage it; return (row as it is now, powers)."""
+    return access.lock_and_ask(conn, actor, mailbox, access.refusal_to_manage_mailbox, MailboxRefused)
+
+
+def update_mailbox(
+    conn, actor: Actor, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None,
+    display_name: str | None = None, must_change: bool = False, expected_version: str | None = None,
+) -> dict:
+    """Change a mailbox's limit, active flag and (when given) password in one transaction.
+
+    A new password or a disabled mailbox ends the mailbox's portal sessions.
+    Returns what changed (for the audit row and the page), never the password.
+    """
+    changes: dict = {}
+    with conn.transaction():
+        if not active:
+            roles.lock_roles(conn)  # disabling may take a superadmin's sign-in: before the row lock
+        current, powers = _lock_for_admin(conn, actor, mailbox)
+        if expected_version and version_of(current) != expected_version:
+            raise MailboxConflict(_("Someone else changed %(address)s after you opened this page. It is shown as it"
+                                    " is now: make your change again if it is still needed.",
+                                    address=current["email"]))
+        refusal = access.refusal_to_change_own_mailbox(actor, current, password=password_hash is not None,
+                                                       active=active)
+        if refusal:
+            raise MailboxRefused(refusal)
+        domain = domain_queries.get_domain(conn, current["domain_id"])
+        problem = quota.limit_problem(quota_bytes, domain)
+        if problem:
+            raise MailboxRuleError(problem)
+        if quota_bytes != current["quota_bytes"]:
+            changes["quota_bytes"] = {"before": current["quota_bytes"], "after": quota_bytes}
+        if active != current["active"]:
+            changes["active"] = {"before": current["active"], "after": active}
+        if display_name is None:
+            display_name = current["display_name"]
+        if display_name != current["display_name"]:
+            changes["display_name"] = {"before": current["display_name"], "after": display_name}
+        if password_hash is not None:
+            changes["password_changed"] = True
+            if must_change:
+                changes["must_change"] = True
+        if not changes:
+            return changes
+        if not active:
+            _keep_a_superadmin(conn, current)
+        mailbox_queries.update_settings(conn, current["id"], quota_bytes, active, display_name)
+        if password_hash is not None:
+            mailbox_queries.set_password(conn, current["id"], password_hash, must_change)
+        if password_hash is not None or not active:
+            changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
+        audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
+                     target=current["email"], domain=domain["name"], summary=changes)
+    return changes
+
+
+def _keep_a_superadmin(conn, mailbox: dict) -> None:
+    try:
+        roles.keep_a_superadmin(conn, mailbox)
+    except roles.RoleError as exc:
+        raise MailboxRuleError(str(exc)) from None
+
+
+def pending_removal(conn, address: str) -> dict | None:
+    """Return the removal of a deleted mailbox at this address whose mail is still kept."""
+    return mailbox_queries.pending_removal(conn, address)
+
+
+def _maildir_or_none(mail_root: str, address: str) -> str:
+    # A mailbox adopted with a name that is no safe folder (such as "alice/") is deleted,
+    # but its folder is never purged automatically: purge says so and leaves it.
+    try:
+        return str(maildirs.maildir_of(mail_root, address))
+    except maildirs.UnsafeMaildir:
+        return ""
+
+
+def _record_effects_elsewhere(conn, actor: Actor, powers, removed: list[dict], target: str, acting_domain: str):
+    """One audit row in each other domain whose alias rows a deletion removed, so its admins see why."""
+    by_domain: dict[tuple[int, str], list[str]] = {}
+    for row in removed:
+        if row["domain"] != acting_domain:
+            by_domain.setdefault((row["domain_id"], row["domain"]), []).append(row["source"])
+    for (domain_id, name), sources in sorted(by_domain.items(), key=lambda item: item[0][1]):
+        audit.record(conn, **access.audit_fields(actor, powers, domain_id), action="alias.destination_removed",
+                     target=target, domain=name, summary={"aliases": sorted(set(sources))})
+
+
+def delete_mailbox(conn, actor: Actor, *, mailbox: dict, mail_root: str, grace_days: int) -> dict:
+    """Delete a mailbox, keep its maildir queued for purging, and drop alias rows that delivered to it.
+
+    Returns ``{"removed_aliases": [...], "purge_after": ...}``: aliases of the
+    mailbox's own domain left without any destination are listed; rows removed in
+    other domains are recorded in those domains' audit logs.
+    """
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        roles.lock_roles(conn)
+        current, powers = _lock_for_admin(conn, actor, mailbox)
+        if current["email"] == actor.address:
+            raise MailboxRefused(_("You cannot delete the mailbox you are signed in with."))
+        _keep_a_superadmin(conn, current)
+        email, domain = current["email"], current["domain"]
+        removed = alias_queries.delete_rows_delivering_to(conn, email)
+        orphaned = sorted({r["source"] for r in removed if r["orphaned"] and r["domain"] == domain})
+        queued = mailbox_queries.queue_removals(conn, [email], [_maildir_or_none(mail_root, email)], grace_days)
+        # Its own forwarding rows, personal aliases, roles and sessions go with it.
+        alias_queries.delete_source(conn, email)
+        mailbox_queries.delete(conn, current["id"])
+        audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.delete",
+                     target=email, domain=domain,
+                     summary={"aliases_left_without_destination": orphaned,
+                              "purge_after": queued["purge_after"].isoformat()})
+        _record_effects_elsewhere(conn, actor, powers, removed, email, domain)
+    return {"removed_aliases": orphaned, "purge_after": queued["purge_after"]}
+
+
+def purge(conn, actor: Actor, *, mail_root: str, address: str | None = None) -> list[dict]:
+    """Remove the maildirs of deleted mailboxes whose grace period is over (or the named one, due or not).
+
+    Returns one result per removal: ``{"email", "maildir", "outcome"}`` with outcome
+    "purged", "no maildir" (nothing there: not marked done, the mail may live
+    elsewhere) or "refused" (the recorded path is not exactly that mailbox's folder).
+    """
+    results = []
+    with conn.transaction():
+        if not access.powers_of(conn, actor).superadmin:
+            raise MailboxRefused(_("Only a superadmin can purge the mail of deleted mailboxes."))
+    for removal in mailbox_queries.due_removals(conn, address):
+        problem = maildirs.is_purgeable(mail_root, removal["email"], removal["maildir"])
+        if problem:
+            results.append({"email": removal["email"], "maildir": removal["maildir"], "outcome": "refused",
+                            "problem": problem})
+            continue
+        path = Path(removal["maildir"])
+        if not path.is_dir():
+            results.append({"email": removal["email"], "maildir": str(path), "outcome": "no maildir"})
+            continue
+        shutil.rmtree(path)
+        with conn.transaction():
+            powers = access.powers_of(conn, actor)
+            mailbox_queries.mark_purged(conn, removal["id"])
+            # The usage Dovecot last reported belongs to the deleted mailbox, not to the address's next owner.
+            mailbox_queries.forget_usage(conn, removal["email"])
+            audit.record(conn, **access.audit_fields(actor, powers), action="mailbox.purge", target=removal["email"],
+                         domain=removal["email"].partition("@")[2], summary={"maildir": str(path)})
+        results.append({"email": removal["email"], "maildir": str(path), "outcome": "purged"})
+    return results
+
+
+def delete_domain(conn, actor: Actor, *, domain: dict, mail_root: str, grace_days: int) -> dict:
+    """Delete a domain with its mailboxes and aliases, keeping every maildir queued for purging.
+
+    Every mailbox follows the mailbox-deletion rule: its maildir is kept for the
+    grace period and its address cannot be created again until then. Alias rows
+    in other domains that delivered to its mailboxes go too, recorded in those
+    domains' audit logs.
+    """
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        roles.lock_roles(conn)
+        powers = access.powers_of(conn, actor)
+        if not powers.superadmin:
+            raise MailboxRefused(_("Only a superadmin can delete a domain."))
+        try:
+            roles.keep_a_superadmin_outside(conn, domain)
+        except roles.RoleError as exc:
+            raise MailboxRuleError(str(exc)) from None
+        current = domain_queries.lock_domain(conn, domain["id"])
+        if current is None:
+            raise MailboxRuleError(_("%(domain)s no longer exists.", domain=domain["name"]))
+        boxes = mailbox_queries.of_domain(conn, current["id"])
+        emails = [b["email"] for b in boxes]
+        mailbox_queries.queue_removals(conn, emails, [_maildir_or_none(mail_root, e) for e in emails], grace_days)
+        elsewhere = alias_queries.delete_rows_delivering_into_domain(conn, current["id"])
+        domain_queries.delete_domain(conn, current["id"])
+        summary = {
+            "mailboxes": len(boxes), "alias_rows": current["alias_count"],
+            "alias_rows_elsewhere": sorted({r["source"] for r in elsewhere}),
+        }
+        audit.record(conn, **access.audit_fields(actor, powers, current["id"]), action="domain.delete",
+                     target=current["name"], domain=current["name"], summary=summary)
+        _record_effects_elsewhere(conn, actor, powers, elsewhere, current["name"], current["name"])
+    return summary
