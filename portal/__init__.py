@@ -63,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.add_template_filter(auditlog.summary_text, "audit_summary")
     app.after_request(_no_store)
     app.after_request(_security_headers)
+    app.after_request(_relative_redirects)
     return app
 
 
@@ -77,6 +78,15 @@ def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def _relative_redirects(response):
+    # Werkzeug's own redirects (a missing trailing slash) name the site the Host header
+    # gave; a path alone keeps the browser on the site it asked, whatever that header said.
+    location = response.headers.get("Location", "")
+    if location.startswith(request.host_url):
+        response.headers["Location"] = "/" + location[len(request.host_url):]
     return response
 
 

@@ -44,7 +44,9 @@ def _http_error(exc: HTTPException):
         return exc
     # abort(403, "why") gives its own message; werkzeug's stock texts are replaced by ours.
     custom = exc.description if exc.description != type(exc).description else None
-    return render_error(exc.code, custom)
+    body, code = render_error(exc.code, custom)
+    # Headers the status needs (Allow with a 405, say), without werkzeug's own page type.
+    return body, code, [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
 
 
 def _database_unavailable(exc: Exception):

@@ -115,7 +115,9 @@ def load_user(token: str) -> MailboxUser | None:
     if not isinstance(token, str) or len(token) > 64:
         return None
     idle, absolute = _timeouts()
-    row = session_queries.load_session_user(get_db(), token_hash(token), idle, absolute, _TOUCH_INTERVAL)
+    # Touched at most once a minute, but always well within the idle timeout, however short it is set.
+    touch = min(_TOUCH_INTERVAL, idle / 2)
+    row = session_queries.load_session_user(get_db(), token_hash(token), idle, absolute, touch)
     return MailboxUser(row, token) if row else None
 
 

@@ -140,7 +140,8 @@ def save_forwarding():
     wanted = addressing.Forwarding(tuple(wanted_list), keep_copy=bool(form.keep_copy.data))
     try:
         before, after = forwarding_rules.save_forwarding(
-            conn, _actor(), wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"]))
+            conn, _actor(), wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"]),
+            current_app.config["RECIPIENT_DELIMITER"])
     except addressing.AliasRuleError as exc:
         form.destinations.errors = list(form.destinations.errors) + exc.problems
         return _forwarding_page(conn, forwarding_form=form, status=400)

@@ -24,6 +24,7 @@ from ..i18n import _
 from ..i18n import _l
 from ..queries.listing import AUDIT_SORTS
 from ..queries.listing import MIN_SUBSTRING
+from ..text import one_line
 
 # What people call each sort order of portal/queries/listing.py, in their language.
 SORT_LABELS = {
@@ -74,7 +75,8 @@ class NewMailboxForm(FlaskForm):
             Length(max=64, message=_l("Use at most 64 characters.")),
         ],
     )
-    display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
+    display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters.")),
+                                                       one_line])
     generate = BooleanField(_l("Generate a password (shown once)"))
     final = BooleanField(_l("The owner chose this password: mail clients may use it at once"),
                          description=_l("Otherwise it works only to sign in here once, where its owner must choose a"
@@ -103,7 +105,8 @@ class EditMailboxForm(FlaskForm):
     # The state the form was filled from, to notice a change made meanwhile by someone else.
     version = HiddenField()
 
-    display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
+    display_name = StringField(_l("Name"), validators=[Length(max=255, message=_l("Use at most 255 characters.")),
+                                                       one_line])
     quota = StringField(
         _l("Size limit"), description=_l("For example 2 GB. 0 or empty: the domain's default."),
         validators=[Length(max=32, message=_l("Write a size such as 2 GB."))],

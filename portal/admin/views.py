@@ -187,6 +187,7 @@ def edit_mailbox(name: str, address: str):
             get_db(), _actor(), mailbox=mailbox, quota_bytes=limit, active=bool(form.active.data),
             password_hash=password_hash, display_name=(form.display_name.data or "").strip(),
             must_change=password_hash is not None and not form.final.data, expected_version=form.version.data or None,
+            delimiter=current_app.config["RECIPIENT_DELIMITER"],
         )
     except mailbox_rules.MailboxRefused as exc:
         form.form_errors.append(str(exc))
@@ -336,6 +337,7 @@ def domain_settings(name: str):
         return render_template("admin/domain_form.html", form=form, domain=domain), 400
     try:
         domain_rules.update_domain(get_db(), _actor(), domain=domain, settings=settings,
+                                   delimiter=current_app.config["RECIPIENT_DELIMITER"],
                                    expected_version=form.version.data or None)
     except domain_rules.DomainConflict as exc:
         domain = domain_queries.get_domain(get_db(), domain["id"])

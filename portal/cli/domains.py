@@ -73,7 +73,8 @@ def _set_active(name: str, active: bool) -> None:
             return
         settings = {**domain_rules.current_settings(domain), "active": active}
         try:
-            domain_rules.update_domain(conn, CLI_ACTOR, domain=domain, settings=settings)
+            domain_rules.update_domain(conn, CLI_ACTOR, domain=domain, settings=settings,
+                                       delimiter=current_app.config["RECIPIENT_DELIMITER"])
         except domain_rules.DomainRuleError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{domain['name']} is {'active' if active else 'disabled'}")

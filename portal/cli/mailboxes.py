@@ -14,6 +14,7 @@ from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..rules import helpdesk as helpdesk_rules
 from ..rules import mailboxes as mailbox_rules
+from ..text import is_one_line
 from . import CLI_ACTOR
 from . import confirm_typed
 from . import connect as _connect
@@ -52,7 +53,7 @@ def add_command(address: str, display_name: str, size: str, password_stdin: bool
     """Create the mailbox ADDRESS; its password is asked twice (hidden), read from stdin, or generated."""
     address = _address(address)
     display_name = display_name.strip()
-    if len(display_name) > 255 or not display_name.isprintable():
+    if len(display_name) > 255 or not is_one_line(display_name):
         raise click.ClickException("the name may have at most 255 printable characters")
     try:
         limit = quota.parse_size(size)
@@ -118,7 +119,8 @@ def _set_active(address: str, active: bool, reason: str) -> None:
     with _connect() as conn:
         mailbox = find_mailbox(conn, address)
         try:
-            changed = helpdesk_rules.set_active(conn, CLI_ACTOR, mailbox, active=active, reason=reason)
+            changed = helpdesk_rules.set_active(conn, CLI_ACTOR, mailbox, active=active, reason=reason,
+                                                delimiter=current_app.config["RECIPIENT_DELIMITER"])
         except helpdesk_rules.SupportRefused as exc:
             raise click.ClickException(str(exc)) from None
     state = "active" if active else "disabled"
@@ -130,7 +132,7 @@ def _set_active(address: str, active: bool, reason: str) -> None:
 @click.option("--reason", required=True, help="Why; shown to the helpdesk and kept in the audit log.")
 def disable_command(address: str, reason: str):
     """Disable a mailbox: no sign-in, mail refused, portal sessions ended. Nothing is deleted."""
-    if not reason.strip() or not reason.isprintable() or len(reason) > helpdesk_rules.MAX_REASON:
+    if not reason.strip() or not is_one_line(reason) or len(reason) > helpdesk_rules.MAX_REASON:
         raise click.ClickException(f"give a reason on one line, at most {helpdesk_rules.MAX_REASON} characters")
     _set_active(address, False, reason.strip())
 

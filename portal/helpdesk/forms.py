@@ -6,17 +6,10 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
-from wtforms.validators import ValidationError
 
-from ..i18n import _
 from ..i18n import _l
 from ..rules.helpdesk import MAX_REASON
-
-
-def _one_line(form, field):
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in field.data or ""):
-        raise ValidationError(_("Write it on one line, without control characters."))
-
+from ..text import one_line
 
 _REASON_LENGTH = Length(max=MAX_REASON, message=_l("Use at most %(count)s characters.", count=MAX_REASON))
 
@@ -30,11 +23,11 @@ class DisableForm(FlaskForm):
 
     reason = StringField(
         _l("Reason"), description=_l("For example: account compromised, ticket 4711. Never write a password here."),
-        validators=[DataRequired(_l("Say why the mailbox is disabled.")), _REASON_LENGTH, _one_line],
+        validators=[DataRequired(_l("Say why the mailbox is disabled.")), _REASON_LENGTH, one_line],
     )
 
 
 class EnableForm(FlaskForm):
     """Enabling may carry a note."""
 
-    reason = StringField(_l("Note (optional)"), validators=[_REASON_LENGTH, _one_line])
+    reason = StringField(_l("Note (optional)"), validators=[_REASON_LENGTH, one_line])

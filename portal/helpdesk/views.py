@@ -169,6 +169,7 @@ def _set_active(address: str, form, *, active: bool):
         return _mailbox_page(mailbox, status=400, **forms)
     try:
         changed = helpdesk_rules.set_active(get_db(), _actor(), mailbox, active=active,
+                                            delimiter=current_app.config["RECIPIENT_DELIMITER"],
                                             reason=(form.reason.data or "").strip())
     except helpdesk_rules.SupportRefused as exc:
         _refused(exc)

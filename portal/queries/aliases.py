@@ -91,24 +91,18 @@ def delete_personal_alias(conn, alias_id: int, owner_id: int) -> str | None:
 def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
     """Return, for each address, what Postfix's alias map makes of it (shipped map semantics).
 
-    ``{"rows": [...], "mailbox": bool, "catch_all": [...]}``: the active rows of the
-    address (skipping rows of a disabled mailbox or a disabled domain), whether it
-    is an active mailbox, and the rows of its domain's ``@domain`` catch-all.
+    ``{"rows": [...], "mailbox": bool, "catch_all": [...]}``: the rows of the
+    address, whether it is a mailbox, and the rows of its domain's ``@domain``
+    catch-all. Disabled mailboxes and domains count as if enabled: the map skips
+    them today, but enabling one must not close a circle (the loop check would
+    otherwise wave through rows that only come alive later).
     """
     rows = conn.execute(
-        """
-        SELECT a.source, a.destination FROM virtual_aliases a JOIN virtual_domains d ON d.id = a.domain_id
-         WHERE a.source = ANY(%(keys)s) AND d.active
-           AND NOT EXISTS (SELECT 1 FROM virtual_users u WHERE u.email = a.source AND NOT u.active)
-        """,
+        "SELECT a.source, a.destination FROM virtual_aliases a WHERE a.source = ANY(%(keys)s)",
         {"keys": addresses + ["@" + a.rpartition("@")[2] for a in addresses]},
     ).fetchall()
-    boxes = {
-        r["email"]
-        for r in conn.execute(
-            "SELECT email FROM virtual_users WHERE email = ANY(%s) AND active", (addresses,)
-        ).fetchall()
-    }
+    boxes = {r["email"] for r in conn.execute(
+        "SELECT email FROM virtual_users WHERE email = ANY(%s)", (addresses,)).fetchall()}
     by_source: dict[str, list[str]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row["destination"])
@@ -126,16 +120,36 @@ def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
 MAX_WALK = 2000
 
 
-def forwarding_loop(conn, source: str, starts: list[str]) -> list[str] | None:
+def split_extension(address: str, delimiter: str) -> tuple[str, str]:
+    """``bob+tag@d`` -> (``bob@d``, ``+tag``) as Postfix's recipient_delimiter splits it; ("address", "") if none."""
+    local, _, domain = address.rpartition("@")
+    cut = min((i for i in (local.find(ch) for ch in delimiter) if i > 0), default=-1) if delimiter else -1
+    if cut < 0:
+        return address, ""
+    return f"{local[:cut]}@{domain}", local[cut:]
+
+
+def _with_extension(address: str, extension: str) -> str:
+    # propagate_unmatched_extensions (Postfix default: canonical, virtual) appends the
+    # extension a lookup did not match to every result.
+    if not extension or address.startswith("@"):
+        return address
+    local, _, domain = address.rpartition("@")
+    return f"{local}{extension}@{domain}"
+
+
+def forwarding_loop(conn, source: str, starts: list[str], delimiter: str = "+") -> list[str] | None:
     """Return a chain of alias hops from ``starts`` back to ``source``, or None.
 
     The walk follows the shipped alias map the way Postfix expands it: an
-    address's own rows, else the address itself when it is a mailbox (delivered),
-    else its domain's catch-all. An address that keeps a copy for itself is
-    delivered there, and Postfix stops expanding it again, so a circle through
-    it still delivers: the walk does not go on through such addresses. A circle
-    back to ``source`` through none of them would make Postfix answer
-    "unreasonable virtual_alias_maps map nesting" for every message.
+    address's own rows, else (with ``recipient_delimiter``) the rows of the
+    address without its extension, the extension appended to each result, else
+    the address itself when it is a mailbox (delivered), else its domain's
+    catch-all. An address that keeps a copy for itself is delivered there, and
+    Postfix stops expanding it again, so a circle through it still delivers: the
+    walk does not go on through such addresses. A circle back to ``source``
+    (or to ``source`` with an extension) through none of them would make Postfix
+    answer "unreasonable virtual_alias_maps map nesting" for every message.
     The rows of ``source`` are left out: the caller is replacing them.
     """
     parent: dict[str, str | None] = {start: None for start in starts}
@@ -143,15 +157,22 @@ def forwarding_loop(conn, source: str, starts: list[str]) -> list[str] | None:
     while frontier:
         if len(parent) > MAX_WALK:
             return [*starts, "\u2026", source]
-        steps = expand_step(conn, frontier)
+        bases = {address: split_extension(address, delimiter) for address in frontier}
+        steps = expand_step(conn, list(dict.fromkeys([*frontier, *(b for b, _ in bases.values())])))
         next_frontier = []
         for address in frontier:
-            if address == source:
+            step = steps[address]
+            base, extension = bases[address]
+            if address == source or (base == source and not step["rows"]):
                 chain = [address]
                 while parent[chain[-1]] is not None:
                     chain.append(parent[chain[-1]])
                 return list(reversed(chain))
-            step = steps[address]
+            if not step["rows"] and extension:
+                step = {**steps[base], "rows": [_with_extension(t, extension) for t in steps[base]["rows"]],
+                        "catch_all": [_with_extension(t, extension) for t in steps[base]["catch_all"]]}
+                if base in steps[base]["rows"]:
+                    continue  # the base keeps a copy: delivered there
             if step["rows"]:
                 if address in step["rows"]:
                     continue  # keeps a copy: delivered here, expansion stops
@@ -228,3 +249,10 @@ def delete_rows_delivering_into_domain(conn, domain_id: int) -> list[dict]:
         """,
         (domain_id,),
     ).fetchall()
+
+
+def forwarding_mailboxes(conn, domain_id: int) -> list[str]:
+    """The mailboxes of a domain that forward (have alias rows of their own)."""
+    return [r["source"] for r in conn.execute(
+        "SELECT DISTINCT a.source FROM virtual_aliases a JOIN virtual_users u ON u.email = a.source"
+        " WHERE u.domain_id = %s ORDER BY a.source", (domain_id,)).fetchall()]

@@ -125,11 +125,12 @@ def _cursor_value(value, kind: str, text: str):
         # pass on the parsed moment, never the text.
         try:
             moment = datetime.fromisoformat(value)
-        except ValueError:
+            if moment.tzinfo is None:
+                raise InvalidCursor(text)
+            # Year 1 with a positive offset is before the first moment Python can hold in UTC.
+            return moment.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise InvalidCursor(text) from None
-        if moment.tzinfo is None:
-            raise InvalidCursor(text)
-        return moment.astimezone(UTC)
     return value
 
 

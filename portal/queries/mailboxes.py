@@ -154,3 +154,19 @@ def temporary_password_hash(conn, email: str) -> str | None:
         (email,),
     ).fetchone()
     return row["password"] if row else None
+
+
+def taken(conn, addresses: list[str]) -> dict[str, str]:
+    """Which of ``addresses`` are in use: "mailbox", "alias", or "deleted" (a deleted mailbox's, mail still kept)."""
+    rows = conn.execute(
+        """
+        SELECT email AS address, 'mailbox' AS what FROM virtual_users WHERE email = ANY(%(a)s)
+        UNION ALL SELECT DISTINCT source, 'alias' FROM virtual_aliases WHERE source = ANY(%(a)s)
+        UNION ALL SELECT email, 'deleted' FROM portal_mailbox_removals WHERE email = ANY(%(a)s) AND purged_at IS NULL
+        """,
+        {"a": addresses},
+    ).fetchall()
+    found: dict[str, str] = {}
+    for row in rows:
+        found.setdefault(row["address"], row["what"])
+    return found

@@ -64,3 +64,11 @@ def delete_expired_sessions(conn, idle: timedelta, absolute: timedelta) -> int:
 def count_user_sessions(conn, user_id: int) -> int:
     """Return how many portal sessions a mailbox has open."""
     return conn.execute("SELECT count(*) AS n FROM portal_sessions WHERE user_id = %s", (user_id,)).fetchone()["n"]
+
+
+def delete_domain_sessions(conn, domain_id: int) -> int:
+    """End every portal session of a domain's mailboxes; return how many."""
+    return conn.execute(
+        "DELETE FROM portal_sessions s USING virtual_users u WHERE u.id = s.user_id AND u.domain_id = %s",
+        (domain_id,),
+    ).rowcount

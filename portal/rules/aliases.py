@@ -75,7 +75,7 @@ def save_alias(conn, actor: Actor, *, domain: dict, source: str, destinations: l
             raise addressing.AliasRuleError([_(
                 "Someone else changed %(address)s after you opened this page; it now delivers to %(addresses)s."
                 " Make your change again if it is still needed.", address=source, addresses=", ".join(before))])
-        addressing.check_alias_destinations(conn, source, destinations)
+        addressing.check_alias_destinations(conn, source, destinations, delimiter)
         alias_queries.replace_destinations(conn, domain["id"], source, destinations)
         audit.record(conn, **access.audit_fields(actor, powers, domain["id"]),
                      action="alias.create" if create else "alias.update", target=source, domain=domain["name"],

@@ -45,7 +45,9 @@ from ..addresses import canonical_address
 from ..addresses import canonical_domain
 from ..addresses import canonical_mailbox_address
 from ..queries import aliases as alias_queries
+from ..text import is_one_line
 from . import addressing as aliasrules
+from . import mailboxes as mailbox_rules
 
 KINDS = ("domains", "mailboxes", "aliases")
 
@@ -205,11 +207,11 @@ def _check_mailboxes(conn, rows: Iterable[tuple[int, dict]], config, progress) -
                 checked.problem(line, f"password_hash: {problem}")
                 continue
         name = row.get("name", "").strip()
-        if len(name) > 255 or not name.isprintable():
+        if len(name) > 255 or not is_one_line(name):
             checked.problem(line, "name: at most 255 printable characters")
             continue
         reason = row.get("disabled_reason", "").strip()
-        if len(reason) > 500 or not reason.isprintable():
+        if len(reason) > 500 or not is_one_line(reason):
             checked.problem(line, "disabled_reason: at most 500 printable characters on one line")
             continue
         try:
@@ -236,17 +238,9 @@ def _check_mailbox_targets(conn, checked: _Checked, seen: dict[str, int]) -> Non
     domains = {r["name"]: r for r in conn.execute(
         "SELECT id, name, max_mailboxes, mailbox_count, max_quota_bytes FROM virtual_domains WHERE name = ANY(%s)",
         (sorted({a.rpartition("@")[2] for a in seen}),)).fetchall()}
-    taken = conn.execute(
-        """
-        SELECT email AS address, 'is a mailbox already' AS why FROM virtual_users WHERE email = ANY(%(a)s)
-        UNION ALL SELECT DISTINCT source, 'is an alias already' FROM virtual_aliases WHERE source = ANY(%(a)s)
-        UNION ALL SELECT email, 'was deleted and its mail is still kept; purge it first'
-          FROM portal_mailbox_removals WHERE email = ANY(%(a)s) AND purged_at IS NULL
-        """,
-        {"a": list(seen)},
-    ).fetchall()
-    for row in taken:
-        checked.problem(seen[row["address"]], f"{row['address']} {row['why']}")
+    # The same checks as a mailbox created on the pages (portal/rules/mailboxes.py), for all rows at once.
+    for address, problem in mailbox_rules.taken_problems(conn, list(seen)).items():
+        checked.problem(seen[address], problem)
     added = Counter()
     for row in checked.rows:
         domain = domains.get(row["email"].rpartition("@")[2])
@@ -255,11 +249,12 @@ def _check_mailbox_targets(conn, checked: _Checked, seen: dict[str, int]) -> Non
             continue
         row["domain_id"] = domain["id"]
         added[domain["name"]] += 1
-        if domain["max_quota_bytes"] and row["quota_bytes"] > domain["max_quota_bytes"]:
-            checked.problem(row["line"], f"quota_bytes is above the largest limit of {domain['name']}")
-        if domain["max_mailboxes"] and domain["mailbox_count"] + added[domain["name"]] > domain["max_mailboxes"]:
-            checked.problem(row["line"], f"{domain['name']} would go over its limit of {domain['max_mailboxes']}"
-                                         " mailboxes")
+        size_problem = quota.limit_problem(row["quota_bytes"], domain)
+        if size_problem:
+            checked.problem(row["line"], f"quota_bytes: {size_problem}")
+        room = mailbox_rules.room_problem(domain, added[domain["name"]])
+        if room:
+            checked.problem(row["line"], room)
 
 
 def _hash_all(checked: _Checked, to_hash: list, config, progress) -> None:
@@ -448,20 +443,20 @@ def _check_alias_rules(conn, checked: _Checked, reserved: list[str], delimiter: 
                     raise aliasrules.AliasRuleError(
                         [f"{owner['email']} would have more than {domain['max_personal_aliases']} personal addresses"])
                 aliasrules.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
-                aliasrules.check_new_alias_target(conn, source, owner["email"])
+                aliasrules.check_new_alias_target(conn, source, owner["email"], delimiter)
             elif conn.execute("SELECT 1 FROM virtual_users WHERE email = %s", (source,)).fetchone():
                 if alias_queries.destinations(conn, source):
                     raise aliasrules.AliasRuleError([f"{source} has its forwarding set already; its owner changes it"])
                 others = [d for d in destinations if d != source]
                 if others:
-                    aliasrules.check_alias_destinations(conn, source, others)
+                    aliasrules.check_alias_destinations(conn, source, others, delimiter)
             elif source.startswith("@"):
                 if alias_queries.source_exists(conn, source):
                     raise aliasrules.AliasRuleError([f"{domain['name']} already has a catch-all"])
-                aliasrules.check_alias_destinations(conn, source, destinations)
+                aliasrules.check_alias_destinations(conn, source, destinations, delimiter)
             else:
                 aliasrules.check_new_alias_source(conn, source, domain["name"], [], delimiter)
-                aliasrules.check_alias_destinations(conn, source, destinations)
+                aliasrules.check_alias_destinations(conn, source, destinations, delimiter)
         except aliasrules.AliasRuleError as exc:
             for problem in exc.problems:
                 checked.problem(line, str(problem))

@@ -8,8 +8,10 @@ from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_domain
 from ..i18n import _
+from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
+from ..queries import sessions as session_queries
 
 DEFAULT_SETTINGS = {
     "active": True, "max_mailboxes": 0, "max_aliases": 0, "default_quota_bytes": 0, "max_quota_bytes": 0,
@@ -91,7 +93,8 @@ def create_domain(conn, actor: Actor, *, name: str, settings: dict) -> str:
     return name
 
 
-def update_domain(conn, actor: Actor, *, domain: dict, settings: dict, expected_version: str | None = None) -> None:
+def update_domain(conn, actor: Actor, *, domain: dict, settings: dict, expected_version: str | None = None,
+                  delimiter: str = "+") -> None:
     """Store a domain's settings and limits with its audit row (DomainConflict if they changed meanwhile)."""
     from . import roles
 
@@ -110,6 +113,16 @@ def update_domain(conn, actor: Actor, *, domain: dict, settings: dict, expected_
                 roles.keep_a_superadmin_outside(conn, domain)
             except roles.RoleError as exc:
                 raise DomainRuleError(str(exc)) from None
+        if settings["active"] and not current["active"]:
+            from . import addressing
+
+            problem = addressing.enabling_problem(conn, alias_queries.forwarding_mailboxes(conn, current["id"]),
+                                                  delimiter)
+            if problem:
+                raise DomainRuleError(problem)
+        elif not settings["active"] and current["active"]:
+            # Its users' portal sessions end with it, as a disabled mailbox's do.
+            session_queries.delete_domain_sessions(conn, current["id"])
         domain_queries.update_domain(conn, domain["id"], settings)
         audit.record(conn, **access.audit_fields(actor, powers, domain["id"]), action="domain.update",
                      target=domain["name"], domain=domain["name"], summary=settings)

@@ -27,7 +27,8 @@ def current_forwarding(conn, address: str) -> Forwarding:
     return Forwarding.from_rows(address, alias_queries.destinations(conn, address))
 
 
-def save_forwarding(conn, actor: Actor, wanted: Forwarding, max_destinations: int) -> tuple[Forwarding, Forwarding]:
+def save_forwarding(conn, actor: Actor, wanted: Forwarding, max_destinations: int,
+                    delimiter: str = "+") -> tuple[Forwarding, Forwarding]:
     """Replace the actor's own forwarding in one transaction; return (before, after).
 
     Unchanged means untouched: rows the page cannot show (an adopted
@@ -36,7 +37,7 @@ def save_forwarding(conn, actor: Actor, wanted: Forwarding, max_destinations: in
         alias_queries.lock_alias_graph(conn)
         mailbox = _own_mailbox(conn, actor)
         address = mailbox["email"]
-        addressing.check_forwarding(conn, address, wanted, max_destinations)
+        addressing.check_forwarding(conn, address, wanted, max_destinations, delimiter)
         before = current_forwarding(conn, address)
         after = Forwarding.from_rows(address, wanted.rows(address))
         if after != before:
@@ -66,7 +67,7 @@ def add_personal_alias(conn, actor: Actor, local_part: str, *, reserved: list[st
         if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
             raise AliasRuleError([_("You already have the most personal addresses allowed (%(limit)s).", limit=limit)])
         addressing.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
-        addressing.check_new_alias_target(conn, source, mailbox["email"])
+        addressing.check_new_alias_target(conn, source, mailbox["email"], delimiter)
         alias_queries.add_personal_alias(conn, domain["id"], source, mailbox["email"], mailbox["id"])
         audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
                      action="alias.personal.add", target=source, domain=domain["name"],

@@ -16,6 +16,7 @@ from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
+from . import addressing
 from . import roles
 
 MAX_REASON = 500
@@ -68,7 +69,7 @@ def unlock(conn, actor: Actor, mailbox: dict) -> dict | None:
     return summary
 
 
-def set_active(conn, actor: Actor, mailbox: dict, *, active: bool, reason: str) -> bool:
+def set_active(conn, actor: Actor, mailbox: dict, *, active: bool, reason: str, delimiter: str = "+") -> bool:
     """Enable, or disable with a reason (which also ends its sessions); return False if it was so already."""
     with conn.transaction():
         if not active:
@@ -81,6 +82,10 @@ def set_active(conn, actor: Actor, mailbox: dict, *, active: bool, reason: str) 
                 roles.keep_a_superadmin(conn, row)
             except roles.RoleError as exc:
                 raise SupportRefused(str(exc)) from None
+        else:
+            problem = addressing.enabling_problem(conn, [row["email"]], delimiter)
+            if problem:
+                raise SupportRefused(problem)
         mailbox_queries.set_active(conn, row["id"], active, "" if active else reason)
         summary: dict = {"reason": reason} if reason else {}
         if not active:

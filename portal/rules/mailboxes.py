@@ -22,6 +22,8 @@ from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
 from ..queries import sessions as session_queries
+from ..text import is_one_line
+from . import addressing
 from . import roles
 
 
@@ -56,12 +58,30 @@ def mailbox_address(text: str) -> str:
         raise MailboxRuleError(_("Use letters, digits and . _ - only, for example anna.berg.")) from None
 
 
-def new_address_problem(conn, address: str) -> str | None:
-    """Why ``address`` cannot become a new mailbox now (None: it can); call under the alias lock."""
-    if mailbox_queries.get_mailbox(conn, address) is not None:
+def taken_problems(conn, addresses: list[str]) -> dict[str, str]:
+    """Why each of ``addresses`` cannot become a new mailbox now (absent: it can); call under the alias lock.
+
+    One query for any number of addresses: the admin pages and the command line ask for one, the CSV import
+    for all of its rows."""
+    problems = {}
+    for address, what in mailbox_queries.taken(conn, addresses).items():
+        problems[address] = _address_taken(conn, address, what)
+    return problems
+
+
+def room_problem(domain: dict, adding: int) -> str | None:
+    """Why ``adding`` more mailboxes would break the domain's limit (None: they fit)."""
+    if domain["max_mailboxes"] and domain["mailbox_count"] + adding > domain["max_mailboxes"]:
+        return _("%(domain)s already has its limit of %(count)s mailboxes.", domain=domain["name"],
+                 count=domain["max_mailboxes"])
+    return None
+
+
+def _address_taken(conn, address: str, what: str) -> str:
+    if what == "mailbox":
         return _("%(address)s already exists.", address=address)
-    kept = mailbox_queries.pending_removal(conn, address)
-    if kept:
+    if what == "deleted":
+        kept = mailbox_queries.pending_removal(conn, address)
         command = f"flask --app app mailbox purge --address {address}"
         return _(
             "%(address)s was deleted on %(deleted)s and its mail is kept until %(until)s, so that nobody else "
@@ -69,9 +89,7 @@ def new_address_problem(conn, address: str) -> str | None:
             address=address, deleted=kept["deleted_at"].strftime("%Y-%m-%d"),
             until=kept["purge_after"].strftime("%Y-%m-%d"), command=command,
         )
-    if alias_queries.source_exists(conn, address):
-        return _("%(address)s is already an alias; remove the alias first.", address=address)
-    return None
+    return _("%(address)s is already an alias; remove the alias first.", address=address)
 
 
 def create_mailbox(
@@ -85,6 +103,7 @@ def create_mailbox(
     alias lock keeps mailbox addresses and alias sources apart.
     """
     address = mailbox_address(address)
+    _check_name(display_name)
     with conn.transaction():
         alias_queries.lock_alias_graph(conn)
         domain = domain_queries.lock_domain(conn, domain_id)
@@ -96,10 +115,8 @@ def create_mailbox(
         if not powers.superadmin and address.partition("@")[0] in reserved:
             raise MailboxRuleError(_("%(address)s is reserved for the administrators of %(domain)s.",
                                      address=address, domain=domain["name"]))
-        if domain["max_mailboxes"] and domain["mailbox_count"] >= domain["max_mailboxes"]:
-            raise MailboxRuleError(_("%(domain)s already has its limit of %(count)s mailboxes.",
-                                     domain=domain["name"], count=domain["max_mailboxes"]))
-        problem = quota.limit_problem(quota_bytes, domain) or new_address_problem(conn, address)
+        problem = (room_problem(domain, 1) or quota.limit_problem(quota_bytes, domain)
+                   or taken_problems(conn, [address]).get(address))
         if problem:
             raise MailboxRuleError(problem)
         mailbox_id = mailbox_queries.create(conn, domain_id, address, password_hash, quota_bytes, display_name,
@@ -118,6 +135,7 @@ def _lock_for_admin(conn, actor: Actor, mailbox: dict) -> tuple[dict, access.Pow
 def update_mailbox(
     conn, actor: Actor, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None,
     display_name: str | None = None, must_change: bool = False, expected_version: str | None = None,
+    delimiter: str = "+",
 ) -> dict:
     """Change a mailbox's limit, active flag and (when given) password in one transaction.
 
@@ -125,6 +143,8 @@ def update_mailbox(
     Returns what changed (for the audit row and the page), never the password.
     """
     changes: dict = {}
+    if display_name is not None:
+        _check_name(display_name)
     with conn.transaction():
         if not active:
             roles.lock_roles(conn)  # disabling may take a superadmin's sign-in: before the row lock
@@ -157,6 +177,10 @@ def update_mailbox(
             return changes
         if not active:
             _keep_a_superadmin(conn, current)
+        elif not current["active"]:
+            problem = addressing.enabling_problem(conn, [current["email"]], delimiter)
+            if problem:
+                raise MailboxRuleError(problem)
         mailbox_queries.update_settings(conn, current["id"], quota_bytes, active, display_name)
         if password_hash is not None:
             mailbox_queries.set_password(conn, current["id"], password_hash, must_change)
@@ -165,6 +189,11 @@ def update_mailbox(
         audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
                      target=current["email"], domain=domain["name"], summary=changes)
     return changes
+
+
+def _check_name(display_name: str) -> None:
+    if len(display_name) > 255 or not is_one_line(display_name):
+        raise MailboxRuleError(_("The name must be one line of at most 255 characters, without control characters."))
 
 
 def _keep_a_superadmin(conn, mailbox: dict) -> None:
