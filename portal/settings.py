@@ -42,6 +42,8 @@ DEFAULTS = {
     # (seconds) before further attempts are refused for the lockout (seconds).
     "LOGIN_ACCOUNT_MAX_FAILURES": 5,
     "LOGIN_CLIENT_MAX_FAILURES": 20,
+    # Failed sign-ins of one account from all client addresses together (a distributed guess).
+    "LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES": 50,
     "LOGIN_FAILURE_WINDOW": 900,
     "LOGIN_LOCKOUT": 900,
     # Reverse proxies in front of the portal whose X-Forwarded-For is believed.
@@ -168,7 +170,8 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         raise ConfigError(
             "PASSWORD_MIN_LENGTH must be at least 8 and at most PASSWORD_MAX_LENGTH, which may be at most 1024"
         )
-    for name in ("LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_CLIENT_MAX_FAILURES", "SESSION_IDLE_TIMEOUT",
+    for name in ("LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_CLIENT_MAX_FAILURES", "LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES",
+                 "SESSION_IDLE_TIMEOUT",
                  "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT"):
         if int(values[name]) < 1:
             raise ConfigError(f"{name} must be a positive number")

@@ -30,7 +30,8 @@ class Outcome:
 
 def _limits(config) -> dict[str, int]:
     return {
-        "account": int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
+        "pair": int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
+        "account": int(config["LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES"]),
         "client": int(config["LOGIN_CLIENT_MAX_FAILURES"]),
     }
 
@@ -50,26 +51,40 @@ def _temporary_password_matches(conn, address: str, password: str) -> bool:
 def check_password(conn, config, address: str, password: str, client_addr: str | None) -> Outcome:
     """Verify a canonical address and password with Dovecot, counting attempts.
 
-    Each attempt is counted before Dovecot is asked, per account and per client
-    (IPv4 address or IPv6 /64), and taken back when it was not a failure; past
-    the limit, Dovecot is not asked at all. Raises
-    :class:`portal.imap.ImapUnavailable` when Dovecot cannot answer; that does
-    not count. Unknown addresses and wrong passwords go the same way.
+    Failures are counted, before Dovecot is asked, per account and client
+    (IPv4 address or IPv6 /64) pair, per client, and per account from all
+    clients together; each is taken back when it was not a failure. Past a
+    limit, that pair, client or account is locked for a fixed time: a guesser
+    locks out only himself, and the owner, signing in from elsewhere, gets in,
+    unless many addresses together guess at one account. An attempt refused by a
+    lock never reaches Dovecot, is not counted and does not extend the lock.
+    Raises :class:`portal.imap.ImapUnavailable` when Dovecot cannot answer; that
+    does not count. Unknown addresses and wrong passwords go the same way.
     """
     window = timedelta(seconds=int(config["LOGIN_FAILURE_WINDOW"]))
     lockout = timedelta(seconds=int(config["LOGIN_LOCKOUT"]))
     limits = _limits(config)
-    keys = [("account", address)]
     client_key = throttle_key(client_addr)
+    keys = [("pair", f"{address}|{client_key or '-'}"), ("account", address)]
     if client_key:
         keys.append(("client", client_key))
 
+    def take_back() -> None:
+        with conn.transaction():
+            for kind, key in keys:
+                throttle.undo_attempt(conn, kind, key)
+
     with conn.transaction():
         counts = {kind: throttle.begin_attempt(conn, kind, key, window) for kind, key in keys}
-    over = [(kind, key) for kind, key in keys if counts[kind][0] > limits[kind] or counts[kind][1] is not None]
-    if over:
+    locked = [until for _, until in counts.values() if until is not None]
+    if locked:
+        take_back()
+        return Outcome("locked", locked_until=max(locked))
+    over = [(kind, key) for kind, key in keys if counts[kind][0] > limits[kind]]
+    if over:  # parallel guesses past a limit, before any of them was answered
         with conn.transaction():
             until = max(throttle.lock(conn, kind, key, lockout) for kind, key in over)
+        take_back()
         return Outcome("locked", locked_until=until)
 
     try:
@@ -77,9 +92,7 @@ def check_password(conn, config, address: str, password: str, client_addr: str |
         if not accepted:
             accepted = _temporary_password_matches(conn, address, password)
     except imap.ImapUnavailable:
-        with conn.transaction():
-            for kind, key in keys:
-                throttle.undo_attempt(conn, kind, key)
+        take_back()
         raise
 
     if not accepted:
@@ -91,6 +104,7 @@ def check_password(conn, config, address: str, password: str, client_addr: str |
         return Outcome("invalid")
 
     with conn.transaction():
+        throttle.clear(conn, "pair", keys[0][1])
         throttle.clear(conn, "account", address)
         if client_key:
             throttle.undo_attempt(conn, "client", client_key)

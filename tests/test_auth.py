@@ -297,17 +297,20 @@ def test_dovecot_answering_unavailable_gives_503(client, db, alice, mail_stack):
 def test_account_is_locked_after_repeated_failures_across_app_instances(app_factory, db, alice):
     settings = {"LOGIN_ACCOUNT_MAX_FAILURES": 3, "LOGIN_LOCKOUT": 600}
     first, second = app_factory(**settings), app_factory(**settings)
-    # Different browsers, two portal instances: the count lives in PostgreSQL.
+    guesser = new_client_ip()
+    # Different browsers on one client address, two portal instances: the count lives in PostgreSQL.
     for app in (first, second, first):
-        assert WRONG in page_text(sign_in(make_client(app), ALICE, "wrong password"))
+        assert WRONG in page_text(sign_in(make_client(app, guesser), ALICE, "wrong password"))
 
     started = time.monotonic()
-    response = sign_in(make_client(second), ALICE, ALICE_PASSWORD)  # even the right password
+    response = sign_in(make_client(second, guesser), ALICE, ALICE_PASSWORD)  # even the right password
     assert time.monotonic() - started < 1.0  # refused without asking Dovecot
     assert response.status_code == 429
     assert 540 <= int(response.headers["Retry-After"]) <= 600
     assert "Too many failed sign-in attempts" in page_text(response)
     assert "Please try again in 10 minutes" in page_text(response)
+    # The owner, from their own address, is not locked out by someone else's guesses.
+    assert sign_in(make_client(first), ALICE, ALICE_PASSWORD).status_code == 302
     # Another account is not affected.
     make_mailbox(db, BOB, BOB_PASSWORD)
     assert sign_in(make_client(first), BOB, BOB_PASSWORD).status_code == 302
@@ -315,9 +318,10 @@ def test_account_is_locked_after_repeated_failures_across_app_instances(app_fact
 
 def test_unknown_addresses_are_locked_the_same_way(app_factory, db):
     app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=2)
+    guesser = new_client_ip()
     for _ in range(2):
-        sign_in(make_client(app), "ghost@portal.example", "whatever")
-    assert sign_in(make_client(app), "ghost@portal.example", "whatever").status_code == 429
+        sign_in(make_client(app, guesser), "ghost@portal.example", "whatever")
+    assert sign_in(make_client(app, guesser), "ghost@portal.example", "whatever").status_code == 429
 
 
 def test_success_clears_the_account_counter(app_factory, db, alice):
@@ -480,7 +484,8 @@ def test_parallel_guesses_cannot_outrun_the_throttle(app_factory, db, alice):
     # Ten requests at once in one process need ten connections (gunicorn's sync
     # workers serve one request per process; this test uses threads).
     app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=3, LOGIN_CLIENT_MAX_FAILURES=1000, DB_POOL_MAX_SIZE=10)
-    clients = [make_client(app) for _ in range(10)]
+    guesser = new_client_ip()
+    clients = [make_client(app, guesser) for _ in range(10)]
     tokens = [csrf_token(c, "/auth/login") for c in clients]
     statuses = []
 
@@ -496,7 +501,7 @@ def test_parallel_guesses_cannot_outrun_the_throttle(app_factory, db, alice):
         thread.join()
     assert statuses.count(200) <= 3  # no more than the limit reached Dovecot
     assert statuses.count(429) >= 7
-    assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 429
+    assert sign_in(make_client(app, guesser), ALICE, ALICE_PASSWORD).status_code == 429
 
 
 def test_a_client_without_an_ip_address_can_sign_in(app, alice, db):
@@ -586,3 +591,56 @@ def test_tls_without_verification_still_encrypts(app_factory, db, alice, mail_st
 def test_plain_imap_on_the_tls_port_is_unavailable_not_wrong(app_factory, db, alice, mail_stack):
     app = app_factory(IMAP_SECURITY="plain", IMAP_PORT=mail_stack.imaps_port, IMAP_TIMEOUT=1.0)
     assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 503
+
+
+# --- the lockout cannot be made permanent, and the owner keeps a way in -------------------------------
+
+
+def lock_end(db, kind: str, key: str):
+    return db.execute("SELECT locked_until FROM portal_login_throttle WHERE kind = %s AND key = %s",
+                      (kind, key)).fetchone()["locked_until"]
+
+
+def test_attempts_refused_by_a_lock_neither_count_nor_extend_it(app_factory, db, alice):
+    app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=2, LOGIN_LOCKOUT=600)
+    guesser = new_client_ip()
+    for _ in range(2):
+        sign_in(make_client(app, guesser), ALICE, "wrong password")
+    pair = f"{ALICE}|{guesser}"
+    first_end = lock_end(db, "pair", pair)
+    assert first_end is not None
+    failures = db.execute("SELECT failures FROM portal_login_throttle WHERE kind = 'pair' AND key = %s",
+                          (pair,)).fetchone()["failures"]
+    for password in ("wrong again", ALICE_PASSWORD, "and again"):  # one every so often, as the attacker
+        time.sleep(0.3)
+        assert sign_in(make_client(app, guesser), ALICE, password).status_code == 429
+    assert lock_end(db, "pair", pair) == first_end  # a fixed end
+    assert db.execute("SELECT failures FROM portal_login_throttle WHERE kind = 'pair' AND key = %s",
+                      (pair,)).fetchone()["failures"] == failures
+    # Meanwhile the owner, from another address, signs in.
+    assert sign_in(make_client(app), ALICE, ALICE_PASSWORD).status_code == 302
+
+
+def test_many_addresses_guessing_together_lock_the_account_for_a_fixed_time(app_factory, db, alice):
+    app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=5, LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES=3, LOGIN_LOCKOUT=600)
+    for _ in range(3):
+        sign_in(make_client(app), ALICE, "a distributed guess")  # each from an address of its own
+    end = lock_end(db, "account", ALICE)
+    assert end is not None
+    response = sign_in(make_client(app), ALICE, ALICE_PASSWORD)
+    assert response.status_code == 429 and 540 <= int(response.headers["Retry-After"]) <= 600
+    time.sleep(0.3)
+    assert sign_in(make_client(app), ALICE, "more").status_code == 429
+    assert lock_end(db, "account", ALICE) == end
+
+
+def test_a_helpdesk_unlock_lifts_every_lock_on_the_account(app_factory, db, alice):
+    from portal.queries import throttle
+
+    app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=1)
+    guesser = new_client_ip()
+    sign_in(make_client(app, guesser), ALICE, "wrong password")
+    assert throttle.pairs_locked(db, ALICE) == 1
+    with db.transaction():
+        throttle.clear_account(db, ALICE)
+    assert sign_in(make_client(app, guesser), ALICE, ALICE_PASSWORD).status_code == 302

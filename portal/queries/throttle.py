@@ -28,16 +28,30 @@ def begin_attempt(conn, kind: str, key: str, window: timedelta) -> tuple[int, da
 
 
 def lock(conn, kind: str, key: str, lockout: timedelta) -> datetime:
-    """Lock a key for the lockout period (keeping a later lock); return when it ends."""
+    """Lock a key for the lockout period unless it is locked already; return when its lock ends.
+
+    A lock ends at a fixed time: nothing extends it."""
     return conn.execute(
         """
         UPDATE portal_login_throttle
-           SET locked_until = greatest(coalesce(locked_until, now()), now() + %s)
+           SET locked_until = CASE WHEN locked_until > now() THEN locked_until ELSE now() + %s END
          WHERE kind = %s AND key = %s
         RETURNING locked_until
         """,
         (lockout, kind, key),
     ).fetchone()["locked_until"]
+
+
+def clear_account(conn, address: str) -> dict | None:
+    """Forget every failure counted against an address, from all clients; return what the account row held."""
+    state_before = state(conn, "account", address)
+    conn.execute("DELETE FROM portal_login_throttle WHERE (kind = 'account' AND key = %s)"
+                 " OR (kind = 'pair' AND key LIKE %s)", (address, _like_prefix(address) + "|%"))
+    return state_before
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def undo_attempt(conn, kind: str, key: str) -> None:
@@ -74,3 +88,11 @@ def state(conn, kind: str, key: str) -> dict | None:
         """,
         (kind, key),
     ).fetchone()
+
+
+def pairs_locked(conn, address: str) -> int:
+    """How many client addresses are locked out of this account now."""
+    return conn.execute(
+        "SELECT count(*) AS n FROM portal_login_throttle WHERE kind = 'pair' AND key LIKE %s AND locked_until > now()",
+        (_like_prefix(address) + "|%",),
+    ).fetchone()["n"]

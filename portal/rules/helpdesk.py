@@ -59,9 +59,11 @@ def unlock(conn, actor: Actor, mailbox: dict) -> dict | None:
     with conn.transaction():
         row, powers = _lock(conn, actor, mailbox)
         state = throttle.state(conn, "account", row["email"])
-        if state is None or (not state["failures"] and state["locked_until"] is None):
+        pairs_locked = throttle.pairs_locked(conn, row["email"])
+        if (state is None or (not state["failures"] and state["locked_until"] is None)) and not pairs_locked:
             return None
-        throttle.clear(conn, "account", row["email"])
+        throttle.clear_account(conn, row["email"])
+        state = state or {"failures": 0, "locked_until": None}
         summary = {"failures": state["failures"],
                    "locked_until": state["locked_until"].isoformat() if state["locked_until"] else None}
         audit.record(conn, **access.audit_fields(actor, powers, row["domain_id"]), action="mailbox.unlock",
