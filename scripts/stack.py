@@ -502,6 +502,8 @@ def write_portal_config(instance: Instance) -> Path:
         'imap_host = "127.0.0.1"\n'
         f"imap_port = {instance.imap_port}\n"
         'imap_security = "plain"\n'
+        "# Where this stack's Dovecot keeps mail (mail_location = maildir:<mail_root>/%d/%n).\n"
+        f'mail_root = "{instance.mail_root}"\n'
         "# The demo serves plain HTTP on loopback.\n"
         "cookie_secure = false\n"
     )

@@ -81,8 +81,17 @@ def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
     for line in ("ok    database: reachable", "ok    dovecot: answers at 127.0.0.1:", "AUTH=PLAIN",
                  "ok    auth penalty: Dovecot trusts the portal's address 127.0.0.1",
                  "ok    postfix maps: Postfix finds known@ops.example in pgsql-users.cf and team@ops.example",
-                 "ok    disabled accounts:", "ok    secret key:", "ok    cookies:", "all checks passed"):
+                 "ok    disabled accounts:", "ok    one-time passwords:", "ok    mail root: Dovecot keeps mail in",
+                 "ok    secret key:", "ok    cookies:", "all checks passed"):
         assert line in result.output, line
+
+
+def test_doctor_fails_when_mail_root_is_not_where_dovecot_keeps_mail(app_factory, db, mail_stack, mail_data):
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True, MAIL_ROOT="/var/mail/vhosts")
+    result = doctor(app, mail_stack)
+    assert result.exit_code == 1
+    assert "FAIL  mail root: mail_root is /var/mail/vhosts, but Dovecot's mail_location is maildir:" in result.output
+    assert f"{mail_stack.mail_root}/%d/%n" in result.output
 
 
 def test_doctor_explains_each_failure(app_factory, db, mail_stack, mail_data, tmp_path):
@@ -101,6 +110,7 @@ def test_doctor_explains_each_failure(app_factory, db, mail_stack, mail_data, tm
     assert result.exit_code == 1
     out = result.output
     assert "FAIL  disabled accounts: these queries ignore disabled mailboxes" in out
+    assert "FAIL  one-time passwords: Dovecot's password_query" in out
     assert str(tmp_path / "postfix" / "pgsql-users.cf") in out and str(tmp_path / "dovecot") in out
     assert "fix: install the files of flask --app app config render" in out
     assert "FAIL  secret key:" in out and "secrets.token_hex(32)" in out

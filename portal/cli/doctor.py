@@ -51,6 +51,7 @@ class Doctor:
             ("database", self.database), ("migrations", self.migrations), ("dovecot", self.dovecot),
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
+            ("mail root", self.mail_root),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -191,6 +192,30 @@ class Doctor:
                                "install the files of flask --app app config render and reload Postfix")
             return Finding(OK, f"the queries check the active flags; Postfix refuses the disabled {disabled['email']}")
         return Finding(OK, "the Postfix and Dovecot queries check the active flags of mailboxes and domains")
+
+    def mail_root(self) -> Finding:
+        """mail_root must be where Dovecot keeps mail, or purge finds nothing and the next owner reads old mail."""
+        root = str(self.config.get("MAIL_ROOT") or "").rstrip("/")
+        doveconf = shutil.which("doveconf")
+        if doveconf is None:
+            return Finding(SKIP, "doveconf is not on this host",
+                           f"on the Dovecot host, check that mail_location is maildir:{root}/%d/%n")
+        command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h", "mail_location"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            return Finding(SKIP, f"doveconf did not answer ({type(exc).__name__})")
+        if result.returncode != 0:
+            return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
+        location = result.stdout.strip()
+        path = location.partition(":")[2].split(":")[0] if location.startswith("maildir:") else ""
+        if path.rstrip("/") == f"{root}/%d/%n":
+            return Finding(OK, f"Dovecot keeps mail in {root}/<domain>/<local part>, where purge looks")
+        return Finding(FAIL, f"mail_root is {root or '(unset)'}, but Dovecot's mail_location is"
+                             f" {location or '(unset)'}: purge would find no maildir and the address's next owner"
+                             " could read the old mail",
+                       "set mail_root to the folder before /%d/%n in Dovecot's mail_location, or point"
+                       f" mail_location at maildir:{root}/%d/%n")
 
     def one_time_passwords(self) -> Finding:
         path = self.dovecot_dir / "dovecot-sql.conf.ext"
