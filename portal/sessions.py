@@ -73,14 +73,6 @@ class MailboxUser(UserMixin):
             return None
         return sorted({r["domain_id"] for r in self.roles if r["role"] in ("domain_admin", "helpdesk")})
 
-    def support_role_for(self, domain_id: int) -> str:
-        """The role by which this user helps with a mailbox of ``domain_id``, as the audit log names it."""
-        if self.is_superadmin:
-            return "superadmin"
-        if any(r["role"] == "domain_admin" and r["domain_id"] == domain_id for r in self.roles):
-            return "domain_admin"
-        return "helpdesk"
-
 
 def token_hash(token: str) -> bytes:
     """Return what the database stores for a session token."""

@@ -203,11 +203,6 @@ def _keep_a_superadmin(conn, mailbox: dict) -> None:
         raise MailboxRuleError(str(exc)) from None
 
 
-def pending_removal(conn, address: str) -> dict | None:
-    """Return the removal of a deleted mailbox at this address whose mail is still kept."""
-    return mailbox_queries.pending_removal(conn, address)
-
-
 def _maildir_or_none(mail_root: str, address: str) -> str:
     # A mailbox adopted with a name that is no safe folder (such as "alice/") is deleted,
     # but its folder is never purged automatically: purge says so and leaves it.
