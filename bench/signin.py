@@ -114,7 +114,9 @@ def imap_settings(instance, security: str) -> dict[str, str]:
     return {"IMAP_SECURITY": security, "IMAP_PORT": str(port), "IMAP_TLS_CA_FILE": str(instance.tls_cert)}
 
 
-def start_portal(instance, workers: int, imap: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_portal(instance, workers: int | None, imap: dict[str, str] | None = None,
+                 gunicorn_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Start gunicorn with the shipped config (``workers`` None: its own default) on a free port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -127,7 +129,8 @@ def start_portal(instance, workers: int, imap: dict[str, str] | None = None) -> 
     )
     env.update({f"PORTAL_{name}": value for name, value in (imap or {}).items()})
     server = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--workers", str(workers),
+        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py",
+         *(["--workers", str(workers)] if workers else []), *gunicorn_args,
          "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null", "app:app"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

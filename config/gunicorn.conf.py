@@ -4,7 +4,13 @@ import multiprocessing
 import os
 
 bind = os.environ.get("PORTAL_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("PORTAL_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 8)))
+# Threaded workers: a request waiting on Dovecot (which answers a failed password
+# only after 2 to 17 s) holds a thread, not a process, so a few failing clients
+# cannot freeze the portal. A process per CPU uses every core despite the GIL;
+# LOGIN_WORKER_MAX_IN_FLIGHT (48) keeps some of each worker's threads for pages.
+worker_class = "gthread"
+workers = int(os.environ.get("PORTAL_WORKERS", min(max(multiprocessing.cpu_count(), 2), 8)))
+threads = int(os.environ.get("PORTAL_THREADS", 64))
 # Longer than the slowest sign-in can take (IMAP connect, STARTTLS and ID at
 # IMAP_TIMEOUT 5 s each, plus IMAP_AUTH_TIMEOUT 20 s = 35 s), shorter than a
 # reverse proxy's usual 60 s, so the portal answers before the proxy gives up.

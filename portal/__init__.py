@@ -16,6 +16,7 @@ from . import errors
 from . import i18n
 from . import logs
 from . import sessions
+from . import signin
 from .rules.roles import role_label
 from .settings import layered_config
 from .settings import validate
@@ -53,6 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
     Bootstrap5(app)
     db.init_app(app)
+    signin.init_app(app)
     csrf.init_app(app)
     sessions.init_app(app)
     errors.init_app(app)

@@ -104,6 +104,11 @@ def close_db(exc=None) -> None:
     pool.putconn(conn)
 
 
+def release_db() -> None:
+    """Give the request's connection back before a long wait; the next :func:`get_db` takes one again."""
+    close_db()
+
+
 def connect(config) -> psycopg.Connection:
     """Open a standalone connection (for commands, not requests)."""
     return psycopg.connect(config["DATABASE_URL"], **connection_kwargs(config))

@@ -13,7 +13,8 @@ DEFAULTS = {
     # A libpq URL, e.g. postgresql://portal:secret@127.0.0.1:5432/mailserver
     "DATABASE_URL": "postgresql:///mailserver",
     "DB_POOL_MIN_SIZE": 1,
-    "DB_POOL_MAX_SIZE": 4,
+    # Per worker process; sign-ins give theirs back while Dovecot checks the password.
+    "DB_POOL_MAX_SIZE": 8,
     # Seconds a request waits for a pooled connection before answering 503.
     "DB_POOL_TIMEOUT": 3.0,
     "DB_CONNECT_TIMEOUT": 3,
@@ -46,6 +47,14 @@ DEFAULTS = {
     "LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES": 50,
     "LOGIN_FAILURE_WINDOW": 900,
     "LOGIN_LOCKOUT": 900,
+    # Sign-ins waiting for Dovecot's verdict at once: per client address (or IPv6
+    # /64) across all workers, and per worker process. Dovecot answers failures
+    # only after seconds; past these caps a sign-in is refused at once (429 or
+    # 503) instead of tying up a worker thread. Keep the per-worker cap below
+    # gunicorn's threads (config/gunicorn.conf.py: 64), so pages stay served, and
+    # workers x cap below Dovecot's imap-login process_limit (100 by default).
+    "LOGIN_CLIENT_MAX_IN_FLIGHT": 1,
+    "LOGIN_WORKER_MAX_IN_FLIGHT": 48,
     # Reverse proxies in front of the portal whose X-Forwarded-For is believed.
     # 0 means none: the client address is the TCP peer and the header is ignored.
     "TRUSTED_PROXY_COUNT": 0,
@@ -171,7 +180,7 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
             "PASSWORD_MIN_LENGTH must be at least 8 and at most PASSWORD_MAX_LENGTH, which may be at most 1024"
         )
     for name in ("LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_CLIENT_MAX_FAILURES", "LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES",
-                 "SESSION_IDLE_TIMEOUT",
+                 "LOGIN_CLIENT_MAX_IN_FLIGHT", "LOGIN_WORKER_MAX_IN_FLIGHT", "SESSION_IDLE_TIMEOUT",
                  "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT"):
         if int(values[name]) < 1:
             raise ConfigError(f"{name} must be a positive number")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
+from flask import current_app
+
 from . import imap
 from . import passwords
 from .clientaddr import throttle_key
+from .db import get_db
+from .db import release_db
+from .i18n import _
 from .queries import mailboxes
 from .queries import sessions as session_queries
 from .queries import throttle
@@ -23,9 +29,29 @@ _PURGE_ONE_IN = 200
 class Outcome:
     """What came of a password check."""
 
-    status: str  # "ok", "invalid", "locked" or "disabled"
+    # "ok", "invalid", "locked", "disabled", or "client_busy" / "portal_busy" when
+    # the check was not made because too many are waiting for Dovecot already.
+    status: str
     mailbox: dict | None = None
     locked_until: datetime | None = None
+
+
+# Seconds a client is told to wait when its sign-in was not checked because too many wait on Dovecot.
+BUSY_RETRY_AFTER = 5
+
+
+def busy_refusal(outcome: Outcome) -> tuple[str, int] | None:
+    """The message and HTTP status for a check not made because too many wait on Dovecot, else None."""
+    if outcome.status == "client_busy":
+        return _("Another sign-in from your network is still being checked. Please try again in a few seconds."), 429
+    if outcome.status == "portal_busy":
+        return _("The portal is busy checking other sign-ins. Please try again in a few seconds."), 503
+    return None
+
+
+def init_app(app) -> None:
+    """Give this worker process its cap on sign-ins waiting for Dovecot at once."""
+    app.extensions["portal_sign_ins"] = threading.BoundedSemaphore(int(app.config["LOGIN_WORKER_MAX_IN_FLIGHT"]))
 
 
 def _limits(config) -> dict[str, int]:
@@ -34,6 +60,11 @@ def _limits(config) -> dict[str, int]:
         "account": int(config["LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES"]),
         "client": int(config["LOGIN_CLIENT_MAX_FAILURES"]),
     }
+
+
+def _longest_check(config) -> timedelta:
+    # Connect, STARTTLS and ID at IMAP_TIMEOUT each, then the verdict at IMAP_AUTH_TIMEOUT.
+    return timedelta(seconds=3 * float(config["IMAP_TIMEOUT"]) + float(config["IMAP_AUTH_TIMEOUT"]) + 5)
 
 
 def _temporary_password_matches(conn, address: str, password: str) -> bool:
@@ -48,7 +79,7 @@ def _temporary_password_matches(conn, address: str, password: str) -> bool:
     return stored is not None and passwords.verify_password(password, stored)
 
 
-def check_password(conn, config, address: str, password: str, client_addr: str | None) -> Outcome:
+def check_password(address: str, password: str, client_addr: str | None) -> Outcome:
     """Verify a canonical address and password with Dovecot, counting attempts.
 
     Failures are counted, before Dovecot is asked, per account and client
@@ -58,42 +89,87 @@ def check_password(conn, config, address: str, password: str, client_addr: str |
     locks out only himself, and the owner, signing in from elsewhere, gets in,
     unless many addresses together guess at one account. An attempt refused by a
     lock never reaches Dovecot, is not counted and does not extend the lock.
+
+    Dovecot answers a failure only after a delay that grows per client (2 s up
+    to 17 s), so few failing clients could hold every worker thread. A client
+    may therefore wait on Dovecot with only LOGIN_CLIENT_MAX_IN_FLIGHT checks at
+    once (across all workers), and a worker process with only
+    LOGIN_WORKER_MAX_IN_FLIGHT; past either the check is not made ("client_busy",
+    "portal_busy") and nothing is counted. While Dovecot is asked, the request
+    holds no database connection.
+
     Raises :class:`portal.imap.ImapUnavailable` when Dovecot cannot answer; that
     does not count. Unknown addresses and wrong passwords go the same way.
     """
+    config = current_app.config
+    client_key = throttle_key(client_addr)
+    if not client_key:
+        return _check_in_worker(config, address, password, client_addr)
+    slot = throttle.take_sign_in_slot(get_db(), client_key, int(config["LOGIN_CLIENT_MAX_IN_FLIGHT"]),
+                                      _longest_check(config))
+    if slot is None:
+        return Outcome("client_busy")
+    try:
+        return _check_in_worker(config, address, password, client_addr)
+    finally:
+        throttle.give_back_sign_in_slot(get_db(), client_key, *slot)
+
+
+def _throttle_keys(address: str, client_key: str | None) -> list[tuple[str, str]]:
+    keys = [("pair", f"{address}|{client_key or '-'}"), ("account", address)]
+    if client_key:
+        keys.append(("client", client_key))
+    return keys
+
+
+def _take_back(conn, keys: list[tuple[str, str]]) -> None:
+    with conn.transaction():
+        for kind, key in keys:
+            throttle.undo_attempt(conn, kind, key)
+
+
+def _check_in_worker(config, address: str, password: str, client_addr: str | None) -> Outcome:
+    """Hold one of this worker's sign-in slots for the duration of the check."""
+    worker_sign_ins = current_app.extensions["portal_sign_ins"]
+    if not worker_sign_ins.acquire(blocking=False):
+        return Outcome("portal_busy")
+    try:
+        return _counted_check(config, address, password, client_addr)
+    finally:
+        worker_sign_ins.release()
+
+
+def _counted_check(config, address: str, password: str, client_addr: str | None) -> Outcome:
+    """Count the attempt, ask Dovecot, and lock or clear the counters by its answer."""
     window = timedelta(seconds=int(config["LOGIN_FAILURE_WINDOW"]))
     lockout = timedelta(seconds=int(config["LOGIN_LOCKOUT"]))
     limits = _limits(config)
     client_key = throttle_key(client_addr)
-    keys = [("pair", f"{address}|{client_key or '-'}"), ("account", address)]
-    if client_key:
-        keys.append(("client", client_key))
-
-    def take_back() -> None:
-        with conn.transaction():
-            for kind, key in keys:
-                throttle.undo_attempt(conn, kind, key)
-
+    keys = _throttle_keys(address, client_key)
+    conn = get_db()
     with conn.transaction():
         counts = {kind: throttle.begin_attempt(conn, kind, key, window) for kind, key in keys}
     locked = [until for _, until in counts.values() if until is not None]
     if locked:
-        take_back()
+        _take_back(conn, keys)
         return Outcome("locked", locked_until=max(locked))
     over = [(kind, key) for kind, key in keys if counts[kind][0] > limits[kind]]
     if over:  # parallel guesses past a limit, before any of them was answered
         with conn.transaction():
             until = max(throttle.lock(conn, kind, key, lockout) for kind, key in over)
-        take_back()
+        _take_back(conn, keys)
         return Outcome("locked", locked_until=until)
 
+    # Dovecot may take seconds to answer a failure: hold no pooled connection meanwhile.
+    release_db()
     try:
         accepted = imap.authenticate(config, address, password, client_addr)
-        if not accepted:
-            accepted = _temporary_password_matches(conn, address, password)
     except imap.ImapUnavailable:
-        take_back()
+        _take_back(get_db(), keys)
         raise
+    conn = get_db()
+    if not accepted:
+        accepted = _temporary_password_matches(conn, address, password)
 
     if not accepted:
         reached = [(kind, key) for kind, key in keys if counts[kind][0] >= limits[kind]]

@@ -23,6 +23,7 @@ from ..access import Actor
 from ..access import account_required
 from ..access import signed_in
 from ..auth.views import MAIL_SERVER_DOWN
+from ..auth.views import busy_response
 from ..clientaddr import client_address
 from ..db import get_db
 from ..i18n import _
@@ -68,11 +69,8 @@ def password():
         form.new_password.errors = list(form.new_password.errors) + problems
         return render_template("account/password.html", form=form), 400
 
-    conn = get_db()
     try:
-        outcome = signin.check_password(
-            conn, config, current_user.email, form.current_password.data, client_address()
-        )
+        outcome = signin.check_password(current_user.email, form.current_password.data, client_address())
     except ImapUnavailable as exc:
         log.error("password change could not check the current password: %s", exc)
         form.form_errors.append(MAIL_SERVER_DOWN)
@@ -80,12 +78,16 @@ def password():
     if outcome.status == "locked":
         form.form_errors.append(_("Too many wrong passwords. Please wait a few minutes and try again."))
         return render_template("account/password.html", form=form), 429
+    busy = signin.busy_refusal(outcome)
+    if busy:
+        return busy_response("account/password.html", form, *busy)
     if outcome.status != "ok":
         form.current_password.errors = list(form.current_password.errors) + [
             _("The current password is not correct.")
         ]
         return render_template("account/password.html", form=form), 400
 
+    conn = get_db()  # the check gave the request's connection back while Dovecot answered
     user = account_rules.change_own_password(
         conn, Actor.of_user(current_user, client_address()), form.new_password.data, config["PASSWORD_SCHEME"],
         new_session=lambda mailbox: sessions.start_session(conn, mailbox, client_address()))

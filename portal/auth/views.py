@@ -62,6 +62,14 @@ def _locked_response(form, until: datetime):
     return response
 
 
+def busy_response(template: str, form, message: str, status: int):
+    """Answer a sign-in that was not checked because too many wait on Dovecot: try again shortly."""
+    form.form_errors.append(message)
+    response = current_app.make_response((render_template(template, form=form), status))
+    response.headers["Retry-After"] = str(signin.BUSY_RETRY_AFTER)
+    return response
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Show the sign-in form and check the password with Dovecot."""
@@ -73,11 +81,8 @@ def login():
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
-    conn = get_db()
     try:
-        outcome = signin.check_password(
-            conn, current_app.config, form.canonical_address, form.password.data, client_address()
-        )
+        outcome = signin.check_password(form.canonical_address, form.password.data, client_address())
     except ImapUnavailable as exc:
         log.error("sign-in for a user could not be checked: %s", exc)
         form.form_errors.append(MAIL_SERVER_DOWN)
@@ -88,6 +93,9 @@ def login():
         log.warning("sign-in refused (%s) for %s", outcome.status, form.canonical_address)
     if outcome.status == "locked":
         return _locked_response(form, outcome.locked_until)
+    busy = signin.busy_refusal(outcome)
+    if busy:
+        return busy_response("auth/login.html", form, *busy)
     if outcome.status == "invalid":
         form.form_errors.append(WRONG_CREDENTIALS)
         return render_template("auth/login.html", form=form), 200
@@ -95,7 +103,7 @@ def login():
         form.form_errors.append(DISABLED)
         return render_template("auth/login.html", form=form), 403
 
-    user = sessions.start_session(conn, outcome.mailbox, client_address())
+    user = sessions.start_session(get_db(), outcome.mailbox, client_address())
     # A fresh cookie for the new identity (no fixation of a pre-login session).
     session.clear()
     session.permanent = True

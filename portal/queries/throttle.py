@@ -45,8 +45,10 @@ def lock(conn, kind: str, key: str, lockout: timedelta) -> datetime:
 def clear_account(conn, address: str) -> dict | None:
     """Forget every failure counted against an address, from all clients; return what the account row held."""
     state_before = state(conn, "account", address)
-    conn.execute("DELETE FROM portal_login_throttle WHERE (kind = 'account' AND key = %s)"
-                 " OR (kind = 'pair' AND key LIKE %s)", (address, _like_prefix(address) + "|%"))
+    conn.execute(
+        "DELETE FROM portal_login_throttle WHERE (kind = 'account' AND key = %s) OR (kind = 'pair' AND key LIKE %s)",
+        (address, _like_prefix(address) + "|%"),
+    )
     return state_before
 
 
@@ -68,7 +70,8 @@ def clear(conn, kind: str, key: str) -> None:
 
 
 def purge_expired(conn, window: timedelta) -> int:
-    """Delete rows whose window and lock are both over; return how many."""
+    """Delete rows whose window and lock are both over, and sign-in slots long free; return how many."""
+    conn.execute("DELETE FROM portal_sign_in_slots WHERE until < now()")
     return conn.execute(
         """
         DELETE FROM portal_login_throttle
@@ -76,6 +79,33 @@ def purge_expired(conn, window: timedelta) -> int:
         """,
         (window,),
     ).rowcount
+
+
+def take_sign_in_slot(conn, client_key: str, slots: int, hold: timedelta) -> tuple[int, datetime] | None:
+    """Take a free sign-in slot of a client for at most ``hold``; return (slot, until) or None if all are taken.
+
+    Each slot is one row per client: taking it is an insert, or an update of a
+    row whose holder is gone (its time passed), so two requests never hold one.
+    """
+    for slot in range(1, slots + 1):
+        row = conn.execute(
+            """
+            INSERT INTO portal_sign_in_slots AS s (client_key, slot, until) VALUES (%s, %s, clock_timestamp() + %s)
+            ON CONFLICT (client_key, slot) DO UPDATE SET until = EXCLUDED.until WHERE s.until < now()
+            RETURNING until
+            """,
+            (client_key, slot, hold),
+        ).fetchone()
+        if row is not None:
+            return slot, row["until"]
+    return None
+
+
+def give_back_sign_in_slot(conn, client_key: str, slot: int, until: datetime) -> None:
+    """Free a sign-in slot, unless it was taken over after its time passed."""
+    conn.execute(
+        "DELETE FROM portal_sign_in_slots WHERE client_key = %s AND slot = %s AND until = %s", (client_key, slot, until)
+    )
 
 
 def state(conn, kind: str, key: str) -> dict | None:
