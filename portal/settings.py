@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 
 # The one placeholder secret; refused outside debug and testing.
@@ -32,6 +33,12 @@ DEFAULTS = {
     "IMAP_TLS_VERIFY": True,
     # A CA bundle or certificate to trust for Dovecot instead of the system's (empty: system CAs).
     "IMAP_TLS_CA_FILE": "",
+    # Dovecot's doveadm HTTP API, to end open IMAP/POP3 sessions when a mailbox or
+    # domain is disabled, a mailbox deleted or given a new password. Empty: off.
+    # e.g. http://127.0.0.1:8080/doveadm/v1; the key is Dovecot's doveadm_api_key.
+    "DOVEADM_URL": "",
+    "DOVEADM_API_KEY": "",
+    "DOVEADM_TIMEOUT": 3.0,
     # Send the session cookie over HTTPS only. Turn off only for plain-HTTP demos on loopback.
     "COOKIE_SECURE": True,
     # Seconds each check of /healthz may take.
@@ -102,6 +109,10 @@ def load_toml(path: str) -> dict:
             raw = tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"PORTAL_CONFIG names {path!r}, which does not exist") from None
+    except OSError as exc:  # e.g. the purge service's user reading the portal's own file
+        raise ConfigError(f"PORTAL_CONFIG names {path!r}, which this user (uid {os.getuid()}) cannot read:"
+                          f" {exc.strerror}. The purge service reads its own file, purge.toml (README, Production)"
+                          ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     values = {}
@@ -189,6 +200,14 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
     reserved = values["RESERVED_LOCAL_PARTS"]
     if not isinstance(reserved, list) or not all(isinstance(r, str) and r == r.lower() for r in reserved):
         raise ConfigError("RESERVED_LOCAL_PARTS must be a list of lower-case local parts")
+    doveadm_url = str(values["DOVEADM_URL"] or "")
+    if doveadm_url:
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", doveadm_url):
+            raise ConfigError("DOVEADM_URL must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/doveadm/v1")
+        if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{24,}", str(values["DOVEADM_API_KEY"] or "")):
+            raise ConfigError("DOVEADM_API_KEY must be set with DOVEADM_URL: 24 or more letters, digits or ._~+/=-")
+    if not 0 < float(values["DOVEADM_TIMEOUT"]) <= 30:
+        raise ConfigError("DOVEADM_TIMEOUT must be more than 0 and at most 30 seconds")
     if int(values["TRUSTED_PROXY_COUNT"]) < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
     if not str(values["DATABASE_URL"]).startswith(("postgresql:", "postgres:")):

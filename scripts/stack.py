@@ -41,6 +41,9 @@ PG_HOST = "127.0.0.1"
 DB_OWNER = "portal"
 # Postfix and Dovecot read the mail tables with a role that can do nothing else.
 DB_MAIL_READER = "mailuser"
+# The daily purge of deleted mailboxes' mail runs as vmail (it owns the maildirs)
+# and connects with a role that may only read and close the removal queue.
+DB_PURGER = "mailpurge"
 VMAIL = "vmail"
 VMAIL_ID = 5000  # the guide's uid/gid
 
@@ -55,6 +58,12 @@ class Instance:
     lmtp_port: int
     smtp_port: int
     imaps_port: int = 0
+    # Dovecot's doveadm HTTP API, through which the portal ends open mail sessions (0: none).
+    doveadm_port: int = 0
+
+    @property
+    def doveadm_url(self) -> str:
+        return f"http://127.0.0.1:{self.doveadm_port}/doveadm/v1" if self.doveadm_port else ""
 
     @property
     def tls_cert(self) -> Path:
@@ -84,10 +93,16 @@ class Instance:
     def portal_config(self) -> Path:
         return self.dir / "portal.toml"
 
+    @property
+    def purge_config(self) -> Path:
+        return self.dir / "purge.toml"
+
 
 INSTANCES = {
-    "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025, imaps_port=10993),
-    "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025, imaps_port=11993),
+    "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025, imaps_port=10993,
+                    doveadm_port=10808),
+    "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025, imaps_port=11993,
+                     doveadm_port=11808),
 }
 
 
@@ -150,22 +165,27 @@ def stack_secrets() -> dict:
     path = STACK_ROOT / "secrets.json"
     STACK_ROOT.mkdir(parents=True, exist_ok=True)
     STACK_ROOT.chmod(0o755)
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {
-        "owner_password": secrets.token_hex(16),
-        "reader_password": secrets.token_hex(16),
-        "secret_key": secrets.token_hex(32),
+    values = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        "owner_password": lambda: secrets.token_hex(16),
+        "reader_password": lambda: secrets.token_hex(16),
+        "secret_key": lambda: secrets.token_hex(32),
+        "doveadm_api_key": lambda: secrets.token_hex(24),  # added later: made on first use by an older stack too
+        "purger_password": lambda: secrets.token_hex(16),
+        "purge_secret_key": lambda: secrets.token_hex(32),  # not the portal's: vmail must not sign sessions
     }
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(values))
+    missing = {name: make() for name, make in wanted.items() if name not in values}
+    if missing:
+        values |= missing
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values))
     return values
 
 
 def database_url(db_name: str, user: str = DB_OWNER, password: str | None = None) -> str:
     """Return the libpq URL of a stack database."""
     if password is None:
-        key = "owner_password" if user == DB_OWNER else "reader_password"
+        key = {DB_OWNER: "owner_password", DB_PURGER: "purger_password"}.get(user, "reader_password")
         password = stack_secrets()[key]
     return f"postgresql://{user}:{password}@{PG_HOST}:{PG_PORT}/{db_name}"
 
@@ -266,7 +286,8 @@ def ensure_roles() -> None:
     """Create the owner and mail-reader roles with the stack's passwords."""
     values = stack_secrets()
     script = ""
-    for role, key in ((DB_OWNER, "owner_password"), (DB_MAIL_READER, "reader_password")):
+    for role, key in ((DB_OWNER, "owner_password"), (DB_MAIL_READER, "reader_password"),
+                      (DB_PURGER, "purger_password")):
         script += _psql_vars(role=role, password=values[key]) + _ENSURE_ROLE
     psql_as_superuser(script)
 
@@ -298,6 +319,7 @@ def migrate_database(db_name: str) -> None:
         if applied:
             log(f"{db_name}: at version {applied[-1].version}")
         grant_mail_reader(conn)
+        grant_purger(conn)
 
 
 def grant_mail_reader(conn) -> None:
@@ -311,6 +333,23 @@ def grant_mail_reader(conn) -> None:
     if cursor.execute("SELECT to_regclass('portal_quota_usage') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_mailbox_quota TO {}").format(reader))
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {}").format(reader))
+
+
+def grant_purger(conn) -> None:
+    """Grant the purge's role what README "Production" step 3 grants: the removal queue and nothing of the mail."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL(PURGER_GRANTS).format(purger=sql.Identifier(DB_PURGER)))
+
+
+# The same statements as README "Production", step 3 (tests/test_operations.py compares them).
+PURGER_GRANTS = """
+GRANT SELECT ON portal_schema_migrations TO {purger};
+GRANT SELECT, UPDATE ON portal_mailbox_removals TO {purger};
+GRANT SELECT, DELETE ON portal_quota_usage TO {purger};
+GRANT INSERT ON portal_audit_log TO {purger};
+GRANT USAGE ON SEQUENCE portal_audit_log_id_seq TO {purger};
+"""
 
 
 # --- vmail ------------------------------------------------------------------------------
@@ -391,6 +430,11 @@ def render_dovecot(
     dict_conf = conf_dir / "dovecot-dict-quota.conf.ext"
     changed |= mailconfig.write(dict_conf, mailconfig.render("dovecot/dovecot-dict-quota.conf.ext", **context), 0o640)
     shutil.chown(dict_conf, "root", "dovecot")
+    doveadm_conf = conf_dir / "mail-portal-doveadm.conf.ext"
+    if instance.doveadm_port:
+        changed |= mailconfig.write(doveadm_conf, mailconfig.render(
+            "dovecot/mail-portal-doveadm.conf.ext", **context, doveadm_address="127.0.0.1",
+            doveadm_port=instance.doveadm_port, doveadm_api_key=stack_secrets()["doveadm_api_key"]), 0o600)
     changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render("dovecot/dovecot.conf", **context), 0o644)
     return changed
 
@@ -504,11 +548,29 @@ def write_portal_config(instance: Instance) -> Path:
         'imap_security = "plain"\n'
         "# Where this stack's Dovecot keeps mail (mail_location = maildir:<mail_root>/%d/%n).\n"
         f'mail_root = "{instance.mail_root}"\n'
+        "# This stack's Dovecot doveadm HTTP API, to end open mail sessions.\n"
+        f'doveadm_url = "{instance.doveadm_url}"\n'
+        f'doveadm_api_key = "{values["doveadm_api_key"]}"\n'
         "# The demo serves plain HTTP on loopback.\n"
         "cookie_secure = false\n"
     )
     mailconfig.write(instance.portal_config, text, 0o600)
+    write_purge_config(instance)
     return instance.portal_config
+
+
+def write_purge_config(instance: Instance) -> Path:
+    """Write the purge's own settings: readable by vmail, with the purge's limited database role."""
+    text = (
+        "# Written by scripts/stack: the settings of the purge of deleted mailboxes' mail, which runs as vmail.\n"
+        f'database_url = "{database_url(instance.db_name, DB_PURGER)}"\n'
+        "# Required of every portal settings file; the purge signs nothing with it.\n"
+        f'secret_key = "{stack_secrets()["purge_secret_key"]}"\n'
+        f'mail_root = "{instance.mail_root}"\n'
+    )
+    mailconfig.write(instance.purge_config, text, 0o640)
+    shutil.chown(instance.purge_config, "root", VMAIL)
+    return instance.purge_config
 
 
 # --- commands ----------------------------------------------------------------------------

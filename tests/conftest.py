@@ -65,6 +65,8 @@ def make_test_config(mail_stack, database_url, **overrides) -> dict:
         "IMAP_SECURITY": "plain",
         "IMAP_TIMEOUT": 3.0,
         "MAIL_ROOT": str(mail_stack.mail_root),
+        "DOVEADM_URL": mail_stack.doveadm_url,
+        "DOVEADM_API_KEY": stack.stack_secrets()["doveadm_api_key"],
     }
     config.update(overrides)
     return config
@@ -138,6 +140,20 @@ def sign_in(client, address: str, password: str, next_url: str | None = None):
     if next_url is not None:
         data["next"] = next_url
     return client.post("/auth/login", data=data)
+
+
+def grant_and_sign_in(app, grants: list[tuple[str, ...]], people: dict[str, str], password: str) -> dict:
+    """Grant roles with the CLI (``admin grant ROLE ADDRESS [DOMAIN]``), then sign each person in.
+
+    ``people`` maps a name to a mailbox address; returns a signed-in client per name."""
+    runner = app.test_cli_runner()
+    for args in grants:
+        assert runner.invoke(args=["admin", "grant", *args]).exit_code == 0
+    clients = {}
+    for name, address in people.items():
+        clients[name] = make_client(app)
+        assert sign_in(clients[name], address, password).status_code == 302
+    return clients
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from imapclient.exceptions import LoginError
 
 from tests.conftest import csrf_token
+from tests.conftest import grant_and_sign_in
 from tests.conftest import make_client
 from tests.conftest import new_client_ip
 from tests.conftest import sign_in
@@ -27,16 +28,12 @@ def people(app, db):
     make_mailbox(db, USER, USER_PASSWORD)
     for address in ("help@a.example", "dadmin@a.example", "root@a.example", "other@b.example", "bhelp@b.example"):
         make_mailbox(db, address, PASSWORD)
-    runner = app.test_cli_runner()
-    for args in (("helpdesk", "help@a.example", "a.example"), ("domain-admin", "dadmin@a.example", "a.example"),
-                 ("superadmin", "root@a.example"), ("helpdesk", "bhelp@b.example", "b.example")):
-        assert runner.invoke(args=["admin", "grant", *args]).exit_code == 0
+    clients = grant_and_sign_in(
+        app, [("helpdesk", "help@a.example", "a.example"), ("domain-admin", "dadmin@a.example", "a.example"),
+              ("superadmin", "root@a.example"), ("helpdesk", "bhelp@b.example", "b.example")],
+        {"help": "help@a.example", "dadmin": "dadmin@a.example", "root": "root@a.example",
+         "bhelp": "bhelp@b.example"}, PASSWORD)
     db.execute("DELETE FROM portal_audit_log")
-    clients = {}
-    for name, address in (("help", "help@a.example"), ("dadmin", "dadmin@a.example"), ("root", "root@a.example"),
-                          ("bhelp", "bhelp@b.example")):
-        clients[name] = make_client(app)
-        assert sign_in(clients[name], address, PASSWORD).status_code == 302
     return clients
 
 

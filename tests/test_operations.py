@@ -45,7 +45,14 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
         "postfix/pgsql-recipient-access.cf": 0o640, "postfix/main.cf.portal": 0o644,
         "dovecot/dovecot-sql.conf.ext": 0o600, "dovecot/dovecot-dict-quota.conf.ext": 0o640,
         "dovecot/conf.d/auth-sql.conf.ext": 0o644, "dovecot/conf.d/99-mail-portal.conf": 0o644,
+        "dovecot/mail-portal-doveadm.conf.ext": 0o600,
     }
+    assert app.config["DOVEADM_API_KEY"] not in result.output
+    # The doveadm listener and key the stack's own Dovecot runs with, included where the 99 file says.
+    assert (tmp_path / "dovecot" / "mail-portal-doveadm.conf.ext").read_text() == (
+        mail_stack.dovecot_conf.parent / "mail-portal-doveadm.conf.ext").read_text()
+    assert f"!include_try {mail_stack.dovecot_conf.parent}/mail-portal-doveadm.conf.ext" in (
+        tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
     # The rendered maps are the ones the stack's own Postfix uses: same text, and real answers from postmap.
     for name in ("pgsql-users.cf", "pgsql-aliases.cf", "pgsql-domains.cf"):
         assert (tmp_path / "postfix" / name).read_text() == (mail_stack.postfix_dir / name).read_text()
@@ -82,6 +89,7 @@ def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
                  "ok    auth penalty: Dovecot trusts the portal's address 127.0.0.1",
                  "ok    postfix maps: Postfix finds known@ops.example in pgsql-users.cf and team@ops.example",
                  "ok    disabled accounts:", "ok    one-time passwords:", "ok    mail root: Dovecot keeps mail in",
+                 "ok    mail sessions: Dovecot's doveadm API answers at http://127.0.0.1:", "ok    auth cache: off",
                  "ok    secret key:", "ok    cookies:", "all checks passed"):
         assert line in result.output, line
 
@@ -144,3 +152,126 @@ def test_doctor_fails_on_debug_mode_and_an_untrusted_proxy(app_factory, db, mail
         "doctor", "--postfix-dir", str(mail_stack.postfix_dir), "--dovecot-dir", str(mail_stack.dovecot_conf.parent),
         "--dovecot-config", str(mail_stack.dovecot_conf), "--behind-proxy"])
     assert result.exit_code == 0, result.output
+
+
+def test_doctor_fails_without_a_way_to_end_open_mail_sessions(app_factory, db, mail_stack, mail_data):
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True, DOVEADM_URL="")
+    result = doctor(app, mail_stack)
+    assert result.exit_code == 1
+    assert "FAIL  mail sessions: doveadm_url is not set" in result.output
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True, DOVEADM_API_KEY="k" * 30)
+    result = doctor(app, mail_stack)
+    assert "FAIL  mail sessions: doveadm answered HTTP 401" in result.output and "k" * 30 not in result.output
+
+
+def run_as_vmail(config_path: Path, *args: str) -> tuple[int, str]:
+    """Run a portal command the way the purge service does: as vmail, with PORTAL_CONFIG, in a child process.
+
+    The child drops to vmail's uid and gid before reading any settings (this
+    machine's interpreter may live where vmail cannot reach, so the child is
+    forked with the modules loaded rather than started anew)."""
+    import pwd
+
+    from flask.cli import ScriptInfo  # noqa: F401 - loaded before the fork
+
+    import portal.cli.mailboxes  # noqa: F401 - loaded before the fork
+    from portal import create_app
+    from portal.settings import ConfigError
+
+    vmail = pwd.getpwnam(stack.VMAIL)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code, output = 70, ""
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(vmail.pw_gid)
+            os.setuid(vmail.pw_uid)
+            os.environ["PORTAL_CONFIG"] = str(config_path)
+            try:
+                app = create_app()
+            except ConfigError as exc:
+                code, output = 1, f"configuration error: {exc}"
+            else:
+                result = app.test_cli_runner().invoke(args=list(args))
+                code, output = result.exit_code, result.output + (repr(result.exception) if result.exception
+                                                                   and result.exit_code not in (0, 1) else "")
+        except BaseException as exc:  # noqa: BLE001 - anything at all goes back to the test
+            output += f"child failed: {exc!r}"
+        finally:
+            os.write(write_end, f"{code}\n{output}".encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    code, _, output = text.partition("\n")
+    return int(code), output
+
+
+def test_the_purge_runs_as_vmail_with_a_role_that_reads_no_mail(app, db, mail_stack):
+    import psycopg
+
+    from tests.mail import send_mail
+    from tests.mail import wait_for_maildir_message
+
+    make_mailbox(db, "gone@ops.example", PASSWORD)
+    maildir = mail_stack.mail_root / "ops.example" / "gone"
+    send_mail(mail_stack.smtp_port, "gone@ops.example", "kept until purged")
+    wait_for_maildir_message(maildir, "kept until purged")  # written by Dovecot, as vmail
+    assert run(app, "mailbox", "delete", "gone@ops.example", "--yes").exit_code == 0
+    db.execute("UPDATE portal_mailbox_removals SET purge_after = now() - interval '1 day'")
+
+    purge_config = mail_stack.purge_config
+    info = purge_config.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o640 and info.st_uid == 0
+    assert info.st_gid == __import__("grp").getgrnam(stack.VMAIL).gr_gid
+    # vmail cannot read the portal's own settings: a clear line, no traceback.
+    code, output = run_as_vmail(mail_stack.portal_config, "mailbox", "purge")
+    assert code == 1 and "cannot read: Permission denied" in output and "purge.toml" in output
+    assert maildir.exists()
+
+    code, output = run_as_vmail(purge_config, "mailbox", "purge")
+    assert code == 0, output
+    assert "purged gone@ops.example" in output
+    assert not maildir.exists()
+    removal = db.execute("SELECT purged_at FROM portal_mailbox_removals WHERE email = 'gone@ops.example'").fetchone()
+    assert removal["purged_at"] is not None
+    assert db.execute("SELECT count(*) AS n FROM portal_audit_log WHERE action = 'mailbox.purge'"
+                      " AND target = 'gone@ops.example'").fetchone()["n"] == 1
+
+    # The purge's role reads no mailbox, password or alias, and cannot change a route.
+    with psycopg.connect(stack.database_url(mail_stack.db_name, stack.DB_PURGER), autocommit=True) as purger:
+        for statement in ("SELECT password FROM virtual_users", "SELECT * FROM virtual_aliases",
+                          "UPDATE virtual_users SET active = false", "SELECT * FROM portal_sessions",
+                          "DELETE FROM portal_audit_log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                purger.execute(statement)
+
+
+def test_the_readme_grants_the_purge_what_the_stack_grants():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for line in stack.PURGER_GRANTS.strip().splitlines():
+        assert line.format(purger="mailpurge") in readme, line
+
+
+def test_a_configuration_error_is_one_line_not_a_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env["PORTAL_CONFIG"] = str(tmp_path / "missing.toml")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "mailbox", "list"], cwd=Path(
+        __file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"mail portal: configuration error: PORTAL_CONFIG names"
+                                     f" '{tmp_path / 'missing.toml'}', which does not exist")
+
+
+def test_doctor_fails_when_dovecot_caches_logins(app_factory, db, mail_stack, mail_data, tmp_path):
+    # The stack's Dovecot configuration with the auth cache switched on, read through doveconf -c.
+    cached = tmp_path / "dovecot.conf"
+    cached.write_text(mail_stack.dovecot_conf.read_text() + "\nauth_cache_size = 10M\n")
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True)
+    result = doctor(app, mail_stack, dovecot_config=str(cached))
+    assert result.exit_code == 1
+    assert "FAIL  auth cache: Dovecot's auth cache is on (auth_cache_size = 10 M)" in result.output
+    assert "fix: set auth_cache_size = 0" in result.output

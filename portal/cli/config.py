@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from flask import current_app
@@ -23,6 +24,19 @@ FILES = (
     ("dovecot/auth-sql.conf.ext", "dovecot/conf.d/auth-sql.conf.ext", 0o644),
     ("dovecot/99-mail-portal.conf", "dovecot/conf.d/99-mail-portal.conf", 0o644),
 )
+
+
+# Only with doveadm_url set: the doveadm HTTP listener and its key, for root only.
+DOVEADM_FILE = ("dovecot/mail-portal-doveadm.conf.ext", "dovecot/mail-portal-doveadm.conf.ext", 0o600)
+
+
+def doveadm_context(config) -> dict:
+    """The listener address, port and key of Dovecot's doveadm HTTP API, from the portal's doveadm_url."""
+    url = urlsplit(config["DOVEADM_URL"])
+    if url.scheme != "http" or not url.hostname or not url.port:
+        raise click.ClickException("doveadm_url must name http://, a host and a port for Dovecot's listener, "
+                                   "e.g. http://127.0.0.1:8080/doveadm/v1")
+    return {"doveadm_address": url.hostname, "doveadm_port": url.port, "doveadm_api_key": config["DOVEADM_API_KEY"]}
 
 
 def database_context(url: str) -> dict:
@@ -68,9 +82,15 @@ def render_command(directory: Path, database_url: str | None, postfix_dir: str, 
         "portal_networks": portal_networks,
         "static_userdb": False,
     }
-    for template, target, mode in FILES:
+    files = list(FILES)
+    if current_app.config["DOVEADM_URL"]:
+        context |= doveadm_context(current_app.config)
+        files.append(DOVEADM_FILE)
+    for template, target, mode in files:
         config_dir = postfix_dir if target.startswith("postfix/") else dovecot_dir
         text = mailconfig.render(template, **context, config_dir=config_dir.rstrip("/"))
         path = directory / target
         changed = mailconfig.write(path, text, mode)
         click.echo(f"{'wrote' if changed else 'unchanged'} {path} ({mode:o})")
+    if not current_app.config["DOVEADM_URL"]:
+        click.echo("doveadm_url is not set: open IMAP sessions are not ended when a mailbox is disabled (README)")

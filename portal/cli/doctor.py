@@ -16,6 +16,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .. import db
+from .. import doveadm
 from .. import imap
 from .. import migrate
 from ..settings import DEV_SECRET_KEY
@@ -51,7 +52,7 @@ class Doctor:
             ("database", self.database), ("migrations", self.migrations), ("dovecot", self.dovecot),
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
-            ("mail root", self.mail_root),
+            ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -196,18 +197,10 @@ class Doctor:
     def mail_root(self) -> Finding:
         """mail_root must be where Dovecot keeps mail, or purge finds nothing and the next owner reads old mail."""
         root = str(self.config.get("MAIL_ROOT") or "").rstrip("/")
-        doveconf = shutil.which("doveconf")
-        if doveconf is None:
-            return Finding(SKIP, "doveconf is not on this host",
-                           f"on the Dovecot host, check that mail_location is maildir:{root}/%d/%n")
-        command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h", "mail_location"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            return Finding(SKIP, f"doveconf did not answer ({type(exc).__name__})")
-        if result.returncode != 0:
-            return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
-        location = result.stdout.strip()
+        location = self._doveconf_value("mail_location")
+        if isinstance(location, Finding):
+            location.fix = f"on the Dovecot host, check that mail_location is maildir:{root}/%d/%n"
+            return location
         path = location.partition(":")[2].split(":")[0] if location.startswith("maildir:") else ""
         if path.rstrip("/") == f"{root}/%d/%n":
             return Finding(OK, f"Dovecot keeps mail in {root}/<domain>/<local part>, where purge looks")
@@ -216,6 +209,45 @@ class Doctor:
                              " could read the old mail",
                        "set mail_root to the folder before /%d/%n in Dovecot's mail_location, or point"
                        f" mail_location at maildir:{root}/%d/%n")
+
+    def mail_sessions(self) -> Finding:
+        """Without the doveadm API, a disabled or deleted mailbox's open IMAP sessions go on reading mail."""
+        fix = ("set doveadm_url and doveadm_api_key, then install mail-portal-doveadm.conf.ext from"
+               " flask --app app config render and reload Dovecot (README, Production)")
+        if not doveadm.is_configured(self.config):
+            return Finding(FAIL, "doveadm_url is not set: a mail client connected to a mailbox that is disabled,"
+                                 " deleted or given a new password keeps reading its mail", fix)
+        try:
+            doveadm.kick(self.config, ["nobody@doctor.invalid"])
+        except doveadm.DoveadmUnavailable as exc:
+            return Finding(FAIL, str(exc), fix)
+        return Finding(OK, f"Dovecot's doveadm API answers at {self.config['DOVEADM_URL']}: open sessions are ended")
+
+    def _doveconf_value(self, name: str) -> str | Finding:
+        """One setting as Dovecot itself reads it (doveconf -h), or a skip saying why it could not be read."""
+        doveconf = shutil.which("doveconf")
+        if doveconf is None:
+            return Finding(SKIP, "doveconf is not on this host")
+        command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h", name]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            return Finding(SKIP, f"doveconf did not answer ({type(exc).__name__})")
+        if result.returncode != 0:
+            return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
+        return result.stdout.strip()
+
+    def auth_cache(self) -> Finding:
+        """A cached login outlives a disable or a new password: the cache must stay off."""
+        size = self._doveconf_value("auth_cache_size")
+        if isinstance(size, Finding):
+            size.fix = "on the Dovecot host, check that auth_cache_size = 0"
+            return size
+        if size not in ("0", ""):
+            return Finding(FAIL, f"Dovecot's auth cache is on (auth_cache_size = {size}): a disabled mailbox keeps"
+                                 " logging in and an old password keeps working until the cache forgets them",
+                           "set auth_cache_size = 0 (the default) and reload Dovecot")
+        return Finding(OK, "off: a disable or a new password counts at the next login")
 
     def one_time_passwords(self) -> Finding:
         path = self.dovecot_dir / "dovecot-sql.conf.ext"

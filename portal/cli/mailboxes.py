@@ -131,7 +131,7 @@ def _set_active(address: str, active: bool, reason: str) -> None:
 @click.argument("address")
 @click.option("--reason", required=True, help="Why; shown to the helpdesk and kept in the audit log.")
 def disable_command(address: str, reason: str):
-    """Disable a mailbox: no sign-in, mail refused, portal sessions ended. Nothing is deleted."""
+    """Disable a mailbox: no sign-in, mail refused, portal and IMAP sessions ended. Nothing is deleted."""
     if not reason.strip() or not is_one_line(reason) or len(reason) > helpdesk_rules.MAX_REASON:
         raise click.ClickException(f"give a reason on one line, at most {helpdesk_rules.MAX_REASON} characters")
     _set_active(address, False, reason.strip())

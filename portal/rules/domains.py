@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import access
+from .. import doveadm
 from .. import quota
 from ..access import Actor
 from ..addresses import InvalidAddress
@@ -126,6 +127,8 @@ def update_domain(conn, actor: Actor, *, domain: dict, settings: dict, expected_
         domain_queries.update_domain(conn, domain["id"], settings)
         audit.record(conn, **access.audit_fields(actor, powers, domain["id"]), action="domain.update",
                      target=domain["name"], domain=domain["name"], summary=settings)
+    if not settings["active"] and current["active"]:
+        doveadm.end_mail_sessions(f"*@{current['name']}")
 
 
 def current_settings(domain: dict) -> dict:

@@ -9,6 +9,7 @@ lock on the same row).
 from __future__ import annotations
 
 from .. import access
+from .. import doveadm
 from .. import passwords
 from ..access import Actor
 from ..queries import audit
@@ -51,6 +52,7 @@ def reset_password(conn, actor: Actor, mailbox: dict, *, scheme: str) -> str:
         audit.record(conn, **access.audit_fields(actor, powers, row["domain_id"]),
                      action="mailbox.password_reset", target=row["email"], domain=row["domain"],
                      summary={"must_change": True, "sessions_ended": ended, "scheme": scheme})
+    doveadm.end_mail_sessions(row["email"])
     return temporary
 
 
@@ -95,4 +97,6 @@ def set_active(conn, actor: Actor, mailbox: dict, *, active: bool, reason: str, 
         audit.record(conn, **access.audit_fields(actor, powers, row["domain_id"]),
                      action="mailbox.enable" if active else "mailbox.disable", target=row["email"],
                      domain=row["domain"], summary=summary)
+    if not active:
+        doveadm.end_mail_sessions(row["email"])
     return True

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from .. import access
+from .. import doveadm
 from .. import maildirs
 from .. import quota
 from ..access import Actor
@@ -188,6 +189,9 @@ def update_mailbox(
             changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
         audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
                      target=current["email"], domain=domain["name"], summary=changes)
+    if password_hash is not None or not active:
+        # Committed: now a mail client still connected with the old password, or to the disabled mailbox, goes.
+        doveadm.end_mail_sessions(current["email"])
     return changes
 
 
@@ -249,6 +253,7 @@ def delete_mailbox(conn, actor: Actor, *, mailbox: dict, mail_root: str, grace_d
                      summary={"aliases_left_without_destination": orphaned,
                               "purge_after": queued["purge_after"].isoformat()})
         _record_effects_elsewhere(conn, actor, powers, removed, email, domain)
+    doveadm.end_mail_sessions(email)
     return {"removed_aliases": orphaned, "purge_after": queued["purge_after"]}
 
 
@@ -318,4 +323,5 @@ def delete_domain(conn, actor: Actor, *, domain: dict, mail_root: str, grace_day
         audit.record(conn, **access.audit_fields(actor, powers, current["id"]), action="domain.delete",
                      target=current["name"], domain=current["name"], summary=summary)
         _record_effects_elsewhere(conn, actor, powers, elsewhere, current["name"], current["name"])
+    doveadm.end_mail_sessions(f"*@{current['name']}")
     return summary
