@@ -24,3 +24,12 @@ preload_app = False
 # request id; gunicorn's own access log would only see the proxy's address.
 accesslog = os.environ.get("PORTAL_GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+
+
+def worker_exit(server, worker):
+    """Close the exiting worker's database pool, whose threads would otherwise hold up its exit (Python 3.13)."""
+    from portal.db import close_pool
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "portal_db" in getattr(app, "extensions", {}):
+        close_pool(app)
