@@ -6,6 +6,7 @@ templates, so what is tested is what gets installed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jinja2
@@ -47,4 +48,32 @@ def write(path: Path, text: str, mode: int = 0o640) -> bool:
     path.chmod(mode)
     return old != text
 
-DOVECOT_FILES = ("dovecot-sql.conf.ext", "dovecot-dict-quota.conf.ext")
+# Dovecot's configuration language changed incompatibly in 2.4 (Debian 13); each
+# series has its own templates, with the same file names and the same features.
+DOVECOT_SERIES = ("2.3", "2.4")
+
+
+def dovecot_series(version_text: str | None = None) -> str | None:
+    """The series ("2.3" or "2.4") of ``dovecot --version`` output, or of this host's Dovecot (None: none here)."""
+    if version_text is None:
+        import shutil
+        import subprocess
+
+        dovecot = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
+        if dovecot is None:
+            return None
+        result = subprocess.run([dovecot, "--version"], capture_output=True, text=True, timeout=10,  # noqa: S603
+                                check=False)
+        version_text = result.stdout
+    match = re.match(r"(\d+)\.(\d+)", version_text.strip())
+    if not match:
+        return None
+    major, minor = int(match.group(1)), int(match.group(2))
+    if (major, minor) == (2, 3):
+        return "2.3"
+    return "2.4" if major == 2 and minor >= 4 else None
+
+
+def dovecot_template(name: str, series: str) -> str:
+    """The template (under config/) of one Dovecot file for that series."""
+    return f"dovecot/{name}" if series == "2.3" else f"dovecot-{series}/{name}"

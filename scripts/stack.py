@@ -1,6 +1,6 @@
 """Private PostgreSQL, Dovecot and Postfix instances on loopback, for development and tests.
 
-Run as root on Debian 12 through ``scripts/stack`` (which installs the packages
+Run as root on Debian 12 or 13 through ``scripts/stack`` (which installs the packages
 first). Nothing here touches the machine's own /etc/postfix or /etc/dovecot
 setup or ports 25/143/5432:
 
@@ -17,6 +17,7 @@ operator installs in production (``portal.mailconfig``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import secrets
@@ -34,7 +35,6 @@ from portal import mailconfig  # noqa: E402
 from portal import migrate  # noqa: E402
 
 STACK_ROOT = Path(os.environ.get("PORTAL_STACK_DIR", "/var/lib/mail-portal-stack"))
-PG_VERSION = "15"
 PG_CLUSTER = "mailportal"
 PG_PORT = 15432
 PG_HOST = "127.0.0.1"
@@ -193,12 +193,31 @@ def database_url(db_name: str, user: str = DB_OWNER, password: str | None = None
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
+@functools.cache
+def pg_version() -> str:
+    """The PostgreSQL major version installed here: 15 on Debian 12, 17 on Debian 13 (the newest if several)."""
+    versions = [int(p.parent.parent.name) for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")
+                if p.parent.parent.name.isdigit()]
+    if not versions:
+        raise SystemExit("stack: no PostgreSQL server is installed; run scripts/bootstrap")
+    return str(max(versions))
+
+
+@functools.cache
+def dovecot_series() -> str:
+    """The configuration series of the Dovecot installed here: 2.3 on Debian 12, 2.4 on Debian 13."""
+    series = mailconfig.dovecot_series()
+    if series is None:
+        raise SystemExit("stack: no Dovecot 2.3 or 2.4 is installed; run scripts/bootstrap")
+    return series
+
+
 def cluster_status() -> str | None:
     """Return 'online', 'down' or None when the cluster does not exist."""
     result = run("pg_lsclusters", "--no-header", check=False, quiet=True)
     for line in result.stdout.splitlines():
         fields = line.split()
-        if len(fields) >= 4 and fields[0] == PG_VERSION and fields[1] == PG_CLUSTER:
+        if len(fields) >= 4 and fields[0] == pg_version() and fields[1] == PG_CLUSTER:
             return fields[3]
     return None
 
@@ -207,9 +226,9 @@ def ensure_cluster() -> None:
     """Create (once) and start the stack's own PostgreSQL cluster."""
     status = cluster_status()
     if status is None:
-        log(f"creating PostgreSQL cluster {PG_VERSION}/{PG_CLUSTER} on port {PG_PORT}")
+        log(f"creating PostgreSQL cluster {pg_version()}/{PG_CLUSTER} on port {PG_PORT}")
         run(
-            "pg_createcluster", PG_VERSION, PG_CLUSTER, "--port", str(PG_PORT),
+            "pg_createcluster", pg_version(), PG_CLUSTER, "--port", str(PG_PORT),
             # listen_addresses stays Debian's default, 'localhost': loopback only.
             # A development and test cluster: durability is not worth the fsyncs.
             "-o", "fsync=off", "-o", "synchronous_commit=off", "-o", "full_page_writes=off",
@@ -218,7 +237,7 @@ def ensure_cluster() -> None:
         status = "down"
     if status != "online":
         log("starting PostgreSQL")
-        run_daemon("pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start")
+        run_daemon("pg_ctlcluster", pg_version(), PG_CLUSTER, "start")
     wait_for_port(PG_PORT, 30)
     deadline = time.monotonic() + 30
     while run("pg_isready", "-q", "-h", PG_HOST, "-p", str(PG_PORT), check=False, quiet=True).returncode != 0:
@@ -230,7 +249,7 @@ def ensure_cluster() -> None:
 def stop_cluster() -> None:
     """Stop the stack's PostgreSQL cluster."""
     if cluster_status() == "online":
-        run("pg_ctlcluster", PG_VERSION, PG_CLUSTER, "stop", "-m", "fast")
+        run("pg_ctlcluster", pg_version(), PG_CLUSTER, "stop", "-m", "fast")
 
 
 def start_cluster() -> None:
@@ -423,19 +442,31 @@ def render_dovecot(
     }
     if instance.imaps_port:
         ensure_tls_cert(instance)
+    series = dovecot_series()
+
+    def template(name: str) -> str:
+        return mailconfig.dovecot_template(name, series)
+
+    if series != "2.3" and (sql_conf is not None or static_userdb):
+        raise RuntimeError("the deployment guide's Dovecot files are written for Dovecot 2.3")
     if sql_conf is None:
-        sql_conf = mailconfig.render("dovecot/dovecot-sql.conf.ext", **context)
+        sql_conf = mailconfig.render(template("dovecot-sql.conf.ext"), **context)
     changed = mailconfig.write(conf_dir / "dovecot-sql.conf.ext", sql_conf, 0o600)
-    # Dovecot's dict process runs as the dovecot user: group-readable for it only.
     dict_conf = conf_dir / "dovecot-dict-quota.conf.ext"
-    changed |= mailconfig.write(dict_conf, mailconfig.render("dovecot/dovecot-dict-quota.conf.ext", **context), 0o640)
-    shutil.chown(dict_conf, "root", "dovecot")
+    if series == "2.3":
+        # Dovecot 2.3's dict process reads this file itself, as the dovecot user: group-readable for it only.
+        changed |= mailconfig.write(dict_conf, mailconfig.render(template("dovecot-dict-quota.conf.ext"), **context),
+                                    0o640)
+        shutil.chown(dict_conf, "root", "dovecot")
+    else:  # 2.4's config process, as root, reads every file and hands the settings out
+        changed |= mailconfig.write(dict_conf, mailconfig.render(template("dovecot-dict-quota.conf.ext"), **context),
+                                    0o600)
     doveadm_conf = conf_dir / "mail-portal-doveadm.conf.ext"
     if instance.doveadm_port:
         changed |= mailconfig.write(doveadm_conf, mailconfig.render(
-            "dovecot/mail-portal-doveadm.conf.ext", **context, doveadm_address="127.0.0.1",
+            template("mail-portal-doveadm.conf.ext"), **context, doveadm_address="127.0.0.1",
             doveadm_port=instance.doveadm_port, doveadm_api_key=stack_secrets()["doveadm_api_key"]), 0o600)
-    changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render("dovecot/dovecot.conf", **context), 0o644)
+    changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render(template("dovecot.conf"), **context), 0o644)
     return changed
 
 
@@ -603,7 +634,7 @@ def down(instance: Instance, cluster: bool = False) -> None:
 def status(instance: Instance) -> bool:
     """Print what runs; return True when everything does."""
     parts = {
-        f"postgresql {PG_VERSION}/{PG_CLUSTER} :{PG_PORT}": cluster_status() == "online",
+        f"postgresql {pg_version()}/{PG_CLUSTER} :{PG_PORT}": cluster_status() == "online",
         f"dovecot imap :{instance.imap_port} lmtp :{instance.lmtp_port}": bool(dovecot_pid(instance)),
         f"postfix smtp :{instance.smtp_port}": instance.postfix_dir.exists() and postfix_running(instance),
     }

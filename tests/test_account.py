@@ -14,6 +14,9 @@ from tests.conftest import sign_in
 from tests.mail import imap_login
 from tests.mail import make_mailbox
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 ALICE = "alice@portal.example"
 OLD = "Alice's mailbox password 1"
 NEW = "lantern orbit velvet canyon 42"

@@ -9,6 +9,9 @@ from tests.conftest import make_client
 from tests.conftest import sign_in
 from tests.mail import make_mailbox
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 6"
 
 

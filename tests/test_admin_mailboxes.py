@@ -15,6 +15,9 @@ from tests.conftest import sign_in
 from tests.mail import imap_login
 from tests.mail import make_mailbox
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 4"
 NEW_PASSWORD = "quartz meadow lantern 2026 river"
 URL = "/admin/domains/team.example/mailboxes/new"

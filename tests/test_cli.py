@@ -11,6 +11,9 @@ from tests.mail import make_mailbox
 from tests.mail import send_mail
 from tests.mail import wait_for_maildir_message
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 14"
 NEW = "copper meadow lantern 77 orbit"
 

@@ -25,6 +25,9 @@ from tests.conftest import sign_in
 from tests.mail import imap_login
 from tests.mail import make_mailbox
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 12"
 NEW_PASSWORD = "copper meadow lantern 77 orbit"
 DISABLE_USER = ["mailbox", "disable", "user@a.example", "--reason", "left"]

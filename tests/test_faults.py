@@ -21,6 +21,9 @@ import pytest
 from tests.conftest import free_port
 from tests.mail import make_mailbox
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough test password 22"
 

@@ -17,6 +17,9 @@ from tests.mail import imap_login
 from tests.mail import make_mailbox
 from tests.mail import send_mail
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 12"
 USER = "user@a.example"
 USER_PASSWORD = "the user's own password 12"

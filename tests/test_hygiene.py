@@ -17,6 +17,9 @@ from tests.mail import send_mail
 from tests.mail import wait_for_maildir_message
 from tests.test_mail_safety import postmap
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "hygiene test password 77"
 
 

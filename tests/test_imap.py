@@ -11,6 +11,9 @@ from portal import imap
 from tests.conftest import new_client_ip
 from tests.mail import make_mailbox
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 ADDRESS = "nodelay@portal.example"
 PASSWORD = "Nagle would delay this one 7"
 MODES = ["plain", "starttls", "tls"]

@@ -16,6 +16,9 @@ from psycopg.rows import dict_row
 from portal import migrate
 from tests.mail import imap_login
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ADD_ALIAS = "INSERT INTO virtual_aliases (domain_id, source, destination) VALUES "
 GUIDE_TABLES = ("virtual_domains", "virtual_users", "virtual_aliases")
@@ -268,6 +271,8 @@ def test_adopts_guide_database_without_changing_mail_flow(scratch_database, mail
     assert postfix_answers(maps, keys) == answers_before
 
     # The guide's Dovecot password_query, verbatim, still authenticates a guide user over IMAP.
+    if stack.dovecot_series() != "2.3":
+        pytest.skip("the schema and Postfix parts passed; the guide's Dovecot files are written for Dovecot 2.3")
     guide_dovecot = stack.Instance("guide", scratch_database, imap_port=12143, lmtp_port=12024, smtp_port=12025)
     sql_conf = (FIXTURES / "guide_dovecot-sql.conf.ext").read_text().format(
         **{k: v for k, v in stack.db_context(scratch_database).items()}

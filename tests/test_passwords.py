@@ -10,6 +10,9 @@ import pytest
 from portal.passwords import hash_password
 from portal.passwords import verify_password
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORDS = ["correct horse battery staple", "with=equals and 'quotes\"", "비밀번호-한국어", "ünïcödé pässwörd"]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import example
 from hypothesis import given
@@ -35,6 +36,9 @@ from portal.rules import forwarding as forwarding_rules
 from portal.rules import helpdesk as helpdesk_rules
 from portal.rules import mailboxes as mailbox_rules
 from tests.mail import make_mailbox
+
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
 
 RESERVED = ["postmaster", "abuse", "admin"]
 USERS = ["alice@a.example", "bob@a.example", "dave@b.example"]

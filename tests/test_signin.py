@@ -26,6 +26,9 @@ from tests.test_auth import ALICE_PASSWORD
 from tests.test_auth import BOB
 from tests.test_auth import BOB_PASSWORD
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

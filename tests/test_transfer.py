@@ -14,6 +14,9 @@ from tests.conftest import new_client_ip
 from tests.conftest import sign_in
 from tests.mail import imap_login
 
+# Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 15"
 
 

@@ -16,18 +16,26 @@ config_cli = AppGroup("config", help="Postfix and Dovecot configuration.")
 
 # (template under config/, file under DIR, mode): secrets only for their owner (and group, for the
 # daemons that read them as their group), the rest readable.
-FILES = (
+POSTFIX_FILES = (
     *((f"postfix/{name}", f"postfix/{name}", 0o640) for name in mailconfig.POSTFIX_MAPS),
     ("postfix/main.cf.portal", "postfix/main.cf.portal", 0o644),
-    ("dovecot/dovecot-sql.conf.ext", "dovecot/dovecot-sql.conf.ext", 0o600),
-    ("dovecot/dovecot-dict-quota.conf.ext", "dovecot/dovecot-dict-quota.conf.ext", 0o640),
-    ("dovecot/auth-sql.conf.ext", "dovecot/conf.d/auth-sql.conf.ext", 0o644),
-    ("dovecot/99-mail-portal.conf", "dovecot/conf.d/99-mail-portal.conf", 0o644),
 )
 
 
-# Only with doveadm_url set: the doveadm HTTP listener and its key, for root only.
-DOVEADM_FILE = ("dovecot/mail-portal-doveadm.conf.ext", "dovecot/mail-portal-doveadm.conf.ext", 0o600)
+def dovecot_files(series: str, doveadm: bool) -> list[tuple[str, str, int]]:
+    """(template, file under DIR, mode) of the Dovecot files for that series: the same names for 2.3 and 2.4.
+
+    Dovecot 2.3's dict process reads the quota dict file itself, as the dovecot
+    group; 2.4's config process reads everything as root. The doveadm listener
+    and its key come only with doveadm_url set."""
+    dict_mode = 0o640 if series == "2.3" else 0o600
+    names = [("dovecot-sql.conf.ext", "dovecot/dovecot-sql.conf.ext", 0o600),
+             ("dovecot-dict-quota.conf.ext", "dovecot/dovecot-dict-quota.conf.ext", dict_mode),
+             ("auth-sql.conf.ext", "dovecot/conf.d/auth-sql.conf.ext", 0o644),
+             ("99-mail-portal.conf", "dovecot/conf.d/99-mail-portal.conf", 0o644)]
+    if doveadm:
+        names.append(("mail-portal-doveadm.conf.ext", "dovecot/mail-portal-doveadm.conf.ext", 0o600))
+    return [(mailconfig.dovecot_template(name, series), target, mode) for name, target, mode in names]
 
 
 def doveadm_context(config) -> dict:
@@ -69,8 +77,11 @@ def database_context(url: str) -> dict:
 @click.option("--vmail-user", default="vmail", show_default=True)
 @click.option("--portal-networks", default="127.0.0.1/32 ::1/128", show_default=True,
               help="Addresses the portal connects to Dovecot from (login_trusted_networks).")
+@click.option("--dovecot", "dovecot_series", type=click.Choice(["auto", *mailconfig.DOVECOT_SERIES]), default="auto",
+              show_default=True, help="The Dovecot the files are for: 2.3 (Debian 12), 2.4 (Debian 13), or the one"
+                                      " installed here (dovecot --version).")
 def render_command(directory: Path, database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str,
-                   vmail_user: str, portal_networks: str):
+                   vmail_user: str, portal_networks: str, dovecot_series: str):
     """Write the Postfix maps and Dovecot SQL, auth and quota files into DIRECTORY (never printing a password).
 
     Then install them as README "Production", step 5, says: the pgsql-*.cf maps and
@@ -82,11 +93,16 @@ def render_command(directory: Path, database_url: str | None, postfix_dir: str, 
         "portal_networks": portal_networks,
         "static_userdb": False,
     }
-    files = list(FILES)
-    if current_app.config["DOVEADM_URL"]:
+    if dovecot_series == "auto":
+        dovecot_series = mailconfig.dovecot_series()
+        if dovecot_series is None:
+            raise click.ClickException("no Dovecot 2.3 or 2.4 is installed here to tell which files to write:"
+                                       " give --dovecot 2.3 or --dovecot 2.4")
+    doveadm = bool(current_app.config["DOVEADM_URL"])
+    if doveadm:
         context |= doveadm_context(current_app.config)
-        files.append(DOVEADM_FILE)
-    for template, target, mode in files:
+    click.echo(f"for Dovecot {dovecot_series}")
+    for template, target, mode in [*POSTFIX_FILES, *dovecot_files(dovecot_series, doveadm)]:
         config_dir = postfix_dir if target.startswith("postfix/") else dovecot_dir
         text = mailconfig.render(template, **context, config_dir=config_dir.rstrip("/"))
         path = directory / target

@@ -17,6 +17,7 @@ from flask.cli import with_appcontext
 
 from .. import db
 from .. import doveadm
+from .. import dovecotconf
 from .. import imap
 from .. import migrate
 from ..settings import DEV_SECRET_KEY
@@ -36,16 +37,16 @@ class Finding:
 class Doctor:
     """The checks, in order; later ones use what earlier ones found (the connection, a known mailbox)."""
 
-    def __init__(self, config, postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None,
+    def __init__(self, config, postfix_dir: Path, dovecot_config: str | None,
                  debug: bool = False, behind_proxy: bool = False):
         self.config = config
         self.debug = debug
         self.behind_proxy = behind_proxy
         self.postfix_dir = postfix_dir
-        self.dovecot_dir = dovecot_dir
         self.dovecot_config = dovecot_config
         self.conn = None
         self.portal_address = None
+        self._dovecot_settings = None
 
     def checks(self) -> list[tuple[str, Callable[[], Finding]]]:
         return [
@@ -53,6 +54,7 @@ class Doctor:
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
             ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
+            ("dovecot variables", self.old_variables), ("quota plugins", self.quota_plugins),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -96,22 +98,13 @@ class Doctor:
     def trusted_networks(self) -> Finding:
         if self.portal_address is None:
             return Finding(SKIP, "Dovecot did not answer")
-        doveconf = shutil.which("doveconf")
-        if doveconf is None:
-            return Finding(SKIP, "doveconf is not on this host",
-                           f"on the Dovecot host, make login_trusted_networks include {self.portal_address}")
-        command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h",
-                   "login_trusted_networks"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            return Finding(SKIP, f"doveconf did not answer ({type(exc).__name__})",
-                           f"on the Dovecot host, make login_trusted_networks include {self.portal_address}")
-        if result.returncode != 0:
-            return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            dovecot.fix = f"on the Dovecot host, make login_trusted_networks include {self.portal_address}"
+            return dovecot
         address = ipaddress.ip_address(self.portal_address)
         networks = []
-        for item in result.stdout.split():
+        for item in dovecot.value("login_trusted_networks").split():
             try:
                 networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
@@ -162,16 +155,20 @@ class Doctor:
         return Finding(OK, "Postfix finds " + " and ".join(answers))
 
     def disabled_accounts(self) -> Finding:
-        files = [self.postfix_dir / "pgsql-users.cf", self.dovecot_dir / "dovecot-sql.conf.ext"]
+        files = [self.postfix_dir / "pgsql-users.cf"]
         stale = []
         for path in files:
             try:
                 text = path.read_text()
             except OSError:
                 return Finding(SKIP, f"cannot read {path}", "run doctor as root on the mail host")
-            queries = re.findall(r"^\s*(?:query|password_query)\s*=.*(?:\n[ \t]+.*)*", text, re.M)
+            queries = re.findall(r"^\s*query\s*=.*(?:\n[ \t]+.*)*", text, re.M)
             if not queries or not all(re.search(r"\bactive\b", q) for q in queries):
                 stale.append(str(path))
+        dovecot_queries = self._password_queries()
+        if isinstance(dovecot_queries, Finding):
+            return dovecot_queries
+        stale += [where for where, query in dovecot_queries if not re.search(r"\bactive\b", query)]
         if stale:
             return Finding(FAIL, "these queries ignore disabled mailboxes and domains (the deployment guide's"
                                  " originals): " + ", ".join(stale),
@@ -194,21 +191,35 @@ class Doctor:
             return Finding(OK, f"the queries check the active flags; Postfix refuses the disabled {disabled['email']}")
         return Finding(OK, "the Postfix and Dovecot queries check the active flags of mailboxes and domains")
 
+    def _dovecot(self) -> dovecotconf.DovecotSettings | Finding:
+        """Dovecot's effective settings (doveconf -n, read once), or a skip saying why they cannot be read."""
+        if self._dovecot_settings is None:
+            try:
+                self._dovecot_settings = dovecotconf.read(self.dovecot_config)
+            except dovecotconf.DoveconfUnavailable as exc:
+                self._dovecot_settings = Finding(SKIP, str(exc))
+        if isinstance(self._dovecot_settings, Finding):
+            return Finding(SKIP, self._dovecot_settings.text, "run doctor as root on the Dovecot host")
+        return self._dovecot_settings
+
     def mail_root(self) -> Finding:
         """mail_root must be where Dovecot keeps mail, or purge finds nothing and the next owner reads old mail."""
         root = str(self.config.get("MAIL_ROOT") or "").rstrip("/")
-        location = self._doveconf_value("mail_location")
-        if isinstance(location, Finding):
-            location.fix = f"on the Dovecot host, check that mail_location is maildir:{root}/%d/%n"
-            return location
-        path = location.partition(":")[2].split(":")[0] if location.startswith("maildir:") else ""
-        if path.rstrip("/") == f"{root}/%d/%n":
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            return dovecot
+        if dovecot.series == "2.4":
+            location = f"{dovecot.value('mail_driver')}:{dovecot.value('mail_path')}"
+            wanted, where = f"maildir:{root}/%{{user | domain}}/%{{user | username}}", "mail_driver and mail_path"
+        else:
+            location = dovecot.value("mail_location")
+            wanted, where = f"maildir:{root}/%d/%n", "mail_location"
+        if location.split(":")[0] == "maildir" and ":".join(location.split(":")[:2]).rstrip("/") == wanted:
             return Finding(OK, f"Dovecot keeps mail in {root}/<domain>/<local part>, where purge looks")
-        return Finding(FAIL, f"mail_root is {root or '(unset)'}, but Dovecot's mail_location is"
-                             f" {location or '(unset)'}: purge would find no maildir and the address's next owner"
-                             " could read the old mail",
-                       "set mail_root to the folder before /%d/%n in Dovecot's mail_location, or point"
-                       f" mail_location at maildir:{root}/%d/%n")
+        verb = "is" if dovecot.series == "2.3" else "are"
+        return Finding(FAIL, f"mail_root is {root or '(unset)'}, but Dovecot's {where} {verb} {location or '(unset)'}:"
+                             " purge would find no maildir and the address's next owner could read the old mail",
+                       f"set mail_root to the folder Dovecot keeps domains in, or point {where} at {wanted}")
 
     def mail_sessions(self) -> Finding:
         """Without the doveadm API, a disabled or deleted mailbox's open IMAP sessions go on reading mail."""
@@ -223,44 +234,73 @@ class Doctor:
             return Finding(FAIL, str(exc), fix)
         return Finding(OK, f"Dovecot's doveadm API answers at {self.config['DOVEADM_URL']}: open sessions are ended")
 
-    def _doveconf_value(self, name: str) -> str | Finding:
-        """One setting as Dovecot itself reads it (doveconf -h), or a skip saying why it could not be read."""
-        doveconf = shutil.which("doveconf")
-        if doveconf is None:
-            return Finding(SKIP, "doveconf is not on this host")
-        command = [doveconf, *(["-c", self.dovecot_config] if self.dovecot_config else []), "-h", name]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=10)  # noqa: S603
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            return Finding(SKIP, f"doveconf did not answer ({type(exc).__name__})")
-        if result.returncode != 0:
-            return Finding(SKIP, f"doveconf failed: {result.stderr.strip()[:200]}")
-        return result.stdout.strip()
-
     def auth_cache(self) -> Finding:
         """A cached login outlives a disable or a new password: the cache must stay off."""
-        size = self._doveconf_value("auth_cache_size")
-        if isinstance(size, Finding):
-            size.fix = "on the Dovecot host, check that auth_cache_size = 0"
-            return size
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            return dovecot
+        size = dovecot.value("auth_cache_size", "0")
         if size not in ("0", ""):
             return Finding(FAIL, f"Dovecot's auth cache is on (auth_cache_size = {size}): a disabled mailbox keeps"
                                  " logging in and an old password keeps working until the cache forgets them",
                            "set auth_cache_size = 0 (the default) and reload Dovecot")
         return Finding(OK, "off: a disable or a new password counts at the next login")
 
-    def one_time_passwords(self) -> Finding:
-        path = self.dovecot_dir / "dovecot-sql.conf.ext"
+    def _password_queries(self) -> list[tuple[str, str]] | Finding:
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            return dovecot
         try:
-            text = path.read_text()
-        except OSError:
-            return Finding(SKIP, f"cannot read {path}", "run doctor as root on the mail host")
-        queries = re.findall(r"^\s*password_query\s*=.*(?:\n[ \t]+.*)*", text, re.M)
-        if not queries or not all("password_must_change" in q for q in queries):
-            return Finding(FAIL, f"Dovecot's password_query in {path} lets mail clients use a password the helpdesk or"
-                                 " an admin has seen (a reset or one-time password)",
+            queries = dovecotconf.sql_password_queries(dovecot)
+        except OSError as exc:
+            return Finding(SKIP, f"cannot read {exc.filename}", "run doctor as root on the Dovecot host")
+        if not queries:
+            return Finding(FAIL, "Dovecot has no SQL passdb: it does not check passwords against the portal's tables",
+                           "install the files of flask --app app config render and reload Dovecot")
+        return queries
+
+    def one_time_passwords(self) -> Finding:
+        queries = self._password_queries()
+        if isinstance(queries, Finding):
+            return queries
+        lenient = [where for where, query in queries if "password_must_change" not in query]
+        if lenient:
+            return Finding(FAIL, f"Dovecot's password query ({', '.join(lenient)}) lets mail clients use a password"
+                                 " the helpdesk or an admin has seen (a reset or one-time password)",
                            "install the files of flask --app app config render and reload Dovecot")
         return Finding(OK, "Dovecot refuses one-time passwords to mail clients")
+
+    def old_variables(self) -> Finding:
+        """Dovecot 2.4 sends a 2.3 variable such as %u literally: every login fails as a wrong password."""
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            return dovecot
+        if dovecot.series != "2.4":
+            return Finding(OK, "Dovecot 2.3: its own variables")
+        stale = dovecotconf.leftover_old_variables(dovecot)
+        if stale:
+            return Finding(FAIL, "these Dovecot 2.4 settings use 2.3 variables (such as %u), which 2.4 sends"
+                                 f" literally, so logins and deliveries fail: {', '.join(stale)}",
+                           "write %{user}, %{user | username}, %{user | domain}, %{user | lower} (or install the"
+                           " files of flask --app app config render --dovecot 2.4) and reload Dovecot")
+        return Finding(OK, "Dovecot 2.4 variables only")
+
+    def quota_plugins(self) -> Finding:
+        """Quota is enforced at delivery and shown over IMAP only where the protocols really load the plugins."""
+        missing = []
+        try:
+            for protocol, wanted in (("lmtp", {"quota", "quota_clone"}), ("imap", {"quota", "quota_clone",
+                                                                                   "imap_quota"})):
+                loaded = dovecotconf.protocol_plugins(self.dovecot_config, protocol)
+                missing += [f"{name} for {protocol}" for name in sorted(wanted - loaded)]
+        except dovecotconf.DoveconfUnavailable as exc:
+            return Finding(SKIP, str(exc), "run doctor as root on the Dovecot host")
+        if missing:
+            return Finding(FAIL, "Dovecot does not load " + ", ".join(missing) + ": mail over the limit is accepted"
+                                 " or usage is not copied for the portal",
+                           "a protocol lmtp or imap section of an earlier file (often conf.d/20-lmtp.conf with"
+                           " Sieve) sets mail_plugins without the quota plugins: add quota quota_clone there")
+        return Finding(OK, "LMTP and IMAP load quota and quota_clone (IMAP also imap_quota)")
 
     def secret_key(self) -> Finding:
         secret = self.config.get("SECRET_KEY") or ""
@@ -298,12 +338,11 @@ class Doctor:
 @click.command("doctor")
 @with_appcontext
 @click.option("--postfix-dir", default="/etc/postfix", show_default=True, type=click.Path(path_type=Path))
-@click.option("--dovecot-dir", default="/etc/dovecot", show_default=True, type=click.Path(path_type=Path))
 @click.option("--dovecot-config", help="Dovecot's main config file for doveconf -c (default: its own).")
 @click.option("--behind-proxy", is_flag=True, help="The portal is served through a reverse proxy such as nginx.")
-def doctor_command(postfix_dir: Path, dovecot_dir: Path, dovecot_config: str | None, behind_proxy: bool):
+def doctor_command(postfix_dir: Path, dovecot_config: str | None, behind_proxy: bool):
     """Check the database, Dovecot, Postfix and the portal's settings; exit 0 only if nothing failed."""
-    doctor = Doctor(current_app.config, postfix_dir, dovecot_dir, dovecot_config,
+    doctor = Doctor(current_app.config, postfix_dir, dovecot_config,
                     debug=current_app.debug, behind_proxy=behind_proxy)
     failed = 0
     try:

@@ -1,0 +1,168 @@
+"""Run the tests that touch Dovecot or Postfix on the other Debian release, in a root of its own.
+
+The portal supports Debian 12 (Dovecot 2.3, Postfix 3.7, PostgreSQL 15) and
+Debian 13 (Dovecot 2.4, Postfix 3.10, PostgreSQL 17). ``scripts/test`` runs the
+whole suite on the release it runs on, then this script runs the tests marked
+``mail_server`` on the other one:
+
+1. ``debootstrap`` makes a minimal root of the other release once, under
+   ``/var/lib/mail-portal-stack/roots/<release>`` (kept for the next run);
+2. the project's files (those git knows, without ``.venv``) are copied to its
+   ``/src``, the host's CA certificates with them, and ``scripts/bootstrap``
+   runs there: that release's own PostgreSQL, Dovecot, Postfix, Python and
+   requirements;
+3. ``scripts/test -m mail_server`` runs there in a network namespace of its own
+   (``unshare --net``): its loopback stack uses the usual ports without meeting
+   the host's, and nothing leaves the machine.
+
+``/proc`` and ``/dev`` are mounted in a private mount namespace (``unshare
+--mount``), so they vanish with it and no mount outlives the run.
+
+Run as root:  .venv/bin/python scripts/other_release.py [pytest arguments]
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROOTS = Path(os.environ.get("PORTAL_STACK_DIR", "/var/lib/mail-portal-stack")) / "roots"
+MIRROR = "http://deb.debian.org/debian"
+OTHER = {"bookworm": "trixie", "trixie": "bookworm"}
+POLICY_RC_D = "#!/bin/sh\n# No package may start a daemon in this root: the stack starts its own.\nexit 101\n"
+
+
+def log(message: str) -> None:
+    print(f"other-release: {message}", flush=True)
+
+
+def this_release() -> str:
+    """The codename of the Debian release this machine runs."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.partition("=")[2].strip().strip('"')
+    raise SystemExit("other-release: /etc/os-release names no VERSION_CODENAME")
+
+
+def run(*args: str, check: bool = True) -> int:
+    """Run a command, its output going to ours."""
+    result = subprocess.run(list(args), check=False)  # noqa: S603 - fixed programs, argument lists
+    if check and result.returncode != 0:
+        raise SystemExit(f"other-release: failed ({result.returncode}): {shlex.join(args)}")
+    return result.returncode
+
+
+def in_root(root: Path, command: str, network: bool) -> list[str]:
+    """The command line that runs ``command`` (bash) in ``root``, with /proc and /dev mounted privately."""
+    proc, dev = shlex.quote(str(root / "proc")), shlex.quote(str(root / "dev"))
+    setup = f"mount -t proc proc {proc} && mount --rbind /dev {dev}"
+    if not network:
+        setup += " && ip link set lo up"
+    inner = f"{setup} && exec chroot {shlex.quote(str(root))} /bin/bash -c {shlex.quote(command)}"
+    return ["unshare", "--mount", "--fork", *([] if network else ["--net"]), "/bin/sh", "-c", inner]
+
+
+def ensure_root(release: str) -> Path:
+    """Make the release's minimal root once; return its path."""
+    root = ROOTS / release
+    if (root / "etc" / "os-release").exists():
+        return root
+    if shutil.which("debootstrap") is None:
+        log("installing debootstrap")
+        run("apt-get", "install", "-y", "-qq", "debootstrap")
+    partial = ROOTS / f"{release}.partial"
+    if partial.exists():
+        # Only ever a root this script was making, never mounted outside a namespace.
+        shutil.rmtree(partial)
+    ROOTS.mkdir(parents=True, exist_ok=True)
+    log(f"making a minimal Debian {release} root (debootstrap, about a minute)")
+    run("debootstrap", "--variant=minbase", "--include=ca-certificates", release, str(partial), MIRROR)
+    partial.rename(root)
+    return root
+
+
+def prepare(root: Path) -> None:
+    """Trust what the host trusts, keep packages from starting daemons, and copy the project to /src."""
+    for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        shutil.copy(cert, root / "usr/local/share/ca-certificates" / cert.name)
+    (root / "usr/sbin/policy-rc.d").write_text(POLICY_RC_D)
+    (root / "usr/sbin/policy-rc.d").chmod(0o755)
+    (root / "etc/mtab").unlink(missing_ok=True)
+    (root / "etc/mtab").symlink_to("/proc/self/mounts")
+    source = root / "src"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    wanted = {f.decode() for f in files if f}
+    if source.exists():
+        for path in sorted(source.rglob("*"), reverse=True):
+            relative = path.relative_to(source).as_posix()
+            top = relative.split("/")[0]
+            if top in (".venv", ".cache") or relative in wanted:
+                continue
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+    for name in sorted(wanted):
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, target)
+
+
+def stop_processes_in(root: Path, grace: float = 15.0) -> None:
+    """End every process running in ``root`` (the stack the tests started there): TERM, then KILL."""
+    import signal
+    import time
+
+    def inside() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(entry / "root") == str(root):
+                        pids.append(int(entry.name))
+                except OSError:
+                    continue
+        return pids
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        pids = inside()
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + wait
+        while inside() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not inside():
+            return
+
+
+def main(argv: list[str]) -> int:
+    if os.geteuid() != 0:
+        raise SystemExit("other-release: run as root")
+    release = OTHER.get(this_release())
+    if release is None:
+        raise SystemExit(f"other-release: runs on Debian 12 or 13, not {this_release()}")
+    root = ensure_root(release)
+    prepare(root)
+    log(f"installing what the portal needs in the {release} root (scripts/bootstrap)")
+    run(*in_root(root, "update-ca-certificates >/dev/null && cd /src && scripts/bootstrap", network=True))
+    pytest_args = shlex.join(argv) if argv else "-m mail_server"
+    log(f"running the tests that touch Dovecot or Postfix on Debian {release}: pytest {pytest_args}")
+    # PORTAL_OTHER_RELEASE=no: the root's own scripts/test must not start yet another root.
+    try:
+        return run(*in_root(root, f"cd /src && PORTAL_OTHER_RELEASE=no scripts/test {pytest_args}", network=False),
+                   check=False)
+    finally:
+        # The stack it started lives in a network namespace that ends with it: stop it now.
+        stop_processes_in(root)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
