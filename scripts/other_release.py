@@ -74,7 +74,8 @@ def ensure_root(release: str) -> Path:
         return root
     if shutil.which("debootstrap") is None:
         log("installing debootstrap")
-        run("apt-get", "install", "-y", "-qq", "debootstrap")
+        run("apt-get", "update", "-qq")
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap")
     partial = ROOTS / f"{release}.partial"
     if partial.exists():
         # Only ever a root this script was making, never mounted outside a namespace.
@@ -144,8 +145,10 @@ def stop_processes_in(root: Path, grace: float = 15.0) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Make or reuse the other release's root, bootstrap it, run the tests there; return pytest's status."""
     if os.geteuid() != 0:
         raise SystemExit("other-release: run as root")
+    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
     release = OTHER.get(this_release())
     if release is None:
         raise SystemExit(f"other-release: runs on Debian 12 or 13, not {this_release()}")

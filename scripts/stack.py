@@ -466,6 +466,8 @@ def render_dovecot(
         changed |= mailconfig.write(doveadm_conf, mailconfig.render(
             template("mail-portal-doveadm.conf.ext"), **context, doveadm_address="127.0.0.1",
             doveadm_port=instance.doveadm_port, doveadm_api_key=stack_secrets()["doveadm_api_key"]), 0o600)
+    for name in ("auth-sql.conf.ext", "99-mail-portal.conf"):
+        changed |= mailconfig.write(conf_dir / "conf.d" / name, mailconfig.render(template(name), **context), 0o644)
     changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render(template("dovecot.conf"), **context), 0o644)
     return changed
 

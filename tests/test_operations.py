@@ -119,18 +119,22 @@ def test_doctor_explains_each_failure(app_factory, db, mail_stack, mail_data, tm
     (tmp_path / "postfix" / "pgsql-users.cf").write_text(users + guide_users)
     shutil.copy(mail_stack.postfix_dir / "pgsql-aliases.cf", tmp_path / "postfix")
     # Dovecot's own configuration, its passdb reading the guide's query from a file of its own
-    # (doctor asks doveconf where that is).
-    installed = mail_stack.dovecot_conf.parent / "dovecot-sql.conf.ext"
+    # (doctor asks doveconf where that is): copies of the main file and conf.d/ that include it.
+    conf_dir = mail_stack.dovecot_conf.parent
+    installed = conf_dir / "dovecot-sql.conf.ext"
     guide_sql = tmp_path / "dovecot" / "dovecot-sql.conf.ext"
+    shutil.copytree(conf_dir / "conf.d", tmp_path / "dovecot" / "conf.d")
+    auth = tmp_path / "dovecot" / "conf.d" / "auth-sql.conf.ext"
     if stack.dovecot_series() == "2.3":
         guide_query = "password_query = SELECT email as user, password FROM virtual_users WHERE email='%u'\n"
         guide_sql.write_text(installed.read_text().split("user_query")[0] + guide_query)
-        main = mail_stack.dovecot_conf.read_text().replace(f"args = {installed}", f"args = {guide_sql}")
+        auth.write_text(auth.read_text().replace(f"args = {installed}", f"args = {guide_sql}"))
     else:
         guide_sql.write_text(re.sub(r"(?m)^(  query = SELECT u.email AS \"user\", u.password).*$",
                                     r"\1 FROM virtual_users u WHERE u.email = '%{user}'", installed.read_text()))
-        main = mail_stack.dovecot_conf.read_text().replace(f"!include {installed}", f"!include {guide_sql}")
-    assert main != mail_stack.dovecot_conf.read_text()
+        auth.write_text(auth.read_text().replace(f"!include {installed}", f"!include {guide_sql}"))
+    assert auth.read_text() != (conf_dir / "conf.d" / "auth-sql.conf.ext").read_text()
+    main = mail_stack.dovecot_conf.read_text().replace(f"{conf_dir}/conf.d/", f"{tmp_path}/dovecot/conf.d/")
     (tmp_path / "dovecot" / "dovecot.conf").write_text(main)
     app = app_factory(TESTING=False, SECRET_KEY="x" * 40, COOKIE_SECURE=False)
     result = doctor(app, mail_stack, postfix_dir=str(tmp_path / "postfix"),

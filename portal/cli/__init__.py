@@ -43,6 +43,7 @@ def register(app) -> None:
     from .doctor import doctor_command
     from .domains import domain_cli
     from .mailboxes import mailbox_cli
+    from .mailserver import mailserver_cli
     from .quota import quota_cli
     from .roles import admin_cli
     from .schema import db_cli
@@ -50,7 +51,7 @@ def register(app) -> None:
     from .transfer import import_command
 
     for command in (admin_cli, alias_cli, config_cli, db_cli, domain_cli, doctor_command, export_command,
-                    import_command, mailbox_cli, quota_cli):
+                    import_command, mailbox_cli, mailserver_cli, quota_cli):
         app.cli.add_command(command)
 
 

@@ -66,6 +66,31 @@ def database_context(url: str) -> dict:
             "db_name": parts["dbname"], "db_user": parts["user"], "db_password": parts["password"]}
 
 
+def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str | None,
+                   vmail_user: str, portal_networks: str, dovecot_series: str) -> tuple[str, list, list[str]]:
+    """(the Dovecot series, [(file under DIR, text, mode)], the secrets in them) of the portal's files."""
+    context = {
+        **database_context(database_url or current_app.config["DATABASE_URL"]),
+        "mail_root": (mail_root or current_app.config["MAIL_ROOT"]).rstrip("/"), "vmail_user": vmail_user,
+        "portal_networks": portal_networks,
+        "static_userdb": False,
+    }
+    if dovecot_series == "auto":
+        dovecot_series = mailconfig.dovecot_series()
+        if dovecot_series is None:
+            raise click.ClickException("no Dovecot 2.3 or 2.4 is installed here to tell which files to write:"
+                                       " give --dovecot 2.3 or --dovecot 2.4")
+    doveadm = bool(current_app.config["DOVEADM_URL"])
+    if doveadm:
+        context |= doveadm_context(current_app.config)
+    files = []
+    for template, target, mode in [*POSTFIX_FILES, *dovecot_files(dovecot_series, doveadm)]:
+        config_dir = postfix_dir if target.startswith("postfix/") else dovecot_dir
+        files.append((target, mailconfig.render(template, **context, config_dir=config_dir.rstrip("/")), mode))
+    secrets = [context["db_password"], *([context["doveadm_api_key"]] if doveadm else [])]
+    return dovecot_series, files, secrets
+
+
 @config_cli.command("render")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--database-url", envvar="PORTAL_MAIL_DATABASE_URL",
@@ -87,24 +112,10 @@ def render_command(directory: Path, database_url: str | None, postfix_dir: str, 
     Then install them as README "Production", step 5, says: the pgsql-*.cf maps and
     the Dovecot files replace the guide's, and the lines of postfix/main.cf.portal
     replace the guide's three lines in main.cf (it is not a file to copy). Reload both."""
-    context = {
-        **database_context(database_url or current_app.config["DATABASE_URL"]),
-        "mail_root": (mail_root or current_app.config["MAIL_ROOT"]).rstrip("/"), "vmail_user": vmail_user,
-        "portal_networks": portal_networks,
-        "static_userdb": False,
-    }
-    if dovecot_series == "auto":
-        dovecot_series = mailconfig.dovecot_series()
-        if dovecot_series is None:
-            raise click.ClickException("no Dovecot 2.3 or 2.4 is installed here to tell which files to write:"
-                                       " give --dovecot 2.3 or --dovecot 2.4")
-    doveadm = bool(current_app.config["DOVEADM_URL"])
-    if doveadm:
-        context |= doveadm_context(current_app.config)
-    click.echo(f"for Dovecot {dovecot_series}")
-    for template, target, mode in [*POSTFIX_FILES, *dovecot_files(dovecot_series, doveadm)]:
-        config_dir = postfix_dir if target.startswith("postfix/") else dovecot_dir
-        text = mailconfig.render(template, **context, config_dir=config_dir.rstrip("/"))
+    series, files, _ = rendered_files(database_url, postfix_dir, dovecot_dir, mail_root, vmail_user, portal_networks,
+                                      dovecot_series)
+    click.echo(f"for Dovecot {series}")
+    for target, text, mode in files:
         path = directory / target
         changed = mailconfig.write(path, text, mode)
         click.echo(f"{'wrote' if changed else 'unchanged'} {path} ({mode:o})")

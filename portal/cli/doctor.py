@@ -335,6 +335,22 @@ class Doctor:
         return Finding(OK, f"cookies are HTTPS-only; {self.config['TRUSTED_PROXY_COUNT']} proxy hop trusted")
 
 
+def run_checks(doctor: Doctor, prefix: str = "") -> int:
+    """Run every check, print each finding (and its fix when it is not ok); return how many failed."""
+    failed = 0
+    try:
+        for name, check in doctor.checks():
+            finding = check()
+            failed += finding.state == FAIL
+            click.echo(f"{prefix}{finding.state:<4}  {name}: {finding.text}")
+            if finding.fix and finding.state != OK:
+                click.echo(f"{prefix}      fix: {finding.fix}")
+    finally:
+        if doctor.conn is not None:
+            doctor.conn.close()
+    return failed
+
+
 @click.command("doctor")
 @with_appcontext
 @click.option("--postfix-dir", default="/etc/postfix", show_default=True, type=click.Path(path_type=Path))
@@ -344,17 +360,6 @@ def doctor_command(postfix_dir: Path, dovecot_config: str | None, behind_proxy: 
     """Check the database, Dovecot, Postfix and the portal's settings; exit 0 only if nothing failed."""
     doctor = Doctor(current_app.config, postfix_dir, dovecot_config,
                     debug=current_app.debug, behind_proxy=behind_proxy)
-    failed = 0
-    try:
-        for name, check in doctor.checks():
-            finding = check()
-            failed += finding.state == FAIL
-            click.echo(f"{finding.state:<4}  {name}: {finding.text}")
-            if finding.fix and finding.state != OK:
-                click.echo(f"      fix: {finding.fix}")
-    finally:
-        if doctor.conn is not None:
-            doctor.conn.close()
-    if failed:
+    if run_checks(doctor):
         raise SystemExit(1)
     click.echo("all checks passed")
