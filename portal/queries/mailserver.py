@@ -12,9 +12,15 @@ def grant_mail_reader(conn, role: str) -> None:
     installed: the role keeps reading throughout (README, Production, step 3)."""
     reader = sql.Identifier(role)
     with conn.transaction():
-        conn.execute(sql.SQL("GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases, portal_mailbox_quota"
-                             " TO {}").format(reader))
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {}").format(reader))
+        for template in _MAIL_READER_GRANTS:
+            statement = template.format(reader=reader)
+            conn.execute(statement)
+
+
+_MAIL_READER_GRANTS = (
+    sql.SQL("GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases, portal_mailbox_quota TO {reader}"),
+    sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {reader}"),
+)
 
 
 def probe_addresses(conn) -> dict:
