@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
 import shutil
 import socket
 import threading
+import time
 
 import psycopg
 import pytest
@@ -50,8 +52,20 @@ def db(mail_stack, database_url):
             " RESTART IDENTITY CASCADE"
         )
         for child in mail_stack.mail_root.iterdir():
-            shutil.rmtree(child)
+            remove_tree(child)
         yield conn
+
+
+def remove_tree(path, seconds: float = 10.0) -> None:
+    """Remove a maildir tree that Dovecot may still be writing into (a delivery of the previous test)."""
+    deadline = time.monotonic() + seconds
+    while path.exists():
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:  # a file landed, or moved from tmp/ to new/, while it was being emptied
+            if exc.errno not in (errno.ENOTEMPTY, errno.ENOENT) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def make_test_config(mail_stack, database_url, **overrides) -> dict:
