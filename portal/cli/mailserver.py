@@ -61,8 +61,12 @@ def build_plan(database_url: str, postfix_dir: Path, dovecot_dir: Path, dovecot_
 
     reader = conninfo_to_dict(database_url)["user"]
     postfix, postmap, doveconf, doveadm = (_program(n) for n in ("postfix", "postmap", "doveconf", "doveadm"))
-    with db.connect(current_app.config) as conn:
-        probe = mailserver_queries.probe_addresses(conn)
+    try:
+        with db.connect(current_app.config) as conn:
+            probe = mailserver_queries.probe_addresses(conn)
+    except psycopg.Error as exc:
+        raise click.ClickException(f"the portal's database cannot be read, so nothing was changed:"
+                                   f" {str(exc).strip().splitlines()[0]}") from None
 
     def grants() -> None:
         try:
