@@ -131,6 +131,23 @@ def sql_password_queries(settings: DovecotSettings) -> list[tuple[str, str]]:
     return found
 
 
+def username_formats(settings: DovecotSettings) -> dict[str, str]:
+    """The ``auth_username_format`` each protocol's lookups use: the global one, or its ``protocol {}`` filter's."""
+    default = "%{user | lower}" if settings.series == "2.4" else "%Lu"
+    formats = {"global": settings.value("auth_username_format", default)}
+    for section in settings.of_kind("protocol"):
+        if "auth_username_format" in section.settings:
+            formats[section.name] = section.settings["auth_username_format"]
+    return formats
+
+
+def drops_the_domain(username_format: str) -> bool:
+    """Whether a format keeps only the local part (``%n``, ``%{user | username}``) and loses the domain."""
+    local_only = re.search(r"(?<!%)%L?n|%\{\s*(?:user\s*\|\s*)?username\b|\busername\s*\|", username_format)
+    keeps_domain = re.search(r"%L?d\b|domain", username_format)
+    return bool(local_only) and not keeps_domain
+
+
 # Dovecot 2.3's variables (%u, %Lu, %d, %n...), which 2.4 passes through literally.
 OLD_VARIABLE = re.compile(r"(?<!%)%L?[udnrlp](?![A-Za-z{])")
 

@@ -303,6 +303,21 @@ def test_doctor_fails_when_dovecot_caches_logins(app_factory, db, mail_stack, ma
     assert "fix: set auth_cache_size = 0" in result.output
 
 
+def test_doctor_fails_when_dovecot_drops_the_domain_for_lmtp(app_factory, db, mail_stack, mail_data, tmp_path):
+    # Debian 13's conf.d/20-lmtp.conf, meant for system users: LMTP then looks up "alice", not the mailbox.
+    local_only = "%{user | username | lower}" if stack.dovecot_series() == "2.4" else "%Ln"
+    stripped = tmp_path / "dovecot.conf"
+    stripped.write_text(mail_stack.dovecot_conf.read_text()
+                        + f"\nprotocol lmtp {{\n  auth_username_format = {local_only}\n}}\n")
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True)
+    result = doctor(app, mail_stack, dovecot_config=str(stripped))
+    assert result.exit_code == 1
+    assert f"FAIL  user names: auth_username_format drops the domain for lmtp ({local_only})" in result.output
+    assert "550 User doesn't exist" in result.output and "conf.d/20-lmtp.conf" in result.output
+    # The stack's own configuration keeps the whole address.
+    assert "ok    user names: Dovecot looks mailboxes up by their full address" in doctor(app, mail_stack).output
+
+
 @pytest.mark.parametrize("series", ["2.3", "2.4"])
 def test_render_writes_the_same_files_for_either_dovecot(app, mail_stack, tmp_path, series):
     reader = stack.db_context(mail_stack.db_name)

@@ -54,7 +54,8 @@ class Doctor:
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
             ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
-            ("dovecot variables", self.old_variables), ("quota plugins", self.quota_plugins),
+            ("dovecot variables", self.old_variables), ("user names", self.user_names),
+            ("quota plugins", self.quota_plugins),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -284,6 +285,21 @@ class Doctor:
                            "write %{user}, %{user | username}, %{user | domain}, %{user | lower} (or install the"
                            " files of flask --app app config render --dovecot 2.4) and reload Dovecot")
         return Finding(OK, "Dovecot 2.4 variables only")
+
+    def user_names(self) -> Finding:
+        """Mailboxes are full addresses: a lookup by the local part alone finds nobody (LMTP answers 550)."""
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            return dovecot
+        formats = dovecotconf.username_formats(dovecot)
+        local_only = [f"{where} ({value})" for where, value in formats.items() if dovecotconf.drops_the_domain(value)]
+        if local_only:
+            return Finding(FAIL, "auth_username_format drops the domain for " + ", ".join(local_only) + ": Dovecot"
+                                 " looks mailboxes up without their domain, so those logins fail and every delivery"
+                                 " is refused with 550 User doesn't exist",
+                           "remove that auth_username_format (on Debian 13 it is in conf.d/20-lmtp.conf, meant for"
+                           " system users) or make it keep the domain, then reload Dovecot")
+        return Finding(OK, "Dovecot looks mailboxes up by their full address")
 
     def quota_plugins(self) -> Finding:
         """Quota is enforced at delivery and shown over IMAP only where the protocols really load the plugins."""
