@@ -1,24 +1,31 @@
-"""Run the tests that touch Dovecot or Postfix on the other Debian release, in a root of its own.
+"""Run the tests that touch Dovecot or Postfix on the other Debian release, and the operator path on both.
 
 The portal supports Debian 12 (Dovecot 2.3, Postfix 3.7, PostgreSQL 15) and
 Debian 13 (Dovecot 2.4, Postfix 3.10, PostgreSQL 17). ``scripts/test`` runs the
-whole suite on the release it runs on, then this script runs the tests marked
-``mail_server`` on the other one:
+whole suite on the release it runs on, then this script:
 
-1. ``debootstrap`` makes a minimal root of the other release once, under
-   ``/var/lib/mail-portal-stack/roots/<release>`` (kept for the next run);
-2. the project's files (those git knows, without ``.venv``) are copied to its
-   ``/src``, the host's CA certificates with them, and ``scripts/bootstrap``
-   runs there: that release's own PostgreSQL, Dovecot, Postfix, Python and
-   requirements;
-3. ``scripts/test -m mail_server`` runs there in a network namespace of its own
-   (``unshare --net``): its loopback stack uses the usual ports without meeting
-   the host's, and nothing leaves the machine.
+1. runs the tests marked ``mail_server`` on the other release;
+2. on each release, stands up a server as the deployment guide builds it
+   (``scripts/guide_server.py``: the real ``/etc/postfix`` and ``/etc/dovecot``,
+   PostgreSQL on 5432, Postfix on 25, Dovecot on 143) and follows README
+   "Production" on it while mail flows (``tests/test_operator_path.py``).
+
+Each release has a root of its own:
+
+- ``debootstrap`` makes a minimal root of the release once, under
+  ``/var/lib/mail-portal-stack/roots/<release>`` (kept for the next run);
+- the project's files (those git knows, without ``.venv``) are copied to its
+  ``/src``, the host's CA certificates with them, and ``scripts/bootstrap``
+  runs there: that release's own PostgreSQL, Dovecot, Postfix, Python and
+  requirements;
+- the tests run there in a network namespace of its own (``unshare --net``):
+  its loopback services use the usual ports without meeting the host's, and
+  nothing leaves the machine.
 
 ``/proc`` and ``/dev`` are mounted in a private mount namespace (``unshare
 --mount``), so they vanish with it and no mount outlives the run.
 
-Run as root:  .venv/bin/python scripts/other_release.py [pytest arguments]
+Run as root:  .venv/bin/python scripts/other_release.py [pytest arguments for step 1]
 """
 
 from __future__ import annotations
@@ -93,6 +100,8 @@ def prepare(root: Path) -> None:
         shutil.copy(cert, root / "usr/local/share/ca-certificates" / cert.name)
     (root / "usr/sbin/policy-rc.d").write_text(POLICY_RC_D)
     (root / "usr/sbin/policy-rc.d").chmod(0o755)
+    # scripts/guide_server.py replaces /etc/postfix and /etc/dovecot, and does so only where this marker is.
+    (root / "etc/mail-portal-throwaway-root").write_text("A root of scripts/other_release.py: /etc may change.\n")
     (root / "etc/mtab").unlink(missing_ok=True)
     (root / "etc/mtab").symlink_to("/proc/self/mounts")
     source = root / "src"
@@ -144,27 +153,50 @@ def stop_processes_in(root: Path, grace: float = 15.0) -> None:
             return
 
 
-def main(argv: list[str]) -> int:
-    """Make or reuse the other release's root, bootstrap it, run the tests there; return pytest's status."""
-    if os.geteuid() != 0:
-        raise SystemExit("other-release: run as root")
-    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
-    release = OTHER.get(this_release())
-    if release is None:
-        raise SystemExit(f"other-release: runs on Debian 12 or 13, not {this_release()}")
+def bootstrapped_root(release: str) -> Path:
+    """The release's root, made once, with the project copied in and scripts/bootstrap run there."""
     root = ensure_root(release)
     prepare(root)
     log(f"installing what the portal needs in the {release} root (scripts/bootstrap)")
     run(*in_root(root, "update-ca-certificates >/dev/null && cd /src && scripts/bootstrap", network=True))
-    pytest_args = shlex.join(argv) if argv else "-m mail_server"
-    log(f"running the tests that touch Dovecot or Postfix on Debian {release}: pytest {pytest_args}")
+    return root
+
+
+def run_tests_in(root: Path, environment: str, pytest_args: str) -> int:
+    """Run scripts/test with these pytest arguments in the root, offline; stop what it started; its status."""
     # PORTAL_OTHER_RELEASE=no: the root's own scripts/test must not start yet another root.
     try:
-        return run(*in_root(root, f"cd /src && PORTAL_OTHER_RELEASE=no scripts/test {pytest_args}", network=False),
-                   check=False)
+        return run(*in_root(root, f"cd /src && PORTAL_OTHER_RELEASE=no {environment} scripts/test {pytest_args}",
+                            network=False), check=False)
     finally:
-        # The stack it started lives in a network namespace that ends with it: stop it now.
+        # The services it started live in a network namespace that ends with it: stop them now.
         stop_processes_in(root)
+
+
+def operator_path(root: Path, release: str) -> int:
+    """README "Production" on a server the deployment guide built, in the release's root; pytest's status."""
+    log(f"README Production on a server built with the deployment guide, on Debian {release}")
+    return run_tests_in(root, "PORTAL_GUIDE_SERVER=yes", "tests/test_operator_path.py")
+
+
+def main(argv: list[str]) -> int:
+    """The mail_server tests on the other release, then the operator path on both; non-zero if any failed."""
+    if os.geteuid() != 0:
+        raise SystemExit("other-release: run as root")
+    os.environ.setdefault("DEBIAN_FRONTEND", "noninteractive")
+    here = this_release()
+    release = OTHER.get(here)
+    if release is None:
+        raise SystemExit(f"other-release: runs on Debian 12 or 13, not {here}")
+    root = bootstrapped_root(release)
+    pytest_args = shlex.join(argv) if argv else "-m mail_server"
+    log(f"running the tests that touch Dovecot or Postfix on Debian {release}: pytest {pytest_args}")
+    failed = {release: run_tests_in(root, "", pytest_args)}
+    failed[f"{release} operator path"] = operator_path(root, release)
+    failed[f"{here} operator path"] = operator_path(bootstrapped_root(here), here)
+    for what, status in failed.items():
+        log(f"{what}: {'passed' if status == 0 else f'FAILED ({status})'}")
+    return 0 if not any(failed.values()) else 1
 
 
 if __name__ == "__main__":

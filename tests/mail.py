@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email
+import hashlib
 import smtplib
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -78,3 +80,46 @@ def imap_subjects(client) -> list[str]:
         header = email.message_from_bytes(data[b"BODY[HEADER.FIELDS (SUBJECT)]"])
         subjects.append(header["Subject"])
     return subjects
+
+
+class SteadySender:
+    """Sends a message to ``to`` through Postfix on ``port`` every 0.2 s while in use; keeps what came back."""
+
+    def __init__(self, port: int, to: str, prefix: str = "steady"):
+        self.port, self.to, self.prefix = port, to, prefix
+        self.sent: list[str] = []
+        self.refused: list[tuple[str, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        n = 0
+        while not self.stop.is_set():
+            subject = f"{self.prefix} {n}"
+            try:
+                send_mail(self.port, self.to, subject)
+                self.sent.append(subject)
+            except (smtplib.SMTPException, OSError) as exc:
+                self.refused.append((subject, repr(exc)))
+            n += 1
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def file_fingerprints(*tops: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, int, int, int]]:
+    """Every file under the folders: its hash, mode, owner and group (paths containing ``skip`` parts left out)."""
+    found = {}
+    for top in tops:
+        for path in sorted(top.rglob("*")):
+            if path.is_file() and not any(part in str(path) for part in skip):
+                info = path.stat()
+                found[str(path)] = (hashlib.sha256(path.read_bytes()).hexdigest(), info.st_mode & 0o7777,
+                                    info.st_uid, info.st_gid)
+    return found

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import smtplib
-import threading
 import time
 
 import pytest
 import stack
 
 from portal.mailserver import edit_main_cf
+from tests.mail import SteadySender
+from tests.mail import file_fingerprints
 from tests.mail import make_mailbox
 from tests.mail import send_mail
 from tests.mail import wait_for_maildir_message
@@ -57,43 +57,7 @@ def test_main_cf_adds_the_lookup_to_restrictions_it_finds():
 
 def fingerprint(mail_stack) -> dict[str, tuple[str, int, int, int]]:
     """Every file of the instance's Postfix and Dovecot configuration: hash, mode, owner, group."""
-    found = {}
-    for top in (mail_stack.postfix_dir, mail_stack.dovecot_conf.parent):
-        for path in sorted(top.rglob("*")):
-            if path.is_file() and "/run/" not in str(path) and "/state/" not in str(path):
-                info = path.stat()
-                found[str(path)] = (hashlib.sha256(path.read_bytes()).hexdigest(), info.st_mode & 0o7777,
-                                    info.st_uid, info.st_gid)
-    return found
-
-
-class Sender:
-    """Sends a message to a mailbox every 0.2 s through the instance's Postfix; keeps what came back."""
-
-    def __init__(self, mail_stack, to: str):
-        self.mail_stack, self.to, self.sent, self.refused = mail_stack, to, [], []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run)
-
-    def _run(self):
-        n = 0
-        while not self.stop.is_set():
-            subject = f"during apply {n}"
-            try:
-                send_mail(self.mail_stack.smtp_port, self.to, subject)
-                self.sent.append(subject)
-            except (smtplib.SMTPException, OSError) as exc:
-                self.refused.append((subject, repr(exc)))
-            n += 1
-            time.sleep(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
+    return file_fingerprints(mail_stack.postfix_dir, mail_stack.dovecot_conf.parent, skip=("/run/", "/state/"))
 
 
 @pytest.fixture
@@ -149,7 +113,7 @@ def test_apply_on_a_guide_built_server_keeps_mail_flowing(operator, db, mail_sta
     assert users_map.read_text() == guide  # a dry run changes nothing
 
     maildir = mail_stack.mail_root / "flow.example" / "steady"
-    with Sender(mail_stack, "team@flow.example") as sender:
+    with SteadySender(mail_stack.smtp_port, "team@flow.example", "during apply") as sender:
         time.sleep(1)
         result = app.test_cli_runner().invoke(args=[*args, "--backup-dir", str(tmp_path / "backup")])
         time.sleep(1)
