@@ -6,8 +6,8 @@ import re
 import socket
 import threading
 import time
-from pathlib import Path
 
+import guide_server
 import psycopg
 import psycopg.sql
 import pytest
@@ -28,7 +28,6 @@ ALICE_PASSWORD = "Alice's mailbox password 1"
 BOB = "bob@portal.example"
 BOB_PASSWORD = "bob-has-another-password-2"
 WRONG = "The address or password is incorrect."
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
@@ -179,10 +178,9 @@ def test_empty_fields_are_explained(client):
 @pytest.fixture
 def lenient_dovecot(mail_stack):
     """A Dovecot on the test database with the guide's password_query, which ignores active flags."""
-    if stack.dovecot_series() != "2.3":
-        pytest.skip("the deployment guide's Dovecot files are written for Dovecot 2.3")
     instance = stack.Instance("lenient", mail_stack.db_name, imap_port=12243, lmtp_port=12224, smtp_port=12225)
-    sql_conf = (FIXTURES / "guide_dovecot-sql.conf.ext").read_text().format(**stack.db_context(mail_stack.db_name))
+    sql_conf = guide_server.dovecot_sql(stack.dovecot_series(), **stack.db_context(mail_stack.db_name),
+                                      mail_root=str(instance.mail_root))
     stack.render_dovecot(instance, sql_conf=sql_conf, static_userdb=True)
     stack.start_dovecot(instance, restart=True)
     yield instance

@@ -7,6 +7,7 @@ import threading
 import uuid
 from pathlib import Path
 
+import guide_server
 import psycopg
 import pytest
 import stack
@@ -271,12 +272,9 @@ def test_adopts_guide_database_without_changing_mail_flow(scratch_database, mail
     assert postfix_answers(maps, keys) == answers_before
 
     # The guide's Dovecot password_query, verbatim, still authenticates a guide user over IMAP.
-    if stack.dovecot_series() != "2.3":
-        pytest.skip("the schema and Postfix parts passed; the guide's Dovecot files are written for Dovecot 2.3")
     guide_dovecot = stack.Instance("guide", scratch_database, imap_port=12143, lmtp_port=12024, smtp_port=12025)
-    sql_conf = (FIXTURES / "guide_dovecot-sql.conf.ext").read_text().format(
-        **{k: v for k, v in stack.db_context(scratch_database).items()}
-    )
+    sql_conf = guide_server.dovecot_sql(stack.dovecot_series(), **stack.db_context(scratch_database),
+                                      mail_root=str(guide_dovecot.mail_root))
     stack.render_dovecot(guide_dovecot, sql_conf=sql_conf, static_userdb=True)
     stack.start_dovecot(guide_dovecot, restart=True)
     try:
