@@ -207,6 +207,13 @@ def refusal_to_help(actor: Actor, powers: Powers, mailbox: dict, target_roles: l
     return None
 
 
+def refusal_to_manage_alias_domains(powers: Powers) -> str | None:
+    """May the actor link, disable, enable or unlink alias domains? They route whole domains: superadmins only."""
+    if not powers.superadmin:
+        return _("Only a superadmin can link or unlink alias domains.")
+    return None
+
+
 def is_reserved(address: str, reserved: list[str]) -> bool:
     """Whether an alias address is one of the domain's reserved ones (postmaster@, abuse@, ...) or its catch-all."""
     local = address.partition("@")[0] if not address.startswith("@") else ""

@@ -39,6 +39,7 @@ GET_EXPECTED = {
     "admin.new_alias": (302, 403, 302, 200, 200),
     "admin.edit_alias": (302, 403, 302, 200, 200),
     "admin.delete_alias": (302, 403, 302, 200, 200),
+    "admin.unlink_alias_domain": (302, 403, 302, 403, 200),
     # The superadmin's own mailbox is in m.example: nobody deletes the domain they sign in from.
     "admin.delete_domain": (302, 403, 302, 403, 403),
     "admin.roles": (302, 403, 302, 403, 200),
@@ -48,13 +49,15 @@ GET_EXPECTED = {
     "helpdesk.mailbox": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
-URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example"}
+URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example",
+            "alias_domain": "m.test"}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
     "auth.logout", "account.save_forwarding", "account.add_personal_alias",
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
-    "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language",
+    "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
+    "admin.alias_domain_state",
 }
 
 
@@ -75,6 +78,7 @@ def clients(app, db):
     make_mailbox(db, "badmin@b.example", PASSWORD)
     runner.invoke(args=["admin", "grant", "helpdesk", "help@m.example"])
     runner.invoke(args=["admin", "grant", "domain-admin", "badmin@b.example", "b.example"])
+    assert runner.invoke(args=["alias-domain", "add", "m.test", "m.example"]).exit_code == 0
     made = {"anonymous": make_client(app)}
     for role, address in (("user", "user@m.example"), ("forced_change", "forced@m.example"),
                           ("domain_admin", "dadmin@m.example"), ("superadmin", "root@m.example"),
@@ -123,6 +127,7 @@ MORE_EXPECTED = {
     "admin.new_alias": (403, 404),
     "admin.edit_alias": (403, 404),
     "admin.delete_alias": (403, 404),
+    "admin.unlink_alias_domain": (403, 403),
     "admin.delete_domain": (403, 403),
     "admin.roles": (403, 403),
     "admin.audit_log": (403, 200),
@@ -150,7 +155,8 @@ def test_get_matrix_for_helpdesk_and_the_other_domains_admin(app, clients):
 STATE = (
     "SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
     " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t,"
-    " (SELECT count(*) FROM portal_roles) AS r, (SELECT count(*) FROM portal_audit_log) AS l"
+    " (SELECT count(*) FROM portal_roles) AS r, (SELECT count(*) FROM portal_audit_log) AS l,"
+    " (SELECT count(*) FILTER (WHERE active) || '/' || count(*) FROM portal_alias_domains) AS ad"
 )
 
 
@@ -174,6 +180,20 @@ def test_no_admin_post_changes_anything_from_outside(app, clients, db, role):
         assert status in (403, 404), f"{role} POST {url}: {status}"
     after = db.execute(STATE).fetchone()
     assert after == before
+
+
+def test_only_a_superadmin_posts_to_the_alias_domain_routes(app, clients, db):
+    """The domain admin of m.example sees its alias domains but links, disables and unlinks none."""
+    client = clients["domain_admin"]
+    token = csrf_token(client, "/")
+    before = db.execute(STATE).fetchone()
+    for path, data in (("/admin/domains/m.example/alias-domains", {"name": "evil.test"}),
+                       ("/admin/domains/m.example/alias-domains/m.test/state", {"active": "0"}),
+                       ("/admin/domains/m.example/alias-domains/m.test/delete", {})):
+        assert client.post(path, data={"csrf_token": token, **data}).status_code == 403, path
+    assert db.execute(STATE).fetchone() == before
+    page = client.get("/admin/domains/m.example/settings").get_data(as_text=True)
+    assert "m.test" in page and "Link alias domain" not in page
 
 
 def test_post_only_routes_refuse_get(app, clients):

@@ -162,10 +162,25 @@ class AliasForm(FlaskForm):
 
     local_part = StringField(_l("Address"), validators=[Length(max=64, message=_l("Use at most 64 characters."))])
     catch_all = BooleanField(_l("Catch-all: every address of the domain that is not a mailbox or another alias"))
+    # Where the domain has alias domains: the address may be written on one of them (checked by the view).
+    on_domain = SelectField(_l("On the domain"), choices=[], validate_choice=False)
     destinations = TextAreaField(
         _l("Delivers to"), description=_l("One address per line."),
         validators=[Length(max=100_000, message=_l("This list is too long."))],
     )
+
+
+class AliasDomainForm(FlaskForm):
+    """A domain name to link as an alias domain of the domain shown."""
+
+    name = StringField(_l("Alias domain"), validators=[DataRequired(_l("Type a domain name.")),
+                                                       Length(max=253, message=_l("Use at most 253 characters."))])
+
+
+class AliasDomainStateForm(FlaskForm):
+    """Enable or disable an alias domain (the button says which)."""
+
+    active = HiddenField()
 
 
 class DeleteDomainForm(FlaskForm):

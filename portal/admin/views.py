@@ -35,16 +35,20 @@ from ..clientaddr import client_address
 from ..db import get_db
 from ..i18n import _
 from ..listpages import render_list
+from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
 from ..rules import addressing
+from ..rules import alias_domains as alias_domain_rules
 from ..rules import aliases as alias_rules
 from ..rules import domains as domain_rules
 from ..rules import mailboxes as mailbox_rules
 from ..rules import roles as role_rules
+from .forms import AliasDomainForm
+from .forms import AliasDomainStateForm
 from .forms import AliasForm
 from .forms import AuditFilterForm
 from .forms import DeleteDomainForm
@@ -86,8 +90,12 @@ def index():
 @admin_required
 def domains():
     """All domains in scope, searchable, a page at a time."""
-    return render_list("admin/domains.html", lambda s, a, o: listing.domains(get_db(), _scope(), s, a, o),
-                        listing.DOMAIN_SORTS)
+    def fetch(search, after, sort):
+        page = listing.domains(get_db(), _scope(), search, after, sort)
+        linked = alias_domain_queries.of_domains(get_db(), [d["id"] for d in page.rows])
+        return listing.Page([{**d, "alias_domains": linked.get(d["id"], [])} for d in page.rows], page.next_after)
+
+    return render_list("admin/domains.html", fetch, listing.DOMAIN_SORTS)
 
 
 @bp.get("/domains/<name>/mailboxes")
@@ -327,14 +335,14 @@ def domain_settings(name: str):
     if request.method == "GET" or not current_user.is_superadmin:
         if request.method == "POST":
             abort(403)  # domain admins see the limits; setting them is the superadmin's
-        return render_template("admin/domain_form.html", form=form, domain=domain)
+        return _domain_page(form, domain)
     if not form.validate_on_submit():
-        return render_template("admin/domain_form.html", form=form, domain=domain), 400
+        return _domain_page(form, domain, status=400)
     try:
         settings = _domain_settings(form)
     except domain_rules.DomainRuleError as exc:
         form.max_quota.errors = list(form.max_quota.errors) + [str(exc)]
-        return render_template("admin/domain_form.html", form=form, domain=domain), 400
+        return _domain_page(form, domain, status=400)
     try:
         domain_rules.update_domain(get_db(), _actor(), domain=domain, settings=settings,
                                    delimiter=current_app.config["RECIPIENT_DELIMITER"],
@@ -343,11 +351,92 @@ def domain_settings(name: str):
         domain = domain_queries.get_domain(get_db(), domain["id"])
         _fill_domain_form(form, domain)
         form.form_errors.append(str(exc))
-        return render_template("admin/domain_form.html", form=form, domain=domain), 409
+        return _domain_page(form, domain, status=409)
     except domain_rules.DomainRuleError as exc:
         form.form_errors.append(str(exc))
-        return render_template("admin/domain_form.html", form=form, domain=domain), 409
+        return _domain_page(form, domain, status=409)
     flash(_("%(domain)s: saved.", domain=domain["name"]), "success")
+    return redirect(url_for("admin.domain_settings", name=domain["name"]))
+
+
+def _domain_page(form, domain, status=200, alias_domain_form=None):
+    """A domain's settings page, with its alias domains (and, for superadmins, the form to link one)."""
+    return render_template("admin/domain_form.html", form=form, domain=domain,
+                           alias_domains=alias_domain_rules.alias_domains_of(get_db(), domain["id"]),
+                           alias_domain_form=alias_domain_form or AliasDomainForm(formdata=None),
+                           state_form=AliasDomainStateForm(formdata=None)), status
+
+
+@bp.post("/domains/<name>/alias-domains")
+@superadmin_required
+def link_alias_domain(name: str):
+    """Link an alias domain to this domain: x@alias then delivers where x@domain does."""
+    domain = domain_queries.get_domain(get_db(), _domain_or_404(name)["id"])
+    form = AliasDomainForm()
+    settings_form = DomainForm(formdata=None)
+    _fill_domain_form(settings_form, domain)
+    if not form.validate_on_submit():
+        return _domain_page(settings_form, domain, 400, form)
+    try:
+        linked = alias_domain_rules.create_alias_domain(get_db(), _actor(), name=form.name.data or "",
+                                                        target=domain["name"],
+                                                        delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except (alias_domain_rules.AliasDomainError, domain_rules.DomainRuleError) as exc:
+        form.name.errors = list(form.name.errors) + [str(exc)]
+        return _domain_page(settings_form, domain, 409, form)
+    flash(_("%(alias_domain)s now delivers to the addresses of %(domain)s.", alias_domain=linked,
+            domain=domain["name"]), "success")
+    return redirect(url_for("admin.domain_settings", name=domain["name"]))
+
+
+def _linked_or_404(domain: dict, alias_domain: str) -> dict:
+    row = alias_domain_queries.get_by_name(get_db(), alias_domain.lower())
+    if row is None or row["target_domain_id"] != domain["id"]:
+        abort(404)
+    return row
+
+
+@bp.post("/domains/<name>/alias-domains/<alias_domain>/state")
+@superadmin_required
+def alias_domain_state(name: str, alias_domain: str):
+    """Enable or disable an alias domain; mail to it is refused at once while disabled."""
+    domain = _domain_or_404(name)
+    row = _linked_or_404(domain, alias_domain)
+    form = AliasDomainStateForm()
+    if not form.validate_on_submit() or form.active.data not in ("0", "1"):
+        abort(400)
+    try:
+        alias_domain_rules.set_alias_domain_active(get_db(), _actor(), name=row["name"],
+                                                   active=form.active.data == "1",
+                                                   delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except alias_domain_rules.AliasDomainNotFound:
+        abort(404)
+    except alias_domain_rules.AliasDomainError as exc:
+        flash(str(exc), "danger")
+        return redirect(url_for("admin.domain_settings", name=domain["name"]))
+    flash(_("%(alias_domain)s is enabled.", alias_domain=row["name"]) if form.active.data == "1"
+          else _("%(alias_domain)s is disabled: mail to it is refused.", alias_domain=row["name"]), "success")
+    return redirect(url_for("admin.domain_settings", name=domain["name"]))
+
+
+@bp.route("/domains/<name>/alias-domains/<alias_domain>/delete", methods=["GET", "POST"])
+@superadmin_required
+def unlink_alias_domain(name: str, alias_domain: str):
+    """Show what goes, then unlink an alias domain with the aliases written on it."""
+    domain = _domain_or_404(name)
+    row = _linked_or_404(domain, alias_domain)
+    form = DeleteForm()
+    if not form.validate_on_submit():
+        explicit = alias_queries.sources_on_domain(get_db(), domain["id"], row["name"])
+        return render_template("admin/delete_alias_domain.html", domain=domain, alias_domain=row,
+                               explicit=explicit, form=form), 400 if form.errors else 200
+    try:
+        removed = alias_domain_rules.delete_alias_domain(get_db(), _actor(), name=row["name"])
+    except alias_domain_rules.AliasDomainNotFound:
+        abort(404)
+    flash(_("%(alias_domain)s is unlinked; mail to it is refused.", alias_domain=row["name"])
+          + (" " + _("These aliases went with it: %(aliases)s.", aliases=", ".join(removed)) if removed else ""),
+          "success")
     return redirect(url_for("admin.domain_settings", name=domain["name"]))
 
 
@@ -365,13 +454,19 @@ def new_alias(name: str):
     """Create an alias or the catch-all of a domain."""
     domain = _domain_or_404(name)
     form = AliasForm()
+    choices = [domain["name"], *alias_domain_queries.names_for(get_db(), domain["name"])]
+    form.on_domain.choices = [(choice, "@" + choice) for choice in choices]
     if not form.validate_on_submit():
         return _alias_page(domain, form, status=400 if form.errors else 200)
+    on_domain = form.on_domain.data or domain["name"]
+    if on_domain not in choices:
+        form.on_domain.errors = [_("Choose %(domain)s or one of its alias domains.", domain=domain["name"])]
+        return _alias_page(domain, form, status=400)
     if form.catch_all.data:
-        source = f"@{domain['name']}"
+        source = f"@{on_domain}"
     else:
         try:
-            source = canonical_address(f"{(form.local_part.data or '').strip(' ')}@{domain['name']}")
+            source = canonical_address(f"{(form.local_part.data or '').strip(' ')}@{on_domain}")
         except InvalidAddress:
             form.local_part.errors = list(form.local_part.errors) + [
                 _("Use letters, digits and . _ - only, for example sales.")]

@@ -38,6 +38,7 @@ CLI_ACTOR = Actor.command_line()
 
 def register(app) -> None:
     """Add every command group to the app's CLI."""
+    from .alias_domains import alias_domain_cli
     from .aliases import alias_cli
     from .config import config_cli
     from .doctor import doctor_command
@@ -50,8 +51,8 @@ def register(app) -> None:
     from .transfer import export_command
     from .transfer import import_command
 
-    for command in (admin_cli, alias_cli, config_cli, db_cli, domain_cli, doctor_command, export_command,
-                    import_command, mailbox_cli, mailserver_cli, quota_cli):
+    for command in (admin_cli, alias_cli, alias_domain_cli, config_cli, db_cli, domain_cli, doctor_command,
+                    export_command, import_command, mailbox_cli, mailserver_cli, quota_cli):
         app.cli.add_command(command)
 
 

@@ -8,10 +8,12 @@ from flask.cli import AppGroup
 
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
+from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
 from ..queries import listing
 from ..rules import addressing
 from ..rules import aliases as alias_rules
+from ..rules import domains as domain_rules
 from . import CLI_ACTOR
 from . import connect
 from . import every_row
@@ -20,17 +22,28 @@ from .domains import find_domain
 alias_cli = AppGroup("alias", help="Manage aliases.")
 
 
+def _domain_of_alias(conn, name: str) -> tuple[str, dict]:
+    """The canonical domain part of an alias address and the mail domain it belongs to (an alias domain's
+    aliases belong to its target domain)."""
+    canonical = domain_rules.domain_name(name) if name.strip() else name
+    linked = alias_domain_queries.get_by_name(conn, canonical)
+    if linked is not None:
+        return canonical, find_domain(conn, linked["target"])
+    domain = find_domain(conn, name)
+    return domain["name"], domain
+
+
 def _source(conn, text: str) -> tuple[str, dict]:
     """The canonical alias address (``@domain`` for a catch-all) and its domain row."""
     text = text.strip()
-    if text.startswith("@"):
-        domain = find_domain(conn, text[1:])
-        return "@" + domain["name"], domain
     try:
+        if text.startswith("@"):
+            name, domain = _domain_of_alias(conn, text[1:])
+            return "@" + name, domain
         source = canonical_address(text)
-    except InvalidAddress as exc:
+    except (InvalidAddress, domain_rules.DomainRuleError) as exc:
         raise click.ClickException(f"{text!r} {exc}") from None
-    return source, find_domain(conn, source.rpartition("@")[2])
+    return source, _domain_of_alias(conn, source.rpartition("@")[2])[1]
 
 
 @alias_cli.command("add")

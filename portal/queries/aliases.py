@@ -55,6 +55,12 @@ def source_exists(conn, source: str) -> bool:
     ]
 
 
+def is_personal(conn, source: str) -> bool:
+    """Whether this address is someone's personal address."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM virtual_aliases WHERE source = %s AND owner_id IS NOT NULL)"
+                        " AS e", (source,)).fetchone()["e"]
+
+
 def personal_aliases(conn, owner_id: int) -> list[dict]:
     """Return the personal aliases of a mailbox, by address."""
     return conn.execute(
@@ -93,7 +99,9 @@ def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
 
     ``{"rows": [...], "mailbox": bool, "catch_all": [...]}``: the rows of the
     address, whether it is a mailbox, and the rows of its domain's ``@domain``
-    catch-all. Disabled mailboxes and domains count as if enabled: the map skips
+    catch-all. An address on an alias domain maps to the same local part on the
+    target domain, as if that were its one row (see ``_alias_domain_steps``).
+    Disabled mailboxes and domains count as if enabled: the map skips
     them today, but enabling one must not close a circle (the loop check would
     otherwise wave through rows that only come alive later).
     """
@@ -106,7 +114,7 @@ def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
     by_source: dict[str, list[str]] = {}
     for row in rows:
         by_source.setdefault(row["source"], []).append(row["destination"])
-    return {
+    steps = {
         address: {
             "rows": by_source.get(address, []),
             "mailbox": address in boxes,
@@ -114,6 +122,41 @@ def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
         }
         for address in addresses
     }
+    steps.update(_alias_domain_steps(conn, [a for a in addresses if a not in by_source and a not in boxes],
+                                     by_source))
+    return steps
+
+
+def _alias_domain_steps(conn, addresses: list[str], by_source: dict[str, list[str]]) -> dict[str, dict]:
+    """The shipped map's step for addresses on an alias domain that have no rows of their own.
+
+    x@alias goes to x@target when that is a mailbox or has rows; otherwise the
+    alias domain's own catch-all, else the target's catch-all, applies. Disabled
+    alias domains count as enabled, as everything else does here."""
+    target_of = {r["name"]: r["target"] for r in conn.execute(
+        "SELECT a.name, d.name AS target FROM portal_alias_domains a JOIN virtual_domains d"
+        " ON d.id = a.target_domain_id WHERE a.name = ANY(%s)",
+        (list({a.rpartition("@")[2] for a in addresses}),)).fetchall()}
+    mapped = {a: f"{a.rpartition('@')[0]}@{target_of[a.rpartition('@')[2]]}" for a in addresses
+              if a.rpartition("@")[2] in target_of and a.rpartition("@")[0]}
+    if not mapped:
+        return {}
+    keys = [*mapped.values(), *("@" + t for t in set(target_of.values()))]
+    target_rows: dict[str, list[str]] = {}
+    for row in conn.execute("SELECT source, destination FROM virtual_aliases WHERE source = ANY(%s)",
+                            (keys,)).fetchall():
+        target_rows.setdefault(row["source"], []).append(row["destination"])
+    boxes = {r["email"] for r in conn.execute(
+        "SELECT email FROM virtual_users WHERE email = ANY(%s)", (list(mapped.values()),)).fetchall()}
+    steps = {}
+    for address, target in mapped.items():
+        domain = address.rpartition("@")[2]
+        if target in boxes or target in target_rows:
+            steps[address] = {"rows": [target], "mailbox": False, "catch_all": []}
+        else:
+            catch_all = by_source.get("@" + domain) or target_rows.get("@" + target_of[domain], [])
+            steps[address] = {"rows": [], "mailbox": False, "catch_all": catch_all}
+    return steps
 
 
 # Far more hops than any sane forwarding chain; past it the change is refused.
@@ -202,6 +245,20 @@ def sources_delivering_to(conn, destination: str, domain_id: int) -> list[dict]:
     ).fetchall()
 
 
+def sources_with_destinations_in(conn, domain: str) -> list[str]:
+    """The alias addresses with a destination in this domain (what an alias domain of that name would route)."""
+    return [r["source"] for r in conn.execute(
+        "SELECT DISTINCT source FROM virtual_aliases WHERE split_part(destination, '@', 2) = %s ORDER BY source",
+        (domain,)).fetchall()]
+
+
+def sources_on_domain(conn, domain_id: int, domain_name: str) -> list[str]:
+    """The alias addresses of a mail domain written on one of its alias domains (``domain_name``)."""
+    return [r["source"] for r in conn.execute(
+        "SELECT DISTINCT source FROM virtual_aliases WHERE domain_id = %s AND split_part(source, '@', 2) = %s"
+        " ORDER BY source", (domain_id, domain_name)).fetchall()]
+
+
 def rows_of(conn, source: str) -> list[dict]:
     """Every row of an alias address: destination, owner and domain."""
     return conn.execute(
@@ -248,6 +305,18 @@ def delete_rows_delivering_into_domain(conn, domain_id: int) -> list[dict]:
         RETURNING a.source, a.domain_id, d.name AS domain
         """,
         (domain_id,),
+    ).fetchall()
+
+
+def delete_rows_delivering_into_alias_domain(conn, alias_domain: str, target_domain_id: int) -> list[dict]:
+    """Remove other domains' rows that deliver to an address on this alias domain; return (source, domain) of each."""
+    return conn.execute(
+        """
+        DELETE FROM virtual_aliases a USING virtual_domains d
+         WHERE split_part(a.destination, '@', 2) = %s AND a.domain_id <> %s AND d.id = a.domain_id
+        RETURNING a.source, a.domain_id, d.name AS domain
+        """,
+        (alias_domain, target_domain_id),
     ).fetchall()
 
 

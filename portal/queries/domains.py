@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg import errors
+
 
 def get_domain_by_name(conn, name: str) -> dict | None:
     """Return the domain row with this canonical name, or None."""
@@ -37,8 +39,18 @@ def get_domain(conn, domain_id: int) -> dict | None:
 
 
 def create_domain(conn, name: str, settings: dict) -> int | None:
-    """Insert a domain with its settings; return its id, or None if the name exists."""
-    row = conn.execute(
+    """Insert a domain with its settings; return its id, or None if the name exists (as a domain or an alias
+    domain: a trigger refuses the second, migration 0017)."""
+    try:
+        with conn.transaction():
+            row = _insert_domain(conn, name, settings)
+    except errors.UniqueViolation:
+        return None
+    return row["id"] if row else None
+
+
+def _insert_domain(conn, name: str, settings: dict) -> dict | None:
+    return conn.execute(
         """
         INSERT INTO virtual_domains (name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
                                      allow_personal_aliases, max_personal_aliases)
@@ -49,7 +61,6 @@ def create_domain(conn, name: str, settings: dict) -> int | None:
         """,
         {"name": name, **settings},
     ).fetchone()
-    return row["id"] if row else None
 
 
 def update_domain(conn, domain_id: int, settings: dict) -> None:

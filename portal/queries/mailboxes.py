@@ -107,6 +107,13 @@ def pending_removal(conn, address: str) -> dict | None:
     ).fetchone()
 
 
+def pending_removals_in_domain(conn, domain: str) -> bool:
+    """Whether deleted mailboxes of this domain still have mail waiting for its purge."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM portal_mailbox_removals WHERE split_part(email, '@', 2) = %s"
+        " AND purged_at IS NULL) AS e", (domain,)).fetchone()["e"]
+
+
 def due_removals(conn, address: str | None = None) -> list[dict]:
     """Removals whose grace period is over (or the named one, due or not), locked against a second purge."""
     if address:

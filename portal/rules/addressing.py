@@ -93,9 +93,15 @@ def check_forwarding(conn, address: str, wanted: Forwarding, max_destinations: i
         )
 
 
-def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], delimiter: str = "+") -> None:
-    """Raise AliasRuleError unless ``source`` is free to become a new alias in ``domain``."""
-    if domain_of(source) != domain:
+def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], delimiter: str = "+",
+                           alias_domains: tuple[str, ...] = ()) -> None:
+    """Raise AliasRuleError unless ``source`` is free to become a new alias in ``domain`` (or on one of its
+    ``alias_domains``, where it would take the place of the same address in ``domain``)."""
+    source_domain = domain_of(source)
+    if source_domain != domain and source_domain not in alias_domains:
+        if alias_domains:
+            raise AliasRuleError([_("The address must end in @%(domain)s or in one of its alias domains"
+                                    " (%(alias_domains)s).", domain=domain, alias_domains=", ".join(alias_domains))])
         raise AliasRuleError([_("The address must end in @%(domain)s.", domain=domain)])
     local = source.partition("@")[0]
     # With recipient_delimiter, Postfix looks up "bob+tag@" before "bob@": an alias
@@ -115,6 +121,15 @@ def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], 
     if mailboxes.pending_removal(conn, source) is not None:
         raise AliasRuleError([_("%(address)s belonged to a deleted mailbox whose mail is still kept; it cannot be"
                                 " used again until that mail is purged.", address=source)])
+    if source_domain != domain:
+        # On an alias domain, the address is a mailbox's (or a person's own address) through the domain: an
+        # alias there would take mail meant for its owner.
+        mirrored = f"{local}@{domain}"
+        if (mailboxes.get_mailbox(conn, mirrored) is not None or aliases.is_personal(conn, mirrored)
+                or mailboxes.pending_removal(conn, mirrored) is not None):
+            raise AliasRuleError([_("%(address)s is %(owner)s through the alias domain %(alias_domain)s; it cannot"
+                                    " deliver elsewhere.", address=source, owner=mirrored,
+                                    alias_domain=source_domain)])
 
 
 def check_new_alias_target(conn, source: str, destination: str, delimiter: str = "+") -> None:

@@ -12,6 +12,7 @@ import hashlib
 from .. import access
 from ..access import Actor
 from ..i18n import _
+from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
@@ -33,10 +34,11 @@ def version_of(destinations: list[str]) -> str:
 
 
 def _is_admin_alias(conn, domain: dict, source: str, rows: list[dict]) -> bool:
-    """Whether ``source`` is an alias of ``domain`` at all (not a mailbox's forwarding, not another domain's)."""
+    """Whether ``source`` is an alias of ``domain`` or of one of its alias domains at all (not a mailbox's
+    forwarding, not another domain's)."""
     if not rows or any(r["destination"] == source for r in rows):
         return False
-    if not (source.endswith("@" + domain["name"]) or source == "@" + domain["name"]):
+    if source.partition("@")[2] not in (domain["name"], *alias_domain_queries.names_for(conn, domain["name"])):
         return False
     return mailbox_queries.get_mailbox(conn, source) is None
 
@@ -61,7 +63,11 @@ def save_alias(conn, actor: Actor, *, domain: dict, source: str, destinations: l
         powers = _check_access(conn, actor, domain, source, rows, reserved)
         if create:
             if not source.startswith("@"):
-                addressing.check_new_alias_source(conn, source, domain["name"], [], delimiter)
+                addressing.check_new_alias_source(
+                    conn, source, domain["name"], [], delimiter,
+                    tuple(alias_domain_queries.names_for(conn, domain["name"])))
+            elif source[1:] not in (domain["name"], *alias_domain_queries.names_for(conn, domain["name"])):
+                raise addressing.AliasRuleError([_("The address must end in @%(domain)s.", domain=domain["name"])])
             elif rows:
                 raise addressing.AliasRuleError([_("%(domain)s already has a catch-all.", domain=domain["name"])])
             limit = current_domain["max_aliases"]

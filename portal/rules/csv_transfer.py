@@ -17,7 +17,10 @@ Columns (a header line is required; column order is free):
   password (plain; hashed on import) or password_hash (``{SHA512-CRYPT}$6$...``,
   bare ``$6$...``, ``{BLF-CRYPT}$2y$...`` or ``{ARGON2ID}$argon2id$...``);
 - aliases: source, destination, owner (one row per destination; ``@domain`` is
-  a catch-all; owner is the mailbox that owns a personal alias, else empty).
+  a catch-all; owner is the mailbox that owns a personal alias, else empty; a
+  source may be on an alias domain: it belongs to the alias domain's target);
+- alias_domains: name, target, active (target: the domain it mirrors; import
+  domains first). Each is linked by the rule of the pages, under its locks.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..addresses import canonical_domain
 from ..addresses import canonical_mailbox_address
+from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
 from ..text import is_one_line
 from . import addressing as aliasrules
 from . import mailboxes as mailbox_rules
 
-KINDS = ("domains", "mailboxes", "aliases")
+KINDS = ("domains", "mailboxes", "aliases", "alias_domains")
 
 COLUMNS = {
     "domains": ("name", "active", "max_mailboxes", "max_aliases", "default_quota_bytes", "max_quota_bytes",
@@ -57,13 +61,16 @@ COLUMNS = {
     "mailboxes": ("address", "name", "active", "disabled_reason", "quota_bytes", "password_must_change", "password",
                   "password_hash"),
     "aliases": ("source", "destination", "owner"),
+    "alias_domains": ("name", "target", "active"),
 }
-REQUIRED = {"domains": {"name"}, "mailboxes": {"address"}, "aliases": {"source", "destination"}}
+REQUIRED = {"domains": {"name"}, "mailboxes": {"address"}, "aliases": {"source", "destination"},
+            "alias_domains": {"name", "target"}}
 EXPORT_COLUMNS = {
     "domains": COLUMNS["domains"],
     "mailboxes": ("address", "name", "active", "disabled_reason", "quota_bytes", "password_must_change",
                   "password_hash"),
     "aliases": COLUMNS["aliases"],
+    "alias_domains": COLUMNS["alias_domains"],
 }
 MAX_PROBLEMS_SHOWN = 50
 
@@ -291,9 +298,13 @@ def _check_aliases(conn, rows: Iterable[tuple[int, dict]]) -> _Checked:
             continue
         seen[source, destination] = line
         checked.rows.append({"source": source, "destination": destination, "owner": owner, "line": line})
+    source_domains = sorted({r["source"].rpartition("@")[2] for r in checked.rows})
     domains = {r["name"]: r for r in conn.execute(
-        "SELECT id, name, max_aliases FROM virtual_domains WHERE name = ANY(%s)",
-        (sorted({r["source"].rpartition("@")[2] for r in checked.rows}),)).fetchall()}
+        "SELECT id, name, max_aliases FROM virtual_domains WHERE name = ANY(%s)", (source_domains,)).fetchall()}
+    # A source on an alias domain belongs to the domain it mirrors.
+    domains.update({r["alias_domain"]: r for r in conn.execute(
+        "SELECT d.id, d.name, d.max_aliases, a.name AS alias_domain FROM portal_alias_domains a"
+        " JOIN virtual_domains d ON d.id = a.target_domain_id WHERE a.name = ANY(%s)", (source_domains,)).fetchall()})
     owners = {r["email"]: r["id"] for r in conn.execute(
         "SELECT id, email FROM virtual_users WHERE email = ANY(%s)",
         (sorted({r["owner"] for r in checked.rows if r["owner"]}),)).fetchall()}
@@ -325,6 +336,52 @@ def _check_aliases(conn, rows: Iterable[tuple[int, dict]]) -> _Checked:
     return checked
 
 
+def _check_alias_domains(conn, rows: Iterable[tuple[int, dict]]) -> _Checked:
+    checked = _Checked()
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            name, target = canonical_domain(row["name"]), canonical_domain(row["target"])
+            active = _bool(row.get("active", ""), True)
+        except InvalidAddress as exc:
+            checked.problem(line, f"a domain name {exc}")
+            continue
+        except ValueError as exc:
+            checked.problem(line, str(exc))
+            continue
+        if name in seen:
+            checked.problem(line, f"{name} is also on line {seen[name]}")
+            continue
+        seen[name] = line
+        checked.rows.append({"name": name, "target": target, "active": active, "line": line})
+    taken = {r["name"] for r in conn.execute(
+        "SELECT name FROM virtual_domains WHERE name = ANY(%(names)s)"
+        " UNION SELECT name FROM portal_alias_domains WHERE name = ANY(%(names)s)", {"names": list(seen)}).fetchall()}
+    targets = {r["name"] for r in conn.execute(
+        "SELECT name FROM virtual_domains WHERE name = ANY(%s)",
+        (sorted({r["target"] for r in checked.rows}),)).fetchall()}
+    for row in checked.rows:
+        if row["name"] in taken:
+            checked.problem(row["line"], f"{row['name']} is already in use as a domain or an alias domain")
+        elif row["target"] not in targets:
+            checked.problem(row["line"], f"there is no domain {row['target']}; import it first")
+    return checked
+
+
+def _link_alias_domains(conn, actor: Actor, rows: list[dict], delimiter: str) -> list[tuple[int, str]]:
+    """Link each alias domain by the rule of the pages (its checks, locks and audit row); the problems."""
+    from . import alias_domains as alias_domain_rules
+
+    problems = []
+    for row in rows:
+        try:
+            alias_domain_rules.create_alias_domain(conn, actor, name=row["name"], target=row["target"],
+                                                   active=row["active"], delimiter=delimiter)
+        except alias_domain_rules.AliasDomainError as exc:
+            problems.append((row["line"], str(exc)))
+    return problems
+
+
 def check(conn, kind: str, stream: io.TextIOBase, config, progress: Callable[[int], None] = lambda total: None) -> list:
     """Read and check a whole file; return the rows to write, or raise ImportRefused with every problem.
 
@@ -334,6 +391,8 @@ def check(conn, kind: str, stream: io.TextIOBase, config, progress: Callable[[in
         checked = _check_domains(conn, rows)
     elif kind == "mailboxes":
         checked = _check_mailboxes(conn, rows, config, progress)
+    elif kind == "alias_domains":
+        checked = _check_alias_domains(conn, rows)
     else:
         checked = _check_aliases(conn, rows)
     if checked.problems:
@@ -354,6 +413,13 @@ def write(conn, kind: str, rows: list[dict], *, actor: Actor, reserved: Iterable
             alias_queries.lock_alias_graph(conn)
             domain_ids = sorted({r["domain_id"] for r in rows if "domain_id" in r})
             conn.execute("SELECT id FROM virtual_domains WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (domain_ids,))
+            if kind == "alias_domains":
+                again = _Checked(problems=_link_alias_domains(conn, actor, rows, delimiter))
+                if again.problems:
+                    raise ImportRefused(sorted(again.problems))
+                if dry_run:
+                    raise psycopg.Rollback(transaction)
+                return len(rows)
             if kind == "domains":
                 again = _check_domains(conn, ((r["line"], {**r, **_as_text(r)}) for r in rows))
             elif kind == "mailboxes":
@@ -455,7 +521,8 @@ def _check_alias_rules(conn, checked: _Checked, reserved: list[str], delimiter: 
                     raise aliasrules.AliasRuleError([f"{domain['name']} already has a catch-all"])
                 aliasrules.check_alias_destinations(conn, source, destinations, delimiter)
             else:
-                aliasrules.check_new_alias_source(conn, source, domain["name"], [], delimiter)
+                aliasrules.check_new_alias_source(conn, source, domain["name"], [], delimiter,
+                                                  tuple(alias_domain_queries.names_for(conn, domain["name"])))
                 aliasrules.check_alias_destinations(conn, source, destinations, delimiter)
         except aliasrules.AliasRuleError as exc:
             for problem in exc.problems:
@@ -503,6 +570,8 @@ def export_rows(conn, kind: str) -> Iterator[list]:
                      " password FROM virtual_users ORDER BY email",
         "aliases": "SELECT a.source, a.destination, coalesce(o.email, '') FROM virtual_aliases a"
                    " LEFT JOIN virtual_users o ON o.id = a.owner_id ORDER BY a.source, a.destination",
+        "alias_domains": "SELECT a.name, d.name, a.active FROM portal_alias_domains a"
+                         " JOIN virtual_domains d ON d.id = a.target_domain_id ORDER BY a.name",
     }
     with conn.transaction(), conn.cursor(name=f"export_{kind}", row_factory=_tuple_row) as cur:
         cur.itersize = 2000

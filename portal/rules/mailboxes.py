@@ -18,6 +18,7 @@ from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_mailbox_address
 from ..i18n import _
+from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
@@ -243,6 +244,10 @@ def delete_mailbox(conn, actor: Actor, *, mailbox: dict, mail_root: str, grace_d
         _keep_a_superadmin(conn, current)
         email, domain = current["email"], current["domain"]
         removed = alias_queries.delete_rows_delivering_to(conn, email)
+        # Its address on each alias domain of its domain is its too: rows delivering there would reach
+        # the next owner of the address.
+        for alias_domain in alias_domain_queries.names_for(conn, domain):
+            removed += alias_queries.delete_rows_delivering_to(conn, f"{email.partition('@')[0]}@{alias_domain}")
         orphaned = sorted({r["source"] for r in removed if r["orphaned"] and r["domain"] == domain})
         queued = mailbox_queries.queue_removals(conn, [email], [_maildir_or_none(mail_root, email)], grace_days)
         # Its own forwarding rows, personal aliases, roles and sessions go with it.
@@ -315,6 +320,8 @@ def delete_domain(conn, actor: Actor, *, domain: dict, mail_root: str, grace_day
         emails = [b["email"] for b in boxes]
         mailbox_queries.queue_removals(conn, emails, [_maildir_or_none(mail_root, e) for e in emails], grace_days)
         elsewhere = alias_queries.delete_rows_delivering_into_domain(conn, current["id"])
+        for alias_domain in alias_domain_queries.names_for(conn, current["name"]):
+            elsewhere += alias_queries.delete_rows_delivering_into_alias_domain(conn, alias_domain, current["id"])
         domain_queries.delete_domain(conn, current["id"])
         summary = {
             "mailboxes": len(boxes), "alias_rows": current["alias_count"],
