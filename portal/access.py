@@ -207,6 +207,22 @@ def refusal_to_help(actor: Actor, powers: Powers, mailbox: dict, target_roles: l
     return None
 
 
+def refusal_to_grant_send_as(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict], address: str,
+                             domains: list[str], owner: str | None) -> str | None:
+    """May the actor let ``mailbox`` send as ``address``, or take that right back? ``domains``: the mailbox's
+    domain and its alias domains; ``owner``: the mailbox whose own or personal address it is, if any."""
+    refusal = refusal_to_manage_mailbox(actor, powers, mailbox, target_roles)
+    if refusal:
+        return refusal
+    if address.rpartition("@")[2] not in domains:
+        return _("Only addresses of %(domains)s can be granted to %(address)s.", domains=", ".join(domains),
+                 address=mailbox["email"])
+    if owner is not None:
+        return _("%(address)s is the own address of %(owner)s; nobody else sends as it.", address=address,
+                 owner=owner)
+    return None
+
+
 def refusal_to_manage_alias_domains(powers: Powers) -> str | None:
     """May the actor link, disable, enable or unlink alias domains? They route whole domains: superadmins only."""
     if not powers.superadmin:

@@ -30,6 +30,12 @@ ACTIONS = {
     "domain.delete": _l("domain deleted"),
     "role.grant": _l("role given"),
     "role.revoke": _l("role taken back"),
+    "alias_domain.create": _l("alias domain linked"),
+    "alias_domain.enable": _l("alias domain enabled"),
+    "alias_domain.disable": _l("alias domain disabled"),
+    "alias_domain.delete": _l("alias domain unlinked"),
+    "send_as.grant": _l("may send as another address"),
+    "send_as.revoke": _l("may no longer send as another address"),
 }
 
 
@@ -51,6 +57,7 @@ SUMMARY_KEYS = {
     "max_aliases": _l("most aliases"), "default_quota_bytes": _l("default size limit"),
     "max_quota_bytes": _l("largest size limit"), "allow_personal_aliases": _l("personal addresses allowed"),
     "max_personal_aliases": _l("personal addresses per user"), "before": _l("before"), "after": _l("after"),
+    "target": _l("mirrors"), "removed_aliases": _l("aliases removed"), "address": _l("address"),
 }
 # Stored words that are shown translated.
 SUMMARY_VALUES = {

@@ -13,7 +13,8 @@ import jinja2
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
-POSTFIX_MAPS = ("pgsql-domains.cf", "pgsql-users.cf", "pgsql-aliases.cf", "pgsql-recipient-access.cf")
+POSTFIX_MAPS = ("pgsql-domains.cf", "pgsql-users.cf", "pgsql-aliases.cf", "pgsql-recipient-access.cf",
+                "pgsql-sender-login.cf")
 
 
 def _environment() -> jinja2.Environment:

@@ -60,6 +60,13 @@ class Instance:
     imaps_port: int = 0
     # Dovecot's doveadm HTTP API, through which the portal ends open mail sessions (0: none).
     doveadm_port: int = 0
+    # Postfix's submission service (as 587 on a server): STARTTLS, SASL through Dovecot, send-as checks.
+    submission_port: int = 0
+
+    @property
+    def sasl_socket(self) -> Path:
+        """Dovecot's auth socket for Postfix's submission service (outside base_dir, as Dovecot asks)."""
+        return self.dir / "dovecot" / "auth-postfix"
 
     @property
     def doveadm_url(self) -> str:
@@ -100,9 +107,9 @@ class Instance:
 
 INSTANCES = {
     "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025, imaps_port=10993,
-                    doveadm_port=10808),
+                    doveadm_port=10808, submission_port=10587),
     "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025, imaps_port=11993,
-                     doveadm_port=11808),
+                     doveadm_port=11808, submission_port=11587),
 }
 
 
@@ -353,6 +360,8 @@ def grant_mail_reader(conn) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON portal_mailbox_quota TO {}").format(reader))
     if cursor.execute("SELECT to_regclass('portal_alias_domains') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_alias_domains TO {}").format(reader))
+    if cursor.execute("SELECT to_regclass('portal_send_as') IS NOT NULL").fetchone()[0]:
+        conn.execute(sql.SQL("GRANT SELECT ON portal_send_as TO {}").format(reader))
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {}").format(reader))
 
 
@@ -443,6 +452,7 @@ def render_dovecot(
         "imaps_port": instance.imaps_port,
         "tls_cert": str(instance.tls_cert) if instance.imaps_port else "",
         "tls_key": str(instance.tls_key) if instance.imaps_port else "",
+        "postfix_auth_socket": str(instance.sasl_socket),
     }
     if instance.imaps_port:
         ensure_tls_cert(instance)
@@ -529,7 +539,13 @@ def render_postfix(instance: Instance) -> bool:
         "lmtp_port": instance.lmtp_port,
         "smtp_address": "127.0.0.1",
         "smtp_port": instance.smtp_port,
+        "submission_port": instance.submission_port,
+        "sasl_socket": str(instance.sasl_socket),
+        "tls_cert": str(instance.tls_cert),
+        "tls_key": str(instance.tls_key),
     }
+    if instance.submission_port:
+        ensure_tls_cert(instance)
     changed = mailconfig.write(etc / "main.cf", mailconfig.render("postfix/main.cf", **context), 0o644)
     changed |= mailconfig.write(etc / "master.cf", mailconfig.render("postfix/master.cf", **context), 0o644)
     for name in mailconfig.POSTFIX_MAPS:
@@ -565,6 +581,8 @@ def start_postfix(instance: Instance, reload: bool = False) -> None:
         run("postfix", "-c", str(instance.postfix_dir), "set-permissions", check=False, quiet=True)
         run_daemon("postfix", "-c", str(instance.postfix_dir), "start")
     wait_for_port(instance.smtp_port)
+    if instance.submission_port:
+        wait_for_port(instance.submission_port)
 
 
 def stop_postfix(instance: Instance) -> None:

@@ -50,14 +50,14 @@ GET_EXPECTED = {
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
 URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example",
-            "alias_domain": "m.test"}
+            "alias_domain": "m.test", "grant_id": 1}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
     "auth.logout", "account.save_forwarding", "account.add_personal_alias",
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
-    "admin.alias_domain_state",
+    "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as",
 }
 
 
@@ -156,7 +156,8 @@ STATE = (
     "SELECT (SELECT count(*) FROM virtual_users) AS u, (SELECT count(*) FROM virtual_aliases) AS a,"
     " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t,"
     " (SELECT count(*) FROM portal_roles) AS r, (SELECT count(*) FROM portal_audit_log) AS l,"
-    " (SELECT count(*) FILTER (WHERE active) || '/' || count(*) FROM portal_alias_domains) AS ad"
+    " (SELECT count(*) FILTER (WHERE active) || '/' || count(*) FROM portal_alias_domains) AS ad,"
+    " (SELECT count(*) FROM portal_send_as) AS s"
 )
 
 
@@ -175,7 +176,8 @@ def test_no_admin_post_changes_anything_from_outside(app, clients, db, role):
         url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
         data = {"csrf_token": token, "local_part": "intruder", "generate": "y", "confirm": "m.example",
                 "destinations": "user@m.example", "name": "evil.example", "quota": "", "active": "",
-                "address": f"{role}@m.example", "role": "superadmin", "domain": "", "reason": "x"}
+                "address": f"{role}@m.example", "role": "superadmin", "domain": "", "reason": "x",
+                "mailbox": f"{role}@m.example"}
         status = client.post(url, data=data).status_code
         assert status in (403, 404), f"{role} POST {url}: {status}"
     after = db.execute(STATE).fetchone()

@@ -67,7 +67,7 @@ def operator(app_factory, db, mail_stack):
     reader = stack.database_url(mail_stack.db_name, stack.DB_MAIL_READER)
     args = ["mailserver", "apply", "--database-url", reader, "--postfix-dir", str(mail_stack.postfix_dir),
             "--dovecot-dir", str(mail_stack.dovecot_conf.parent), "--dovecot-config", str(mail_stack.dovecot_conf),
-            "--portal-networks", "127.0.0.0/8 ::1"]
+            "--portal-networks", "127.0.0.0/8 ::1", "--postfix-auth-socket", str(mail_stack.sasl_socket)]
     yield app, args
     # Whatever a test did, the stack's own files again for the next test.
     stack.render_postfix(mail_stack)

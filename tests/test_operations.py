@@ -47,7 +47,8 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
     modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*") if p.is_file()}
     assert modes == {
         "postfix/pgsql-domains.cf": 0o640, "postfix/pgsql-users.cf": 0o640, "postfix/pgsql-aliases.cf": 0o640,
-        "postfix/pgsql-recipient-access.cf": 0o640, "postfix/main.cf.portal": 0o644,
+        "postfix/pgsql-recipient-access.cf": 0o640, "postfix/pgsql-sender-login.cf": 0o640,
+        "postfix/main.cf.portal": 0o644, "postfix/master.cf.portal": 0o644,
         "dovecot/dovecot-sql.conf.ext": 0o600,
         "dovecot/conf.d/auth-sql.conf.ext": 0o644, "dovecot/conf.d/99-mail-portal.conf": 0o644,
         "dovecot/mail-portal-doveadm.conf.ext": 0o600,
@@ -61,8 +62,16 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
     assert f"!include_try {mail_stack.dovecot_conf.parent}/mail-portal-doveadm.conf.ext" in (
         tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
     # The rendered maps are the ones the stack's own Postfix uses: same text, and real answers from postmap.
-    for name in ("pgsql-users.cf", "pgsql-aliases.cf", "pgsql-domains.cf"):
+    for name in ("pgsql-users.cf", "pgsql-aliases.cf", "pgsql-domains.cf", "pgsql-recipient-access.cf",
+                 "pgsql-sender-login.cf"):
         assert (tmp_path / "postfix" / name).read_text() == (mail_stack.postfix_dir / name).read_text()
+    # The submission service to add by hand: TLS, SASL through Dovecot's socket, the send-as map.
+    submission = (tmp_path / "postfix" / "master.cf.portal").read_text()
+    assert "smtpd_sender_restrictions=reject_sender_login_mismatch" in submission
+    assert f"smtpd_sender_login_maps=pgsql:{mail_stack.postfix_dir}/pgsql-sender-login.cf" in submission
+    assert "smtpd_tls_security_level=encrypt" in submission and "smtpd_sasl_path=private/auth" in submission
+    assert "unix_listener /var/spool/postfix/private/auth {" in (
+        tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
     answer = subprocess.run([POSTMAP, "-q", "team@ops.example", f"pgsql:{tmp_path / 'postfix' / 'pgsql-aliases.cf'}"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert answer == "known@ops.example"

@@ -24,7 +24,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Who may call these without signing in: the sign-in page, the language switch, health, static files.
 PUBLIC = {"auth.login", "auth.set_language", "health.healthz", "static", "bootstrap.static"}
 URL_ARGS = {"name": "s.example", "address": "user@s.example", "source": "team@s.example", "role_id": 1,
-            "alias_id": 1, "filename": "style.css"}
+            "alias_id": 1, "filename": "style.css", "alias_domain": "s.test", "grant_id": 1}
 
 PAYLOADS = ["' OR '1'='1' --", '"', "\\", ";", "$$", "%", "_", "<script>alert(1)</script>", "{{7*7}}",
             "a\r\nb", "a\x00b", "x" * 5000, "\u212aelvin", "b\u00fccher.example", "\u0430dmin"]

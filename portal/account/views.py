@@ -36,6 +36,7 @@ from ..queries import quota as quota_queries
 from ..rules import account as account_rules
 from ..rules import addressing
 from ..rules import forwarding as forwarding_rules
+from ..rules import send_as as send_as_rules
 from .forms import DeleteForm
 from .forms import ForwardingForm
 from .forms import PasswordChangeForm
@@ -52,6 +53,7 @@ def index():
     conn = get_db()
     mailbox = mailboxes.get_mailbox(conn, current_user.email)
     return render_template("account/index.html", mailbox=mailbox,
+                           send_as=send_as_rules.send_as_of(conn, mailbox["id"]),
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 

@@ -177,6 +177,13 @@ class AliasDomainForm(FlaskForm):
                                                        Length(max=253, message=_l("Use at most 253 characters."))])
 
 
+class SendAsForm(FlaskForm):
+    """A mailbox of the domain that may send as the alias shown."""
+
+    mailbox = StringField(_l("Mailbox"), validators=[DataRequired(_l("Type the mailbox's address.")),
+                                                     Length(max=254, message=_l("Use at most 254 characters."))])
+
+
 class AliasDomainStateForm(FlaskForm):
     """Enable or disable an alias domain (the button says which)."""
 

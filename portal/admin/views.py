@@ -47,6 +47,7 @@ from ..rules import aliases as alias_rules
 from ..rules import domains as domain_rules
 from ..rules import mailboxes as mailbox_rules
 from ..rules import roles as role_rules
+from ..rules import send_as as send_as_rules
 from .forms import AliasDomainForm
 from .forms import AliasDomainStateForm
 from .forms import AliasForm
@@ -57,6 +58,7 @@ from .forms import DomainForm
 from .forms import EditMailboxForm
 from .forms import GrantRoleForm
 from .forms import NewMailboxForm
+from .forms import SendAsForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -444,8 +446,66 @@ def _reserved() -> list[str]:
     return list(current_app.config["RESERVED_LOCAL_PARTS"])
 
 
-def _alias_page(domain, form, source=None, status=200):
-    return render_template("admin/alias_form.html", domain=domain, form=form, source=source), status
+def _alias_page(domain, form, source=None, status=200, send_as_form=None):
+    holders = send_as_rules.holders_of(get_db(), source) if source else []
+    return render_template("admin/alias_form.html", domain=domain, form=form, source=source, holders=holders,
+                           send_as_form=send_as_form or SendAsForm(formdata=None),
+                           revoke_form=DeleteForm(formdata=None)), status
+
+
+@bp.post("/domains/<name>/aliases/<source>/send-as")
+@admin_required
+def grant_send_as(name: str, source: str):
+    """Let a mailbox of the domain send as this alias on the submission service."""
+    domain = _domain_or_404(name)
+    source = source.lower()
+    if source.startswith("@") or not alias_rules.editable(get_db(), _actor(), domain, source, _reserved()):
+        abort(404)
+    form = SendAsForm()
+    alias_form = AliasForm(formdata=None)
+    alias_form.destinations.data = "\n".join(alias_queries.destinations(get_db(), source))
+    alias_form.version.data = alias_rules.version_of(alias_queries.destinations(get_db(), source))
+    if not form.validate_on_submit():
+        return _alias_page(domain, alias_form, source, 400, form)
+    try:
+        address = canonical_address(form.mailbox.data or "")
+    except InvalidAddress as exc:
+        form.mailbox.errors = [str(exc)]
+        return _alias_page(domain, alias_form, source, 400, form)
+    mailbox = mailbox_queries.get_mailbox(get_db(), address)
+    if mailbox is None:
+        form.mailbox.errors = [_("%(address)s is not a mailbox.", address=address)]
+        return _alias_page(domain, alias_form, source, 400, form)
+    try:
+        send_as_rules.grant_send_as(get_db(), _actor(), mailbox=mailbox, address=source)
+    except send_as_rules.SendAsRefused as exc:
+        form.mailbox.errors = [str(exc)]
+        return _alias_page(domain, alias_form, source, 403, form)
+    except send_as_rules.SendAsError as exc:
+        form.mailbox.errors = [str(exc)]
+        return _alias_page(domain, alias_form, source, 409, form)
+    flash(_("%(mailbox)s may now send as %(address)s.", mailbox=mailbox["email"], address=source), "success")
+    return redirect(url_for("admin.edit_alias", name=domain["name"], source=source))
+
+
+@bp.post("/domains/<name>/send-as/<int:grant_id>/revoke")
+@admin_required
+def revoke_send_as(name: str, grant_id: int):
+    """Take a send-as right back; the alias's page shows who holds the rest."""
+    domain = _domain_or_404(name)
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    try:
+        grant = send_as_rules.revoke_send_as(get_db(), _actor(), grant_id=grant_id, domain_id=domain["id"])
+    except send_as_rules.SendAsRefused:
+        abort(403)
+    except send_as_rules.SendAsError:
+        abort(404)
+    flash(_("%(mailbox)s may no longer send as %(address)s.", mailbox=grant["email"], address=grant["address"]),
+          "success")
+    if alias_rules.editable(get_db(), _actor(), domain, grant["address"], _reserved()):
+        return redirect(url_for("admin.edit_alias", name=domain["name"], source=grant["address"]))
+    return redirect(url_for("admin.aliases", name=domain["name"]))
 
 
 @bp.route("/domains/<name>/aliases/new", methods=["GET", "POST"])

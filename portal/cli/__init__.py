@@ -48,11 +48,12 @@ def register(app) -> None:
     from .quota import quota_cli
     from .roles import admin_cli
     from .schema import db_cli
+    from .send_as import send_as_cli
     from .transfer import export_command
     from .transfer import import_command
 
     for command in (admin_cli, alias_cli, alias_domain_cli, config_cli, db_cli, domain_cli, doctor_command,
-                    export_command, import_command, mailbox_cli, mailserver_cli, quota_cli):
+                    export_command, import_command, mailbox_cli, mailserver_cli, quota_cli, send_as_cli):
         app.cli.add_command(command)
 
 

@@ -19,6 +19,7 @@ config_cli = AppGroup("config", help="Postfix and Dovecot configuration.")
 POSTFIX_FILES = (
     *((f"postfix/{name}", f"postfix/{name}", 0o640) for name in mailconfig.POSTFIX_MAPS),
     ("postfix/main.cf.portal", "postfix/main.cf.portal", 0o644),
+    ("postfix/master.cf.portal", "postfix/master.cf.portal", 0o644),
 )
 
 
@@ -66,14 +67,26 @@ def database_context(url: str) -> dict:
             "db_name": parts["dbname"], "db_user": parts["user"], "db_password": parts["password"]}
 
 
+POSTFIX_AUTH_SOCKET = "/var/spool/postfix/private/auth"
+
+
+def postfix_auth_socket_option(command):
+    """--postfix-auth-socket: where Dovecot offers Postfix's submission service its password checks."""
+    return click.option("--postfix-auth-socket", default=POSTFIX_AUTH_SOCKET, show_default=True,
+                        help="Dovecot's auth socket for Postfix's submission service (smtpd_sasl_path"
+                             " private/auth in Postfix's queue directory).")(command)
+
+
 def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str | None,
-                   vmail_user: str, portal_networks: str, dovecot_series: str) -> tuple[str, list, list[str]]:
+                   vmail_user: str, portal_networks: str, dovecot_series: str,
+                   postfix_auth_socket: str = POSTFIX_AUTH_SOCKET) -> tuple[str, list, list[str]]:
     """(the Dovecot series, [(file under DIR, text, mode)], the secrets in them) of the portal's files."""
     context = {
         **database_context(database_url or current_app.config["DATABASE_URL"]),
         "mail_root": (mail_root or current_app.config["MAIL_ROOT"]).rstrip("/"), "vmail_user": vmail_user,
         "portal_networks": portal_networks,
         "static_userdb": False,
+        "postfix_auth_socket": postfix_auth_socket,
     }
     if dovecot_series == "auto":
         dovecot_series = mailconfig.dovecot_series()
@@ -105,15 +118,16 @@ def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str,
 @click.option("--dovecot", "dovecot_series", type=click.Choice(["auto", *mailconfig.DOVECOT_SERIES]), default="auto",
               show_default=True, help="The Dovecot the files are for: 2.3 (Debian 12), 2.4 (Debian 13), or the one"
                                       " installed here (dovecot --version).")
+@postfix_auth_socket_option
 def render_command(directory: Path, database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str,
-                   vmail_user: str, portal_networks: str, dovecot_series: str):
+                   vmail_user: str, portal_networks: str, dovecot_series: str, postfix_auth_socket: str):
     """Write the Postfix maps and Dovecot SQL, auth and quota files into DIRECTORY (never printing a password).
 
     Then install them as README "Production", step 5, says: the pgsql-*.cf maps and
     the Dovecot files replace the guide's, and the lines of postfix/main.cf.portal
     replace the guide's three lines in main.cf (it is not a file to copy). Reload both."""
     series, files, _ = rendered_files(database_url, postfix_dir, dovecot_dir, mail_root, vmail_user, portal_networks,
-                                      dovecot_series)
+                                      dovecot_series, postfix_auth_socket)
     click.echo(f"for Dovecot {series}")
     for target, text, mode in files:
         path = directory / target

@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from .. import db
 from .. import mailserver
 from ..queries import mailserver as mailserver_queries
+from .config import postfix_auth_socket_option
 from .config import rendered_files
 from .doctor import Doctor
 from .doctor import run_checks
@@ -35,15 +36,18 @@ def _program(name: str) -> str:
 
 
 def build_plan(database_url: str, postfix_dir: Path, dovecot_dir: Path, dovecot_config: Path, mail_root: str | None,
-               vmail_user: str, portal_networks: str, dovecot_series: str) -> tuple[mailserver.Plan, list[str]]:
+               vmail_user: str, portal_networks: str, dovecot_series: str,
+               postfix_auth_socket: str) -> tuple[mailserver.Plan, list[str]]:
     """Decide every file, grant, check, reload and probe; touch nothing."""
     series, files, secrets = rendered_files(database_url, str(postfix_dir), str(dovecot_dir), mail_root, vmail_user,
-                                            portal_networks, dovecot_series)
+                                            portal_networks, dovecot_series, postfix_auth_socket)
     changes = []
     for target, text, mode in files:
         kind, _, name = target.partition("/")
         if name == "main.cf.portal":
             continue  # its lines go into main.cf below
+        if name == "master.cf.portal":
+            continue  # a service to add by hand: opening port 587 is the operator's decision
         path = (postfix_dir if kind == "postfix" else dovecot_dir) / name
         group = "postfix" if kind == "postfix" and mode == 0o640 else (
             "dovecot" if name == "dovecot-dict-quota.conf.ext" and series == "2.3" else "root")
@@ -114,9 +118,10 @@ def build_plan(database_url: str, postfix_dir: Path, dovecot_dir: Path, dovecot_
               help="Addresses the portal connects to Dovecot from (login_trusted_networks).")
 @click.option("--backup-dir", type=click.Path(path_type=Path),
               help="Where the files as they were go (default: /var/backups/mail-portal/<time>).")
+@postfix_auth_socket_option
 def apply_command(database_url: str, dry_run: bool, postfix_dir: Path, dovecot_dir: Path, dovecot_config: Path | None,
                   dovecot_series: str, mail_root: str | None, vmail_user: str, portal_networks: str,
-                  backup_dir: Path | None):
+                  backup_dir: Path | None, postfix_auth_socket: str):
     """Install the portal's Postfix maps and Dovecot files here: back up, grant, install, check, reload, probe.
 
     Only the main.cf lines the portal owns change (the three pgsql maps, and the
@@ -125,7 +130,7 @@ def apply_command(database_url: str, dry_run: bool, postfix_dir: Path, dovecot_d
     back as it was and reloads again. doctor is the last step. Run as root."""
     dovecot_config = dovecot_config or dovecot_dir / "dovecot.conf"
     plan, secrets = build_plan(database_url, postfix_dir, dovecot_dir, dovecot_config, mail_root, vmail_user,
-                               portal_networks, dovecot_series)
+                               portal_networks, dovecot_series, postfix_auth_socket)
     if dry_run:
         diff = mailserver.masked_diff(plan.changes, secrets)
         click.echo(diff if diff else "nothing to change: the installed files are the portal's already")

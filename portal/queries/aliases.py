@@ -61,6 +61,13 @@ def is_personal(conn, source: str) -> bool:
                         " AS e", (source,)).fetchone()["e"]
 
 
+def personal_owner(conn, source: str) -> str | None:
+    """The mailbox whose personal address this is, or None."""
+    row = conn.execute("SELECT u.email FROM virtual_aliases a JOIN virtual_users u ON u.id = a.owner_id"
+                       " WHERE a.source = %s LIMIT 1", (source,)).fetchone()
+    return row["email"] if row else None
+
+
 def personal_aliases(conn, owner_id: int) -> list[dict]:
     """Return the personal aliases of a mailbox, by address."""
     return conn.execute(

@@ -17,6 +17,7 @@ from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
+from ..queries import send_as as send_as_queries
 from .domains import domain_name
 
 
@@ -113,9 +114,13 @@ def delete_alias_domain(conn, actor: Actor, *, name: str) -> list[str]:
         if row is None:
             raise AliasDomainNotFound(name)
         removed = alias_domain_queries.delete_explicit_aliases(conn, row["target_domain_id"], name)
+        # The name is no longer this server's: nobody keeps sending as its addresses.
+        revoked = send_as_queries.revoke_on_domain(conn, name)
         alias_domain_queries.delete(conn, row["id"])
         audit.record(conn, **access.audit_fields(actor, powers, row["target_domain_id"]), action="alias_domain.delete",
-                     target=name, domain=row["target"], summary={"target": row["target"], "removed_aliases": removed})
+                     target=name, domain=row["target"],
+                     summary={"target": row["target"], "removed_aliases": removed,
+                              "send_as_revoked": sorted(f"{r['email']} \u2192 {r['address']}" for r in revoked)})
     return removed
 
 
