@@ -159,8 +159,8 @@ def test_only_a_superadmin_links_alias_domains(db, linked):
 
 def test_the_loop_check_understands_alias_domains(db, mail_stack, linked):
     alice = Actor(ALICE, "192.0.2.8", linked[ALICE])
-    # alice's own address on the alias domain is alice: forwarding there alone goes round for ever.
-    with pytest.raises(addressing.AliasRuleError, match="circle"):
+    # alice's own address on the alias domain is alice: forwarding there alone would go round for ever.
+    with pytest.raises(addressing.AliasRuleError, match="Your own address is not a forwarding destination"):
         forwarding_rules.save_forwarding(db, alice, addressing.Forwarding((f"alice@{LINKED}",), False), 10)
     # Forwarding x@alias to x@target is no loop when x@target is a mailbox.
     save_alias(db, f"bob.old@{LINKED}", [BOB])
@@ -298,3 +298,32 @@ def test_a_domain_admin_writes_an_alias_on_the_alias_domain_from_the_alias_page(
     assert response.status_code in (400, 409)
     assert "through the alias domain mirror.test" in response.get_data(as_text=True)
     assert alias_queries.rows_of(db, f"alice@{LINKED}") == []
+
+
+def test_a_new_alias_cannot_close_a_circle_through_its_own_alias_domain(db, linked):
+    # x@target -> x@alias: Postfix maps x@alias straight back to x@target, for ever.
+    for destination in (f"loop@{LINKED}", f"loop+tag@{LINKED}"):
+        with pytest.raises(addressing.AliasRuleError, match="circle"):
+            save_alias(db, f"loop@{TARGET}", [destination])
+    assert alias_queries.rows_of(db, f"loop@{TARGET}") == []
+
+
+def test_an_alias_on_the_alias_domain_blocks_a_new_mailbox_or_personal_address_of_that_name(db, linked):
+    save_alias(db, f"newhire@{LINKED}", [BOB])
+    domain_id = domain_queries.get_domain_by_name(db, TARGET)["id"]
+    with pytest.raises(mailbox_rules.MailboxRuleError, match="newhire@mirror.test is an alias on an alias domain"):
+        mailbox_rules.create_mailbox(db, CLI, domain_id=domain_id, address=f"newhire@{TARGET}",
+                                     password_hash="{SHA512-CRYPT}$6$x$y", quota_bytes=0, reserved=[])
+    alice = Actor(ALICE, "192.0.2.9", linked[ALICE])
+    with pytest.raises(addressing.AliasRuleError, match="is an alias on an alias domain"):
+        forwarding_rules.add_personal_alias(db, alice, "newhire", reserved=[], delimiter="+")
+    assert db.execute("SELECT count(*) AS n FROM virtual_users WHERE email = %s", (f"newhire@{TARGET}",)
+                      ).fetchone()["n"] == 0
+
+
+def test_csv_import_refuses_a_circle_through_an_alias_domain_across_rows(app, db, linked, tmp_path):
+    path = tmp_path / "aliases.csv"
+    path.write_text(f"source,destination\nring-a@{TARGET},ring-b@{LINKED}\nring-b@{TARGET},ring-a@{LINKED}\n")
+    result = run(app, "import", "aliases", str(path))
+    assert result.exit_code == 1 and "circle" in result.output, result.output
+    assert alias_queries.rows_of(db, f"ring-a@{TARGET}") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -173,3 +174,35 @@ def test_the_command_line_grants_lists_and_revokes(app, db, mail_stack, team):
     runner.invoke(args=["send-as", "grant", ALICE, f"info@{LINKED}"])
     alias_domain_rules.delete_alias_domain(db, CLI, name=LINKED)
     assert send_as_rules.send_as_of(db, team[ALICE]) == []
+
+
+def test_grants_stay_with_their_address_and_never_reach_a_person(db, mail_stack, team):
+    alice = mailbox(db, ALICE)
+    with pytest.raises(send_as_rules.SendAsError, match="may not contain"):
+        send_as_rules.grant_send_as(db, CLI, mailbox=alice, address=f"bob+x@{DOMAIN}")
+    # A grant written by hand on bob's alias-domain form does not speak for bob either.
+    db.execute("INSERT INTO portal_send_as (mailbox_id, address) VALUES (%s, %s)", (team[ALICE], f"bob@{LINKED}"))
+    assert "not owned by user" in refused_sender(mail_stack, ALICE, f"bob@{LINKED}")
+    # Deleting an alias takes its grants with it.
+    send_as_rules.grant_send_as(db, CLI, mailbox=alice, address=INFO)
+    domain = domain_queries.get_domain(db, alice["domain_id"])
+    alias_rules.delete_alias(db, CLI, domain=domain, source=INFO, reserved=[])
+    assert [g["address"] for g in send_as_rules.send_as_of(db, team[ALICE])] == [f"bob@{LINKED}"]
+    summary = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'alias.delete'").fetchone()["summary"]
+    assert summary["send_as_revoked"] == [ALICE]
+
+
+def test_the_grant_form_answers_alike_for_a_missing_mailbox_and_another_domains(app, db, team):
+    make_mailbox(db, f"boss@{DOMAIN}", PASSWORD)
+    make_mailbox(db, "carol@else.example", PASSWORD)
+    boss = grant_and_sign_in(app, [("domain-admin", f"boss@{DOMAIN}", DOMAIN)], {"boss": f"boss@{DOMAIN}"},
+                             PASSWORD)["boss"]
+    page = f"/admin/domains/{DOMAIN}/aliases/{INFO}"
+    token = csrf_token(boss, page)
+    answers = []
+    for address in ("carol@else.example", "nobody@else.example"):
+        response = boss.post(f"{page}/send-as", data={"csrf_token": token, "mailbox": address})
+        text = re.sub(r'value="[^"]*"', 'value=""', response.get_data(as_text=True)).replace(address, "ADDRESS")
+        answers.append((response.status_code, text))
+    assert answers[0][0] == answers[1][0] == 400
+    assert "ADDRESS is not a mailbox." in answers[0][1] and answers[0][1] == answers[1][1]

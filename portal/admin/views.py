@@ -473,11 +473,14 @@ def grant_send_as(name: str, source: str):
         form.mailbox.errors = [str(exc)]
         return _alias_page(domain, alias_form, source, 400, form)
     mailbox = mailbox_queries.get_mailbox(get_db(), address)
-    if mailbox is None:
+    scope = _scope()
+    if mailbox is None or (scope is not None and mailbox["domain_id"] not in scope):
+        # Out of scope looks the same as missing: no hint about other domains' mailboxes.
         form.mailbox.errors = [_("%(address)s is not a mailbox.", address=address)]
         return _alias_page(domain, alias_form, source, 400, form)
     try:
-        send_as_rules.grant_send_as(get_db(), _actor(), mailbox=mailbox, address=source)
+        send_as_rules.grant_send_as(get_db(), _actor(), mailbox=mailbox, address=source,
+                                    delimiter=current_app.config["RECIPIENT_DELIMITER"])
     except send_as_rules.SendAsRefused as exc:
         form.mailbox.errors = [str(exc)]
         return _alias_page(domain, alias_form, source, 403, form)

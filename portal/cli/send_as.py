@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from ..queries import send_as as send_as_queries
@@ -22,7 +23,8 @@ def grant_command(mailbox: str, address: str):
     with connect() as conn:
         row = find_mailbox(conn, mailbox)
         try:
-            granted = send_as_rules.grant_send_as(conn, CLI_ACTOR, mailbox=row, address=address)
+            granted = send_as_rules.grant_send_as(conn, CLI_ACTOR, mailbox=row, address=address,
+                                                  delimiter=current_app.config["RECIPIENT_DELIMITER"])
         except send_as_rules.SendAsError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{row['email']} may send as {granted}")

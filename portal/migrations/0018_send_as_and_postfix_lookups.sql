@@ -36,39 +36,43 @@ BEGIN
 END
 $$;
 
--- virtual_alias_maps (pgsql-aliases.cf): the rows of the address, when its domain is
--- active, it is not a disabled mailbox and its alias domain (if any) is enabled; else a
--- mailbox answers with itself (a disabled one too: pgsql-recipient-access.cf refuses it,
--- and a catch-all never takes its mail); else, where the address has no rows at all and
--- is on an enabled alias domain of an active domain, the same local part on the target
--- where that is a mailbox or has rows, and for the "@alias" probe the target's catch-all.
+-- virtual_alias_maps (pgsql-aliases.cf). On an ordinary domain: the rows of the
+-- address, when its domain is active and it is not a disabled mailbox; else a mailbox
+-- answers with itself (a disabled one too: pgsql-recipient-access.cf refuses it, and a
+-- catch-all never takes its mail). On an alias domain, enabled and of an active domain:
+-- its explicit rows; else the same local part on the target where that is a mailbox or
+-- has rows, and for the "@alias" probe the target's catch-all. A disabled alias domain
+-- answers nothing.
 CREATE FUNCTION portal_postfix_alias(lookup_key text) RETURNS SETOF text
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     local_part text := split_part(lookup_key, '@', 1);
+    linked boolean;
     target text;
     mirrored text;
 BEGIN
+    SELECT x.active AND t.active, t.name INTO linked, target
+      FROM portal_alias_domains x JOIN virtual_domains t ON t.id = x.target_domain_id
+     WHERE x.name = split_part(lookup_key, '@', 2);
+    IF NOT FOUND THEN
+        RETURN QUERY
+        SELECT a.destination::text FROM virtual_aliases a JOIN virtual_domains d ON d.id = a.domain_id
+         WHERE a.source = lookup_key AND d.active
+           AND NOT EXISTS (SELECT 1 FROM virtual_users u WHERE u.email = a.source AND NOT u.active)
+        UNION ALL
+        SELECT u.email::text FROM virtual_users u
+         WHERE u.email = lookup_key
+           AND (NOT u.active OR NOT EXISTS (SELECT 1 FROM virtual_aliases a WHERE a.source = lookup_key));
+        RETURN;
+    END IF;
+    IF NOT linked THEN
+        RETURN;
+    END IF;
+    -- No mailbox lives on an alias domain (a name is one or the other): its own rows are aliases.
     RETURN QUERY
-    SELECT a.destination::text FROM virtual_aliases a JOIN virtual_domains d ON d.id = a.domain_id
-     WHERE a.source = lookup_key AND d.active
-       AND NOT EXISTS (SELECT 1 FROM virtual_users u WHERE u.email = a.source AND NOT u.active)
-       AND NOT EXISTS (SELECT 1 FROM portal_alias_domains x
-                        WHERE x.name = split_part(lookup_key, '@', 2) AND NOT x.active);
+    SELECT a.destination::text FROM virtual_aliases a WHERE a.source = lookup_key;
     IF FOUND THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT u.email::text FROM virtual_users u
-     WHERE u.email = lookup_key
-       AND (NOT u.active OR NOT EXISTS (SELECT 1 FROM virtual_aliases a WHERE a.source = lookup_key));
-    IF FOUND OR EXISTS (SELECT 1 FROM virtual_aliases a WHERE a.source = lookup_key) THEN
-        RETURN;  -- a mailbox, or an explicit alias (even a disabled one) wins over the alias domain
-    END IF;
-    SELECT t.name INTO target FROM portal_alias_domains x JOIN virtual_domains t ON t.id = x.target_domain_id
-     WHERE x.name = split_part(lookup_key, '@', 2) AND x.active AND t.active;
-    IF target IS NULL THEN
-        RETURN;
+        RETURN;  -- an explicit alias on the alias domain wins over the mapping
     END IF;
     IF local_part = '' THEN
         RETURN QUERY SELECT c.destination::text FROM virtual_aliases c WHERE c.source = '@' || target;
@@ -91,14 +95,14 @@ DECLARE
     local_part text := split_part(lookup_key, '@', 1);
     target text;
 BEGIN
-    RETURN QUERY
-    SELECT '550 5.2.1 This mailbox is disabled'::text FROM virtual_users WHERE email = lookup_key AND NOT active;
-    IF FOUND OR local_part = '' THEN
-        RETURN;
-    END IF;
     SELECT t.name INTO target FROM portal_alias_domains x JOIN virtual_domains t ON t.id = x.target_domain_id
      WHERE x.name = split_part(lookup_key, '@', 2);
-    IF target IS NULL OR EXISTS (SELECT 1 FROM virtual_aliases a WHERE a.source = lookup_key) THEN
+    IF NOT FOUND THEN
+        RETURN QUERY
+        SELECT '550 5.2.1 This mailbox is disabled'::text FROM virtual_users WHERE email = lookup_key AND NOT active;
+        RETURN;
+    END IF;
+    IF local_part = '' OR EXISTS (SELECT 1 FROM virtual_aliases a WHERE a.source = lookup_key) THEN
         RETURN;
     END IF;
     RETURN QUERY
@@ -111,40 +115,39 @@ $$;
 -- address: the mailbox itself, the owner of a personal address, on an alias domain the
 -- owner of the same address on its target, and mailboxes granted the address
 -- (portal_send_as), unless it is a mailbox's or a personal address: those stay their
--- owner's. Disabled mailboxes and domains own nothing.
+-- owner's. Disabled mailboxes and domains own nothing, nor does a disabled alias domain.
 CREATE FUNCTION portal_postfix_sender_login(lookup_key text) RETURNS SETOF text
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     local_part text := split_part(lookup_key, '@', 1);
+    linked boolean;
     target text;
     mirrored text;
 BEGIN
+    SELECT x.active AND t.active, t.name INTO linked, target
+      FROM portal_alias_domains x JOIN virtual_domains t ON t.id = x.target_domain_id
+     WHERE x.name = split_part(lookup_key, '@', 2);
+    IF FOUND THEN
+        IF NOT linked OR local_part = '' THEN
+            RETURN;
+        END IF;
+        mirrored := local_part || '@' || target;
+    END IF;
+    -- The address itself (on an alias domain, its form on the target): its mailbox, else the
+    -- owner of the personal address, else the mailboxes granted it.
     RETURN QUERY
     SELECT u.email::text FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
-     WHERE u.email = lookup_key AND u.active AND d.active;
-    IF FOUND THEN
-        RETURN;  -- a mailbox's address is its own, and nobody else's
-    END IF;
-    RETURN QUERY
+     WHERE u.email = coalesce(mirrored, lookup_key) AND u.active AND d.active
+    UNION ALL
     SELECT o.email::text FROM virtual_aliases a JOIN virtual_users o ON o.id = a.owner_id
       JOIN virtual_domains d ON d.id = o.domain_id
-     WHERE a.source = lookup_key AND o.active AND d.active;
-    IF local_part <> '' THEN
-        SELECT t.name INTO target FROM portal_alias_domains x JOIN virtual_domains t ON t.id = x.target_domain_id
-         WHERE x.name = split_part(lookup_key, '@', 2) AND x.active AND t.active;
-        IF target IS NOT NULL THEN
-            mirrored := local_part || '@' || target;
-            RETURN QUERY SELECT u.email::text FROM virtual_users u WHERE u.email = mirrored AND u.active;
-            RETURN QUERY
-            SELECT o.email::text FROM virtual_aliases a JOIN virtual_users o ON o.id = a.owner_id
-             WHERE a.source = mirrored AND o.active;
-        END IF;
-    END IF;
-    RETURN QUERY
+     WHERE a.source = coalesce(mirrored, lookup_key) AND o.active AND d.active
+    UNION ALL
     SELECT o.email::text FROM portal_send_as g JOIN virtual_users o ON o.id = g.mailbox_id
       JOIN virtual_domains d ON d.id = o.domain_id
      WHERE g.address = lookup_key AND o.active AND d.active
-       AND NOT EXISTS (SELECT 1 FROM virtual_users m WHERE m.email = g.address)
-       AND NOT EXISTS (SELECT 1 FROM virtual_aliases p WHERE p.source = g.address AND p.owner_id IS NOT NULL);
+       AND NOT EXISTS (SELECT 1 FROM virtual_users m WHERE m.email = coalesce(mirrored, g.address))
+       AND NOT EXISTS (SELECT 1 FROM virtual_aliases p
+                        WHERE p.source = coalesce(mirrored, g.address) AND p.owner_id IS NOT NULL);
 END
 $$;

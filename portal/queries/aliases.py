@@ -101,7 +101,7 @@ def delete_personal_alias(conn, alias_id: int, owner_id: int) -> str | None:
     return row["source"] if row else None
 
 
-def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
+def expand_step(conn, addresses: list[str], assume_exists: str | None = None) -> dict[str, dict]:
     """Return, for each address, what Postfix's alias map makes of it (shipped map semantics).
 
     ``{"rows": [...], "mailbox": bool, "catch_all": [...]}``: the rows of the
@@ -130,11 +130,12 @@ def expand_step(conn, addresses: list[str]) -> dict[str, dict]:
         for address in addresses
     }
     steps.update(_alias_domain_steps(conn, [a for a in addresses if a not in by_source and a not in boxes],
-                                     by_source))
+                                     by_source, assume_exists))
     return steps
 
 
-def _alias_domain_steps(conn, addresses: list[str], by_source: dict[str, list[str]]) -> dict[str, dict]:
+def _alias_domain_steps(conn, addresses: list[str], by_source: dict[str, list[str]],
+                        assume_exists: str | None = None) -> dict[str, dict]:
     """The shipped map's step for addresses on an alias domain that have no rows of their own.
 
     x@alias goes to x@target when that is a mailbox or has rows; otherwise the
@@ -158,7 +159,8 @@ def _alias_domain_steps(conn, addresses: list[str], by_source: dict[str, list[st
     steps = {}
     for address, target in mapped.items():
         domain = address.rpartition("@")[2]
-        if target in boxes or target in target_rows:
+        # ``assume_exists``: the address whose rows are being written (not in the table yet).
+        if target in boxes or target in target_rows or target == assume_exists:
             steps[address] = {"rows": [target], "mailbox": False, "catch_all": []}
         else:
             catch_all = by_source.get("@" + domain) or target_rows.get("@" + target_of[domain], [])
@@ -208,7 +210,7 @@ def forwarding_loop(conn, source: str, starts: list[str], delimiter: str = "+") 
         if len(parent) > MAX_WALK:
             return [*starts, "\u2026", source]
         bases = {address: split_extension(address, delimiter) for address in frontier}
-        steps = expand_step(conn, list(dict.fromkeys([*frontier, *(b for b, _ in bases.values())])))
+        steps = expand_step(conn, list(dict.fromkeys([*frontier, *(b for b, _ in bases.values())])), source)
         next_frontier = []
         for address in frontier:
             step = steps[address]
@@ -250,6 +252,38 @@ def sources_delivering_to(conn, destination: str, domain_id: int) -> list[dict]:
         """,
         (destination, domain_id),
     ).fetchall()
+
+
+def same_address_forms(conn, address: str) -> set[str]:
+    """``address`` and its forms through alias domains: x@target and x@alias are one address to Postfix."""
+    local, _at, domain = address.rpartition("@")
+    if not local:
+        return {address}
+    rows = conn.execute(
+        "SELECT a.name, d.name AS target FROM portal_alias_domains a"
+        " JOIN virtual_domains d ON d.id = a.target_domain_id"
+        " WHERE d.name = %(domain)s OR a.name = %(domain)s", {"domain": domain}).fetchall()
+    forms = {address}
+    for row in rows:
+        forms.update({f"{local}@{row['name']}", f"{local}@{row['target']}"})
+    return forms
+
+
+def alias_domain_shadows(conn, addresses: list[str]) -> dict[str, str]:
+    """For each of ``addresses`` that has one, an alias written on an alias domain of its domain at the same local
+    part: it would take mail meant for a mailbox or personal address created at the address (one query)."""
+    rows = conn.execute(
+        "SELECT k AS address, min(a.source) AS source FROM unnest(%s::text[]) AS k"
+        " JOIN virtual_domains d ON d.name = split_part(k, '@', 2)"
+        " JOIN portal_alias_domains x ON x.target_domain_id = d.id"
+        " JOIN virtual_aliases a ON a.source = split_part(k, '@', 1) || '@' || x.name GROUP BY k",
+        (addresses,)).fetchall()
+    return {r["address"]: r["source"] for r in rows}
+
+
+def alias_domain_shadow(conn, address: str) -> str | None:
+    """The alias on an alias domain that takes ``address``'s local part there, if any (alias_domain_shadows)."""
+    return alias_domain_shadows(conn, [address]).get(address)
 
 
 def sources_with_destinations_in(conn, domain: str) -> list[str]:

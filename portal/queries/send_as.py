@@ -51,3 +51,10 @@ def revoke_on_domain(conn, domain: str) -> list[dict]:
         " AND split_part(g.address, '@', 2) = %s RETURNING g.address, u.email",
         (domain,),
     ).fetchall()
+
+
+def revoke_address(conn, address: str) -> list[str]:
+    """Remove every grant of one address; return the mailboxes that held it."""
+    return [r["email"] for r in conn.execute(
+        "DELETE FROM portal_send_as g USING virtual_users u WHERE u.id = g.mailbox_id AND g.address = %s"
+        " RETURNING u.email", (address,)).fetchall()]

@@ -67,16 +67,18 @@ def parse_destinations(lines: list[str]) -> tuple[list[str], list[str]]:
     return found, problems
 
 
-def _is_self(address: str, destination: str, delimiter: str) -> bool:
-    """Whether ``destination`` is ``address`` itself, with or without a recipient-delimiter tag: Postfix
-    expands "alice+x" through alice's own rows, appending "+x" each time, for ever."""
-    return aliases.split_extension(destination, delimiter)[0] == address
+def _is_self(forms: set[str], destination: str, delimiter: str) -> bool:
+    """Whether ``destination`` is the address itself (``forms``: it and its forms on alias domains), with or
+    without a recipient-delimiter tag: Postfix expands "alice+x" through alice's own rows, appending "+x" each
+    time, for ever, and "alice@alias" through alice's."""
+    return aliases.split_extension(destination, delimiter)[0] in forms
 
 
 def check_forwarding(conn, address: str, wanted: Forwarding, max_destinations: int, delimiter: str = "+") -> None:
     """Raise AliasRuleError unless ``address`` may forward as ``wanted``."""
     problems = []
-    if any(_is_self(address, d, delimiter) for d in wanted.destinations):
+    forms = aliases.same_address_forms(conn, address)
+    if any(_is_self(forms, d, delimiter) for d in wanted.destinations):
         problems.append(_("Your own address is not a forwarding destination; use \u201ckeep a copy\u201d instead."))
     if len(wanted.destinations) > max_destinations:
         problems.append(_("At most %(count)s forwarding addresses are allowed.", count=max_destinations))
@@ -132,6 +134,15 @@ def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], 
                                     alias_domain=source_domain)])
 
 
+def check_not_shadowed(conn, address: str) -> None:
+    """Raise AliasRuleError if an alias written on an alias domain already takes ``address``'s local part there:
+    a new mailbox or personal address would not receive the mail sent to it through the alias domain."""
+    shadow = aliases.alias_domain_shadow(conn, address)
+    if shadow:
+        raise AliasRuleError([_("%(alias)s is an alias on an alias domain of this domain; remove it before"
+                                " %(address)s is used.", alias=shadow, address=address)])
+
+
 def check_new_alias_target(conn, source: str, destination: str, delimiter: str = "+") -> None:
     """Raise AliasRuleError if a new row ``source -> destination`` would close a circle."""
     path = aliases.forwarding_loop(conn, source, [destination], delimiter)
@@ -153,7 +164,9 @@ def check_alias_destinations(conn, source: str, destinations: list[str], delimit
         raise AliasRuleError([_("Give at least one address to deliver to.")])
     if len(destinations) > MAX_ALIAS_DESTINATIONS:
         raise AliasRuleError([_("At most %(count)s addresses are allowed.", count=MAX_ALIAS_DESTINATIONS)])
-    if any(_is_self(source, d, delimiter) for d in destinations):
+    # Only the address itself: an alias x@alias -> x@target is no circle when x@target delivers (the walk
+    # below finds the ones that are).
+    if any(_is_self({source}, d, delimiter) for d in destinations):
         raise AliasRuleError([_("An alias cannot deliver to itself.")])
     path = aliases.forwarding_loop(conn, source, destinations, delimiter)
     if path:

@@ -17,6 +17,7 @@ from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
+from ..queries import send_as as send_as_queries
 from . import addressing
 
 
@@ -106,6 +107,9 @@ def delete_alias(conn, actor: Actor, *, domain: dict, source: str, reserved: lis
         powers = _check_access(conn, actor, domain, source, rows, reserved)
         current = [r["destination"] for r in rows]
         alias_queries.delete_source(conn, source)
+        # Nobody keeps sending as an address that is gone (and might one day be someone's).
+        revoked = send_as_queries.revoke_address(conn, source)
+        summary = {"before": current, **({"send_as_revoked": revoked} if revoked else {})}
         audit.record(conn, **access.audit_fields(actor, powers, domain["id"]), action="alias.delete",
-                     target=source, domain=domain["name"], summary={"before": current})
+                     target=source, domain=domain["name"], summary=summary)
     return current

@@ -434,6 +434,10 @@ def write(conn, kind: str, rows: list[dict], *, actor: Actor, reserved: Iterable
             if not powers.superadmin:
                 raise ImportRefused([(0, "only the command line or a superadmin imports")])
             _copy(conn, kind, rows, **access.audit_fields(actor, powers))
+            if kind == "aliases":
+                looping = _loops_through_alias_domains(conn, rows, delimiter)
+                if looping:
+                    raise ImportRefused(looping)
             if dry_run:
                 raise psycopg.Rollback(transaction)
     except psycopg.errors.IntegrityError as exc:
@@ -509,6 +513,7 @@ def _check_alias_rules(conn, checked: _Checked, reserved: list[str], delimiter: 
                     raise aliasrules.AliasRuleError(
                         [f"{owner['email']} would have more than {domain['max_personal_aliases']} personal addresses"])
                 aliasrules.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
+                aliasrules.check_not_shadowed(conn, source)
                 aliasrules.check_new_alias_target(conn, source, owner["email"], delimiter)
             elif conn.execute("SELECT 1 FROM virtual_users WHERE email = %s", (source,)).fetchone():
                 if alias_queries.destinations(conn, source):
@@ -527,6 +532,27 @@ def _check_alias_rules(conn, checked: _Checked, reserved: list[str], delimiter: 
         except aliasrules.AliasRuleError as exc:
             for problem in exc.problems:
                 checked.problem(line, str(problem))
+
+
+def _loops_through_alias_domains(conn, rows: list[dict], delimiter: str) -> list[tuple[int, str]]:
+    """Circles the file closes through alias domains, walked as Postfix expands them, with every row in place.
+
+    The checks before COPY see one address at a time, and the file-wide walk follows rows only; a circle
+    that leaves through x@alias must have a row delivering to an alias domain, so those sources are walked."""
+    names = {r["name"] for r in conn.execute("SELECT name FROM portal_alias_domains").fetchall()}
+    first_line: dict[str, int] = {}
+    for row in rows:
+        if row["destination"].rpartition("@")[2] in names:
+            first_line.setdefault(row["source"], row["line"])
+    problems = []
+    for source, line in first_line.items():
+        destinations = alias_queries.destinations(conn, source)
+        if source in destinations:
+            continue  # it keeps a copy: delivered there, expansion stops
+        path = alias_queries.forwarding_loop(conn, source, destinations, delimiter)
+        if path:
+            problems.append((line, f"mail would go round in a circle: {' -> '.join([source, *path])}"))
+    return problems
 
 
 def _refuse_loops_and_limits(conn, rows: list[dict]) -> None:

@@ -67,6 +67,7 @@ def add_personal_alias(conn, actor: Actor, local_part: str, *, reserved: list[st
         if alias_queries.count_personal_aliases(conn, mailbox["id"]) >= limit:
             raise AliasRuleError([_("You already have the most personal addresses allowed (%(limit)s).", limit=limit)])
         addressing.check_new_alias_source(conn, source, domain["name"], reserved, delimiter)
+        addressing.check_not_shadowed(conn, source)
         addressing.check_new_alias_target(conn, source, mailbox["email"], delimiter)
         alias_queries.add_personal_alias(conn, domain["id"], source, mailbox["email"], mailbox["id"])
         audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,

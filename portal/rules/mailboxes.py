@@ -63,11 +63,16 @@ def mailbox_address(text: str) -> str:
 def taken_problems(conn, addresses: list[str]) -> dict[str, str]:
     """Why each of ``addresses`` cannot become a new mailbox now (absent: it can); call under the alias lock.
 
-    One query for any number of addresses: the admin pages and the command line ask for one, the CSV import
+    Two queries for any number of addresses: the admin pages and the command line ask for one, the CSV import
     for all of its rows."""
     problems = {}
     for address, what in mailbox_queries.taken(conn, addresses).items():
         problems[address] = _address_taken(conn, address, what)
+    # An alias written on an alias domain at the same local part would take the new mailbox's mail there.
+    for address, shadow in alias_queries.alias_domain_shadows(conn, addresses).items():
+        if address not in problems:
+            problems[address] = _("%(alias)s is an alias on an alias domain of this domain; remove it before"
+                                  " %(address)s is used.", alias=shadow, address=address)
     return problems
 
 

@@ -52,12 +52,15 @@ def _checked(conn, actor: Actor, mailbox: dict, address: str) -> access.Powers:
     return powers
 
 
-def grant_send_as(conn, actor: Actor, *, mailbox: dict, address: str) -> str:
+def grant_send_as(conn, actor: Actor, *, mailbox: dict, address: str, delimiter: str = "+") -> str:
     """Let ``mailbox`` send as ``address`` on the submission service, with its audit row; return the address."""
     try:
         address = canonical_address(address or "")
     except InvalidAddress as exc:
         raise SendAsError(_("This address %(problem)s.", problem=str(exc))) from None
+    # bob+x@ delivers to bob: a grant on it would let its holder speak for bob.
+    if delimiter and any(ch in address.rpartition("@")[0] for ch in delimiter):
+        raise SendAsError(_("The address may not contain %(characters)s.", characters=_(" or ").join(delimiter)))
     with conn.transaction():
         alias_queries.lock_alias_graph(conn)
         powers = _checked(conn, actor, mailbox, address)
