@@ -25,8 +25,10 @@ Postfix client (``postmap -q -``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -126,13 +128,43 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=20_000, help="lookups per map and key kind")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="use the database a --keep run left")
+    parser.add_argument("--shared-buffers", metavar="SIZE",
+                        help="run with PostgreSQL's shared_buffers at SIZE (e.g. 1GB, as a server sized for its data"
+                             " would), restarting the stack's cluster, and put it back afterwards")
     args = parser.parse_args()
+    if args.shared_buffers:
+        return with_shared_buffers(args.shared_buffers, lambda: run(args))
+    return run(args)
+
+
+def with_shared_buffers(size: str, work) -> int:
+    """Run ``work`` with the stack cluster's shared_buffers at ``size``; restore the setting and restart after."""
+    if not re.fullmatch(r"\d+(kB|MB|GB)", size):
+        raise SystemExit(f"--shared-buffers takes a size such as 512MB or 1GB, not {size!r}")
+    def restart() -> None:
+        with contextlib.redirect_stdout(sys.stderr):  # the figures alone go to standard output
+            stack.stop_cluster()
+            stack.start_cluster()
+
+    stack.ensure_cluster()
+    stack.psql_as_superuser(f"\\set size {size}\nALTER SYSTEM SET shared_buffers = :'size';")
+    try:
+        restart()
+        return work()
+    finally:
+        stack.psql_as_superuser("ALTER SYSTEM RESET shared_buffers;")
+        restart()
+
+
+def run(args) -> int:
+    """Build (or reuse) the database, time every map, print the figures as JSON."""
     sizes = (args.domains, args.mailboxes, args.aliases)
 
     stack.ensure_cluster()
     stack.ensure_roles()
     results: dict = {"sizes": {"domains": args.domains, "mailboxes": args.mailboxes, "aliases": args.aliases,
-                               "alias_domains": args.alias_domains}}
+                               "alias_domains": args.alias_domains},
+                     "shared_buffers": stack.psql_as_superuser("SHOW shared_buffers")}
     results["build"] = {"database": DATABASE, "reused": True} if args.reuse else build(sizes, args.alias_domains)
     with psycopg.connect(stack.database_url(DATABASE), autocommit=True) as conn:
         migrate.upgrade(conn, report=lambda _: None)  # a kept database gets the newest lookups too
