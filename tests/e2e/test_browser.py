@@ -259,6 +259,9 @@ A11Y_PAGES = [
     ("mailboxes", "/admin/domains/a11y.example/mailboxes", 200),
     ("new-mailbox", "/admin/domains/a11y.example/mailboxes/new", 200),
     ("aliases", "/admin/domains/a11y.example/aliases", 200),
+    ("alias", "/admin/domains/a11y.example/aliases/info@a11y.example", 200),
+    ("domain-settings", "/admin/domains/a11y.example/settings", 200),
+    ("unlink-alias-domain", "/admin/domains/a11y.example/alias-domains/a11y.test/delete", 200),
     ("roles", "/admin/roles", 200),
     ("audit-log", "/admin/audit", 200),
     ("helpdesk", "/helpdesk/", 200),
@@ -275,7 +278,10 @@ def test_main_pages_have_no_serious_accessibility_problems(app, db, mail_stack, 
     make_mailbox(db, "bob@a11y.example", PASSWORD)
     grant(app, "superadmin", root)
     runner = app.test_cli_runner()
-    for args in (["mailbox", "set-quota", root, "200 MB"], ["alias", "add", "info@a11y.example", alice, root]):
+    for args in (["mailbox", "set-quota", root, "200 MB"], ["alias", "add", "info@a11y.example", alice, root],
+                 # An alias domain and a send-as right, so their parts of the pages are checked too.
+                 ["alias-domain", "add", "a11y.test", "a11y.example"],
+                 ["send-as", "grant", alice, "info@a11y.example"]):
         result = runner.invoke(args=args)
         assert result.exit_code == 0, result.output
     db.execute("INSERT INTO portal_quota_usage (email, bytes, messages) VALUES (%s, %s, 12)", (root, 150 * 1024**2))
