@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import psycopg  # noqa: E402
 import stack  # noqa: E402
 
 THROWAWAY_MARKER = Path("/etc/mail-portal-throwaway-root")
@@ -223,16 +224,17 @@ def build_database() -> None:
          f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}';\n"
          f"CREATE DATABASE {DB_NAME} OWNER {DB_USER};\n")
     psql_as_mailuser(GUIDE_SCHEMA.read_text())
-    rows = [f"INSERT INTO virtual_domains (name) VALUES ('{DOMAIN}');"]
+    users = []
     for address, password in MAILBOXES.items():
         # As the guide's operators hash: doveadm pw, the {SHA512-CRYPT} prefix dropped to fit VARCHAR(106).
         hashed = stack.run("doveadm", "pw", "-s", "SHA512-CRYPT", "-p", password).stdout.strip()
-        hashed = hashed.removeprefix("{SHA512-CRYPT}")
-        rows.append(f"INSERT INTO virtual_users (domain_id, password, email) VALUES (1, '{hashed}', '{address}');")
-    for source, destination in ALIASES.items():
-        rows.append(f"INSERT INTO virtual_aliases (domain_id, source, destination)"
-                    f" VALUES (1, '{source}', '{destination}');")
-    psql_as_mailuser("\n".join(rows) + "\n")
+        users.append((hashed.removeprefix("{SHA512-CRYPT}"), address))
+    with psycopg.connect(host="127.0.0.1", port=PG_PORT, dbname=DB_NAME, user=DB_USER, password=DB_PASSWORD) as conn:
+        conn.execute("INSERT INTO virtual_domains (name) VALUES (%s)", (DOMAIN,))
+        with conn.cursor() as cursor:
+            cursor.executemany("INSERT INTO virtual_users (domain_id, password, email) VALUES (1, %s, %s)", users)
+            cursor.executemany("INSERT INTO virtual_aliases (domain_id, source, destination) VALUES (1, %s, %s)",
+                               list(ALIASES.items()))
 
 
 def write_postfix() -> None:
