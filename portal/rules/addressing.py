@@ -175,17 +175,28 @@ def check_alias_destinations(conn, source: str, destinations: list[str], delimit
                                 hops=hops)])
 
 
+def first_circle(conn, sources: list[str], delimiter: str = "+") -> tuple[str, list[str]] | None:
+    """The first of ``sources`` whose forwarding, as stored, closes a circle: (source, the hops back), or None.
+
+    Sources without rows, or that keep a copy, are delivered by Postfix and skipped."""
+    for source in sources:
+        rows = aliases.destinations(conn, source)
+        if not rows or source in rows:
+            continue
+        path = aliases.forwarding_loop(conn, source, rows, delimiter)
+        if path:
+            return source, path
+    return None
+
+
 def enabling_problem(conn, addresses: list[str], delimiter: str = "+") -> str | None:
     """Why enabling these mailboxes (or their domain) would break mail flow: a forwarding that closes a circle.
 
     The loop checks count disabled mailboxes as enabled, so no circle can be saved
     today; this catches one made before, or by hand in the database."""
-    for address in addresses:
-        rows = aliases.destinations(conn, address)
-        if not rows or address in rows:
-            continue  # plain delivery, or it keeps a copy: Postfix delivers it
-        path = aliases.forwarding_loop(conn, address, rows, delimiter)
-        if path:
-            return _("Enabling %(address)s would send mail round in a circle (%(hops)s) and it would never arrive."
-                     " Change its forwarding first.", address=address, hops=" \u2192 ".join([address, *path]))
+    circle = first_circle(conn, addresses, delimiter)
+    if circle:
+        address, path = circle
+        return _("Enabling %(address)s would send mail round in a circle (%(hops)s) and it would never arrive."
+                 " Change its forwarding first.", address=address, hops=" \u2192 ".join([address, *path]))
     return None

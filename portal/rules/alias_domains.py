@@ -18,6 +18,7 @@ from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
 from ..queries import send_as as send_as_queries
+from . import addressing
 from .domains import domain_name
 
 
@@ -43,14 +44,11 @@ def _superadmin_powers(conn, actor: Actor) -> access.Powers:
 
 def _loop_problem(conn, name: str, delimiter: str) -> str | None:
     """A circle the alias domain would close: an alias delivering to x@name, where x@target leads back."""
-    for source in alias_queries.sources_with_destinations_in(conn, name):
-        rows = alias_queries.destinations(conn, source)
-        if source in rows:
-            continue  # it keeps a copy: delivered there, expansion stops
-        path = alias_queries.forwarding_loop(conn, source, rows, delimiter)
-        if path:
-            return _("With this alias domain, mail would go round in a circle (%(hops)s) and never arrive."
-                     " Change that forwarding first.", hops=" \u2192 ".join([source, *path]))
+    circle = addressing.first_circle(conn, alias_queries.sources_with_destinations_in(conn, name), delimiter)
+    if circle:
+        source, path = circle
+        return _("With this alias domain, mail would go round in a circle (%(hops)s) and never arrive."
+                 " Change that forwarding first.", hops=" \u2192 ".join([source, *path]))
     return None
 
 

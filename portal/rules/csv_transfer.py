@@ -546,12 +546,9 @@ def _loops_through_alias_domains(conn, rows: list[dict], delimiter: str) -> list
             first_line.setdefault(row["source"], row["line"])
     problems = []
     for source, line in first_line.items():
-        destinations = alias_queries.destinations(conn, source)
-        if source in destinations:
-            continue  # it keeps a copy: delivered there, expansion stops
-        path = alias_queries.forwarding_loop(conn, source, destinations, delimiter)
-        if path:
-            problems.append((line, f"mail would go round in a circle: {' -> '.join([source, *path])}"))
+        circle = aliasrules.first_circle(conn, [source], delimiter)
+        if circle:
+            problems.append((line, f"mail would go round in a circle: {' -> '.join([source, *circle[1]])}"))
     return problems
 
 
