@@ -81,12 +81,28 @@ def safe_next_url(target: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class TokenScope:
+    """What an API token narrows its holder's powers to: some domains (None: all of theirs), or reading only."""
+
+    token_id: int
+    domain_ids: frozenset[int] | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who acts: a signed-in mailbox (its roles are read by the rule, under its locks), or the command line."""
+    """Who acts: a signed-in mailbox (its roles are read by the rule, under its locks), the holder of an API
+    token (the same, narrowed by ``token``), or the command line."""
 
     address: str  # the mailbox's address, or "cli"
     client_addr: str | None = None
     mailbox_id: int | None = None  # None for the command line
+    token: TokenScope | None = None
+
+    @classmethod
+    def of_token(cls, address: str, mailbox_id: int, scope: TokenScope, client_addr: str | None) -> Actor:
+        """The holder of an API token, acting through it from ``client_addr``."""
+        return cls(address, client_addr, mailbox_id, scope)
 
     @classmethod
     def command_line(cls) -> Actor:
@@ -130,6 +146,16 @@ class Powers:
         """May use the helpdesk actions in this domain."""
         return self.administers(domain_id) or self.helpdesk_everywhere or domain_id in self.helpdesk_of
 
+    def narrowed_to(self, domain_ids: frozenset[int] | None) -> Powers:
+        """These powers within ``domain_ids`` only (None: unchanged). Nothing outside a domain survives:
+        a superadmin narrowed to a domain administers that domain and creates no domains."""
+        if domain_ids is None:
+            return self
+        return Powers(
+            admin_of=domain_ids if self.superadmin else self.admin_of & domain_ids,
+            helpdesk_of=domain_ids if self.helpdesk_everywhere else self.helpdesk_of & domain_ids,
+        )
+
     def role_in(self, domain_id: int | None) -> str:
         """The role by which these powers act in a domain, as the audit log names it."""
         if self.superadmin:
@@ -150,7 +176,21 @@ def powers_of(conn, actor: Actor) -> Powers:
 
     if actor.is_command_line:
         return COMMAND_LINE_POWERS
-    return Powers.from_roles(roles.roles_of_locked(conn, actor.mailbox_id))
+    powers = Powers.from_roles(roles.roles_of_locked(conn, actor.mailbox_id))
+    if actor.token is None:
+        return powers
+    # A read-only token changes nothing, whichever rule it reaches.
+    return Powers() if actor.token.read_only else powers.narrowed_to(actor.token.domain_ids)
+
+
+def reading_powers(conn, actor: Actor) -> Powers:
+    """What the actor may see: its powers narrowed to its token's domains, read-only tokens included."""
+    from .queries import roles
+
+    if actor.is_command_line:
+        return COMMAND_LINE_POWERS
+    powers = Powers.from_roles(roles.roles_of(conn, actor.mailbox_id))
+    return powers.narrowed_to(actor.token.domain_ids) if actor.token else powers
 
 
 def lock_and_ask(conn, actor: Actor, mailbox: dict, question, refused: type[Exception]) -> tuple[dict, Powers]:
@@ -173,7 +213,8 @@ def lock_and_ask(conn, actor: Actor, mailbox: dict, question, refused: type[Exce
 def audit_fields(actor: Actor, powers: Powers, domain_id: int | None = None) -> dict:
     """The actor, role and client address columns of an audit row."""
     role = "cli" if actor.is_command_line else powers.role_in(domain_id)
-    return {"actor": actor.address, "actor_role": role, "client_addr": actor.client_addr}
+    return {"actor": actor.address, "actor_role": role, "client_addr": actor.client_addr,
+            "token_id": actor.token.token_id if actor.token else None}
 
 
 def refusal_to_manage_mailbox(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict]) -> str | None:
@@ -221,6 +262,13 @@ def refusal_to_grant_send_as(actor: Actor, powers: Powers, mailbox: dict, target
         return _("%(address)s is the own address of %(owner)s; nobody else sends as it.", address=address,
                  owner=owner)
     return None
+
+
+def refusal_to_hold_token(powers: Powers) -> str | None:
+    """May this person hold an API token? Only someone with a role: a token does what its holder may."""
+    if powers.superadmin or powers.admin_of or powers.helpdesk_of or powers.helpdesk_everywhere:
+        return None
+    return _("API tokens are for administrators and helpdesk staff.")
 
 
 def refusal_to_manage_alias_domains(powers: Powers) -> str | None:

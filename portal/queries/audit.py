@@ -15,14 +15,16 @@ def record(
     target: str = "",
     domain: str = "",
     summary: dict | None = None,
+    token_id: int | None = None,
 ) -> None:
-    """Write one audit row (call inside the transaction of the change it records)."""
+    """Write one audit row (call inside the transaction of the change it records); ``token_id``: the API
+    token the actor used."""
     conn.execute(
         """
-        INSERT INTO portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary)
-        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        INSERT INTO portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary, token_id)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
         """,
-        (actor, actor_role, client_addr, action, target, domain, Jsonb(summary or {})),
+        (actor, actor_role, client_addr, action, target, domain, Jsonb(summary or {}), token_id),
     )
 
 

@@ -452,7 +452,8 @@ def _as_text(row: dict) -> dict:
     return {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in row.items() if k != "line"}
 
 
-def _copy(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None) -> None:
+def _copy(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, client_addr: str | None,
+          token_id: int | None) -> None:
     with conn.cursor() as cur:
         if kind == "domains":
             columns = COLUMNS["domains"]
@@ -473,10 +474,11 @@ def _copy(conn, kind: str, rows: list[dict], *, actor: str, actor_role: str, cli
                     copy.write_row([row["domain_id"], row["source"], row["destination"], row["owner_id"]])
             _refuse_loops_and_limits(conn, rows)
             audits = [("alias.create", r["source"], r["source"].rpartition("@")[2]) for r in rows]
-        with cur.copy("COPY portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary)"
-                      " FROM STDIN") as copy:
+        with cur.copy("COPY portal_audit_log (actor, actor_role, client_addr, action, target, domain, summary,"
+                      " token_id) FROM STDIN") as copy:
             for action, target, domain in audits:
-                copy.write_row([actor, actor_role, client_addr, action, target, domain, Jsonb({"import": kind})])
+                copy.write_row([actor, actor_role, client_addr, action, target, domain, Jsonb({"import": kind}),
+                                token_id])
 
 
 def _check_alias_rules(conn, checked: _Checked, reserved: list[str], delimiter: str) -> None:

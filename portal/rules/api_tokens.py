@@ -1,0 +1,100 @@
+"""API tokens: a person who holds a role makes, narrows and revokes their own tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+
+from .. import access
+from ..access import Actor
+from ..i18n import _
+from ..queries import api_tokens as token_queries
+from ..queries import audit
+from ..queries import domains as domain_queries
+
+PREFIX = "mpt_"
+MAX_NAME = 100
+
+
+class TokenRefused(ValueError):
+    """The token cannot be made or revoked; the message says why, in the UI's language."""
+
+
+@dataclass(frozen=True)
+class Presented:
+    """A token as a client presents it: its id and its secret."""
+
+    token_id: int
+    secret: str
+
+    @property
+    def secret_sha256(self) -> bytes:
+        """What the database keeps of the secret."""
+        return hashlib.sha256(self.secret.encode()).digest()
+
+
+def parse(text: str) -> Presented | None:
+    """Read ``mpt_<id>_<secret>``; None for anything else (the caller answers as for a wrong secret)."""
+    if not text.startswith(PREFIX):
+        return None
+    number, _sep, secret = text[len(PREFIX):].partition("_")
+    if not number.isascii() or not number.isdigit() or len(number) > 9 or len(secret) < 32 or len(secret) > 128:
+        return None
+    return Presented(int(number), secret)
+
+
+def create_token(conn, actor: Actor, *, name: str, domains: list[str] | None, read_only: bool,
+                 expires_at: datetime | None) -> str:
+    """Make a token for the actor (a person holding a role, signed in to the pages), narrowed to ``domains``
+    (None: all of theirs), reading only, or until ``expires_at``; return it in full, to be shown once."""
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_NAME:
+        raise TokenRefused(_("Give the token a name of at most %(n)s characters.", n=MAX_NAME))
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise TokenRefused(_("The expiry date must be in the future."))
+    if actor.is_command_line or actor.token is not None:
+        raise TokenRefused(_("Tokens are made on the portal's pages, by the person who will hold them."))
+    secret = secrets.token_urlsafe(32)
+    with conn.transaction():
+        powers = access.powers_of(conn, actor)
+        refusal = access.refusal_to_hold_token(powers)
+        if refusal:
+            raise TokenRefused(refusal)
+        domain_ids = None
+        if domains is not None:
+            domain_ids = []
+            for domain_name in sorted(set(domains)):
+                row = domain_queries.get_domain_by_name(conn, domain_name)
+                if row is None or not powers.helps_with(row["id"]):
+                    raise TokenRefused(_("You have no role in %(domain)s.", domain=domain_name))
+                domain_ids.append(row["id"])
+            if not domain_ids:
+                raise TokenRefused(_("Choose at least one domain, or all of yours."))
+        presented = Presented(0, secret)
+        token_id = token_queries.create(conn, mailbox_id=actor.mailbox_id, name=name,
+                                        secret_sha256=presented.secret_sha256, domain_ids=domain_ids,
+                                        read_only=read_only, expires_at=expires_at)
+        audit.record(conn, **access.audit_fields(actor, powers), action="api_token.create", target=actor.address,
+                     summary={"token": token_id, "name": name, "read_only": read_only,
+                              "domains": sorted(set(domains)) if domains is not None else None,
+                              "expires_at": expires_at.isoformat() if expires_at else None})
+    return f"{PREFIX}{token_id}_{secret}"
+
+
+def revoke_token(conn, actor: Actor, token_id: int) -> bool:
+    """Revoke one of the actor's own tokens at once; False if it was revoked already."""
+    if actor.is_command_line or actor.token is not None:
+        raise TokenRefused(_("Tokens are revoked on the portal's pages, by the person who holds them."))
+    with conn.transaction():
+        row = token_queries.lock_own(conn, token_id, actor.mailbox_id)
+        if row is None:
+            raise TokenRefused(_("There is no such token."))
+        revoked = token_queries.revoke(conn, token_id)
+        if revoked:
+            powers = access.powers_of(conn, actor)
+            audit.record(conn, **access.audit_fields(actor, powers), action="api_token.revoke",
+                         target=actor.address, summary={"token": token_id, "name": row["name"]})
+    return revoked
