@@ -103,6 +103,7 @@ def _no_store(response):
 def _register_blueprints(app: Flask) -> None:
     from .account import bp as account_bp
     from .admin import bp as admin_bp
+    from .api import bp as api_bp
     from .auth import bp as auth_bp
     from .health import bp as health_bp
     from .helpdesk import bp as helpdesk_bp
@@ -112,6 +113,9 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(helpdesk_bp)
     app.register_blueprint(health_bp)
+    # Tokens, not cookies, authenticate the API: there is no ambient credential for a forged request to use.
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp)
 
 
 def _register_commands(app: Flask) -> None:

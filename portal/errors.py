@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from flask import g
+from flask import has_request_context
 from flask import render_template
+from flask import request
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -32,9 +34,17 @@ _MESSAGES = {
 _UNKNOWN = (_l("Error"), _l("The request failed."))
 
 
+def _for_api() -> bool:
+    return has_request_context() and request.path.startswith("/api/")
+
+
 def render_error(code: int, message: str | None = None):
-    """Render the error page for an HTTP status."""
+    """Render the error page for an HTTP status (under /api/, the problem+json answer)."""
     title, default_message = _MESSAGES.get(code, _UNKNOWN)
+    if _for_api():
+        from .api.problems import problem_response
+
+        return problem_response(code, str(message or default_message)), code
     # Translated now, in the request's language; plain text for the template.
     return render_template("error.html", code=code, title=str(title), message=str(message or default_message)), code
 
@@ -44,6 +54,10 @@ def _http_error(exc: HTTPException):
         return exc
     # abort(403, "why") gives its own message; werkzeug's stock texts are replaced by ours.
     custom = exc.description if exc.description != type(exc).description else None
+    if _for_api():
+        from .api import api_http_error
+
+        return api_http_error(exc)
     body, code = render_error(exc.code, custom)
     # Headers the status needs (Allow with a 405, say), without werkzeug's own page type.
     return body, code, [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
@@ -54,7 +68,8 @@ def _database_unavailable(exc: Exception):
     # The page layout asks who is signed in; that would need the database again.
     from .sessions import login_manager
 
-    g._login_user = login_manager.anonymous_user()
+    if not _for_api():
+        g._login_user = login_manager.anonymous_user()
     return render_error(503, _("The mail database is not answering right now. Please try again in a few minutes."))
 
 

@@ -62,6 +62,10 @@ DEFAULTS = {
     # workers x cap below Dovecot's imap-login process_limit (100 by default).
     "LOGIN_CLIENT_MAX_IN_FLIGHT": 1,
     "LOGIN_WORKER_MAX_IN_FLIGHT": 48,
+    # The provisioning API (/api/v1): calls per token and minute (429 past it, shared
+    # by every worker), and the largest request body in bytes (413 past it).
+    "API_CALLS_PER_MINUTE": 600,
+    "API_MAX_BODY_BYTES": 65536,
     # Reverse proxies in front of the portal whose X-Forwarded-For is believed.
     # 0 means none: the client address is the TCP peer and the header is ignored.
     "TRUSTED_PROXY_COUNT": 0,
@@ -192,7 +196,8 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         )
     for name in ("LOGIN_ACCOUNT_MAX_FAILURES", "LOGIN_CLIENT_MAX_FAILURES", "LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES",
                  "LOGIN_CLIENT_MAX_IN_FLIGHT", "LOGIN_WORKER_MAX_IN_FLIGHT", "SESSION_IDLE_TIMEOUT",
-                 "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT"):
+                 "SESSION_ABSOLUTE_TIMEOUT", "LOGIN_FAILURE_WINDOW", "LOGIN_LOCKOUT", "API_CALLS_PER_MINUTE",
+                 "API_MAX_BODY_BYTES"):
         if int(values[name]) < 1:
             raise ConfigError(f"{name} must be a positive number")
     if int(values["FORWARD_MAX_DESTINATIONS"]) < 1:

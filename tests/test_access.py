@@ -12,6 +12,7 @@ from tests.conftest import csrf_token
 from tests.conftest import make_client
 from tests.conftest import sign_in
 from tests.mail import make_mailbox
+from tests.test_api_access import API_EXPECTED
 
 PASSWORD = "a long enough test password 5"
 ROLES = ("anonymous", "user", "forced_change", "domain_admin", "superadmin")
@@ -47,9 +48,11 @@ GET_EXPECTED = {
     "admin.audit_csv": (302, 403, 302, 200, 200),
     "helpdesk.index": (302, 403, 302, 200, 200),
     "helpdesk.mailbox": (302, 403, 302, 200, 200),
+    "account.api_tokens": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
-URL_ARGS = {"alias_id": 1, "role_id": 1, "name": "m.example", "address": "user@m.example", "source": "team@m.example",
+URL_ARGS = {"alias_id": 1, "role_id": 1, "token_id": 1, "domain": "m.example", "name": "m.example",
+            "address": "user@m.example", "source": "team@m.example",
             "alias_domain": "m.test", "grant_id": 1}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
@@ -57,7 +60,8 @@ POST_ONLY = {
     "auth.logout", "account.save_forwarding", "account.add_personal_alias",
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
-    "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as",
+    "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
+    "account.revoke_api_token",
 }
 
 
@@ -90,8 +94,20 @@ def clients(app, db):
 
 def test_every_route_is_in_the_table(app):
     # Static files: the portal's own and Bootstrap's (served by Bootstrap-Flask), the same for everyone.
+    # The API's endpoints have their own table, by kind of token (tests/test_api_access.py).
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint not in STATIC}
-    assert endpoints == set(GET_EXPECTED) | POST_ONLY
+    assert endpoints == set(GET_EXPECTED) | POST_ONLY | {f"api.{name}" for name in API_EXPECTED}
+
+
+def test_session_cookies_never_authenticate_the_api(app, clients):
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("api.") or rule.endpoint == "api.openapi":
+            continue
+        url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
+        for role in ROLES:
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                response = clients[role].open(url, method=method, json={} if method != "GET" else None)
+                assert response.status_code == 401, (role, method, url)
 
 
 def test_get_matrix(app, clients):
@@ -134,6 +150,7 @@ MORE_EXPECTED = {
     "admin.audit_csv": (403, 200),
     "helpdesk.index": (200, 200),
     "helpdesk.mailbox": (200, 403),
+    "account.api_tokens": (200, 200),
 }
 
 

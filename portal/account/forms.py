@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
+from wtforms import DateField
 from wtforms import PasswordField
 from wtforms import StringField
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
+from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
 from ..i18n import _
@@ -66,3 +68,22 @@ class PersonalAliasForm(FlaskForm):
 
 class DeleteForm(FlaskForm):
     """Only the CSRF token: deleting is a POST."""
+
+
+class ApiTokenForm(FlaskForm):
+    """A new API token: its name, and how it is narrowed."""
+
+    name = StringField(
+        _l("Name"),
+        description=_l("What uses it, for example: student records sync."),
+        validators=[DataRequired(_l("Give the token a name.")),
+                    Length(max=100, message=_l("At most 100 characters."))],
+    )
+    domains = TextAreaField(
+        _l("Only these domains"),
+        description=_l("One domain per line. Leave empty for every domain of yours."),
+        validators=[Length(max=20000, message=_l("This list is too long."))],
+    )
+    read_only = BooleanField(_l("Read only: the token can look, not change"))
+    expires_on = DateField(_l("Valid until (inclusive)"), validators=[Optional()],
+                           description=_l("Leave empty for a token that lasts until it is revoked."))

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 
 from flask import Blueprint
 from flask import abort
@@ -29,14 +33,17 @@ from ..db import get_db
 from ..i18n import _
 from ..imap import ImapUnavailable
 from ..queries import aliases as alias_queries
+from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import domains
 from ..queries import mailboxes
 from ..queries import quota as quota_queries
 from ..rules import account as account_rules
 from ..rules import addressing
+from ..rules import api_tokens as token_rules
 from ..rules import forwarding as forwarding_rules
 from ..rules import send_as as send_as_rules
+from .forms import ApiTokenForm
 from .forms import DeleteForm
 from .forms import ForwardingForm
 from .forms import PasswordChangeForm
@@ -212,3 +219,56 @@ def storage():
         warn=percent is not None and percent >= 90,
         format_size=quota.format_size,
     )
+
+
+def _tokens_page(form=None, shown=None, status=200):
+    if not current_user.is_support:  # only people holding a role have tokens
+        abort(403)
+    return render_template("account/api_tokens.html", form=form or ApiTokenForm(formdata=None),
+                           tokens=token_queries.of_mailbox(get_db(), current_user.mailbox_id),
+                           revoke_form=DeleteForm(formdata=None), shown=shown,
+                           timedelta_day=timedelta(days=1)), status
+
+
+@bp.get("/account/api-tokens")
+@account_required
+def api_tokens():
+    """The signed-in person's API tokens: when and from where each was last used; make or revoke one."""
+    return _tokens_page()
+
+
+@bp.post("/account/api-tokens")
+@account_required
+def create_api_token():
+    """Make a token and show it once, on this response only."""
+    form = ApiTokenForm()
+    if not current_user.is_support:
+        abort(403)
+    if not form.validate_on_submit():
+        return _tokens_page(form, status=400)
+    domains = [line.strip().lower() for line in (form.domains.data or "").splitlines() if line.strip()]
+    expires_at = None
+    if form.expires_on.data:
+        # Valid through the chosen day, in UTC: the token stops at the next midnight.
+        expires_at = datetime.combine(form.expires_on.data + timedelta(days=1), time(0), tzinfo=UTC)
+    try:
+        token = token_rules.create_token(get_db(), _actor(), name=form.name.data or "", domains=domains or None,
+                                         read_only=bool(form.read_only.data), expires_at=expires_at)
+    except token_rules.TokenRefused as exc:
+        form.form_errors.append(str(exc))
+        return _tokens_page(form, status=400)
+    return _tokens_page(shown=token, status=201)
+
+
+@bp.post("/account/api-tokens/<int:token_id>/revoke")
+@account_required
+def revoke_api_token(token_id: int):
+    """Revoke one of the person's tokens: the next call with it is refused."""
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    try:
+        token_rules.revoke_token(get_db(), _actor(), token_id)
+    except token_rules.TokenRefused:
+        abort(404)
+    flash(_("The token is revoked. Calls with it are refused from now on."), "success")
+    return redirect(url_for("account.api_tokens"))

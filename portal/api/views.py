@@ -1,0 +1,371 @@
+"""The API's endpoints. Like the pages' views they only parse, call a rule and answer; a domain or mailbox
+outside the token's reach answers 404, as a missing one does."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask import request
+
+from .. import access
+from .. import passwords
+from .. import quota
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..db import get_db
+from ..i18n import _
+from ..queries import alias_domains as alias_domain_queries
+from ..queries import aliases as alias_queries
+from ..queries import domains as domain_queries
+from ..queries import listing
+from ..queries import mailboxes as mailbox_queries
+from ..rules import addressing
+from ..rules import aliases as alias_rules
+from ..rules import helpdesk as helpdesk_rules
+from ..rules import mailboxes as mailbox_rules
+from . import endpoint
+from . import spec
+from .problems import ApiProblem
+
+_TIME = {"type": "string", "format": "date-time"}
+_ADDRESS = {"type": "string", "minLength": 3, "maxLength": 254}
+
+DOMAIN = {
+    "type": "object", "additionalProperties": False,
+    "required": ["name", "active", "max_mailboxes", "max_aliases", "mailboxes", "aliases", "created_at"],
+    "properties": {
+        "name": {"type": "string"}, "active": {"type": "boolean"},
+        "max_mailboxes": {"type": "integer", "description": "0: no limit"},
+        "max_aliases": {"type": "integer", "description": "0: no limit"},
+        "mailboxes": {"type": "integer"}, "aliases": {"type": "integer"},
+        "alias_domains": {"type": "array", "items": {"type": "string"}},
+        "created_at": _TIME,
+    },
+}
+MAILBOX = {
+    "type": "object", "additionalProperties": False,
+    "required": ["address", "display_name", "active", "quota_bytes", "created_at"],
+    "properties": {
+        "address": {"type": "string"}, "display_name": {"type": "string"}, "active": {"type": "boolean"},
+        "quota_bytes": {"type": "integer", "description": "0: the domain's default or no limit"},
+        "used_bytes": {"type": "integer"}, "messages": {"type": "integer"},
+        "password_must_change": {"type": "boolean"}, "disabled_reason": {"type": ["string", "null"]},
+        "created_at": _TIME,
+    },
+}
+ALIAS = {
+    "type": "object", "additionalProperties": False, "required": ["address", "destinations"],
+    "properties": {"address": {"type": "string"},
+                   "destinations": {"type": "array", "items": {"type": "string"}},
+                   "personal": {"type": "boolean", "description": "a mailbox owner's own address or forwarding"}},
+}
+_SIZE = {"type": ["integer", "string"], "description": "Bytes, or a size such as \"2G\" or \"500M\"; 0: none",
+         "maxLength": 20, "minimum": 0}
+NEW_MAILBOX = {
+    "type": "object", "additionalProperties": False, "required": ["local_part"],
+    "properties": {
+        "local_part": {"type": "string", "minLength": 1, "maxLength": 64},
+        "display_name": {"type": "string", "maxLength": 255},
+        "quota": _SIZE,
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024,
+                     "description": "A one-time password, to be changed at the first sign-in to the portal. "
+                                    "Left out: one is generated and answered once."},
+    },
+}
+MAILBOX_CHANGE = {
+    "type": "object", "additionalProperties": False, "minProperties": 1,
+    "properties": {"display_name": {"type": "string", "maxLength": 255}, "quota": _SIZE,
+                   "active": {"type": "boolean"}},
+}
+ALIAS_BODY = {
+    "type": "object", "additionalProperties": False, "required": ["destinations"],
+    "properties": {"destinations": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                    "items": {"type": "string", "minLength": 1, "maxLength": 254}}},
+}
+NEW_ALIAS = {**ALIAS_BODY, "required": ["address", "destinations"],
+             "properties": {**ALIAS_BODY["properties"],
+                            "address": {"type": "string", "minLength": 1, "maxLength": 254,
+                                        "description": "x@domain, x@alias-domain, or @domain for the catch-all"}}}
+ONE_TIME_PASSWORD = {"type": "object", "additionalProperties": False, "required": ["password"],
+                     "properties": {"password": {"type": "string"},
+                                    "address": {"type": "string"}}}
+
+
+def _time(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _domain_json(row: dict, alias_domains: list[str]) -> dict:
+    return {"name": row["name"], "active": row["active"], "max_mailboxes": row["max_mailboxes"],
+            "max_aliases": row["max_aliases"], "mailboxes": row["mailboxes"], "aliases": row["aliases"],
+            "alias_domains": alias_domains, "created_at": _time(row["created_at"])}
+
+
+def _mailbox_json(row: dict) -> dict:
+    found = {"address": row["email"], "display_name": row["display_name"], "active": row["active"],
+             "quota_bytes": row["quota_bytes"], "created_at": _time(row["created_at"])}
+    for key in ("used_bytes", "messages", "password_must_change", "disabled_reason"):
+        if key in row:
+            found[key] = row[key]
+    return found
+
+
+def _search(args: dict) -> listing.Search:
+    return listing.Search(args["q"] or "", "contains" if args["q"] else "prefix")
+
+
+def _page(fetch, args: dict, to_json) -> dict:
+    try:
+        page = fetch(_search(args), args["after"], args["limit"])
+    except listing.InvalidCursor:
+        raise ApiProblem(400, _("The cursor is not valid: start from the first page."),
+                         errors={"after": [_("Not a valid value.")]}) from None
+    return {"items": [to_json(row) for row in page.rows], "next": page.next_after}
+
+
+def _administered_domain(actor: Actor, name: str) -> dict:
+    row = domain_queries.get_domain_by_name(get_db(), name.lower())
+    if row is None or not access.reading_powers(get_db(), actor).administers(row["id"]):
+        raise ApiProblem(404, _("There is no domain %(domain)s that you administer.", domain=name.lower()))
+    return row
+
+
+def _mailbox(actor: Actor, address: str, *, helping: bool = False) -> dict:
+    try:
+        email = canonical_address(address)
+    except InvalidAddress:
+        email = None
+    row = mailbox_queries.get_mailbox(get_db(), email) if email else None
+    powers = access.reading_powers(get_db(), actor)
+    if row is None or not (powers.helps_with(row["domain_id"]) if helping else powers.administers(row["domain_id"])):
+        raise ApiProblem(404, _("There is no mailbox %(address)s that you may manage.", address=address.lower()))
+    return row
+
+
+def _size(value) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return quota.parse_size(value)
+    except quota.InvalidSize as exc:
+        raise ApiProblem(400, str(exc), errors={"quota": [str(exc)]}) from None
+
+
+def _rule_problem(exc: Exception, field: str | None = None) -> ApiProblem:
+    status = 403 if isinstance(exc, (mailbox_rules.MailboxRefused, alias_rules.AliasRefused)) else 409
+    problems = getattr(exc, "problems", None) or [str(exc)]
+    return ApiProblem(status, " ".join(problems), errors={field: problems} if field else None)
+
+
+@endpoint("GET", "/openapi.json", summary="This API's OpenAPI 3.1 description.", response={"type": "object"},
+          authenticated=False)
+def openapi():
+    """The OpenAPI document, made from the same declarations as the routes."""
+    return spec.openapi_document(request.url_root.rstrip("/") + "/api/v1")
+
+
+@endpoint("GET", "/me", summary="The token's holder, roles and narrowing.", response={
+    "type": "object", "additionalProperties": False, "required": ["address", "read_only", "domains"],
+    "properties": {"address": {"type": "string"}, "read_only": {"type": "boolean"},
+                   "domains": {"type": ["array", "null"], "items": {"type": "string"},
+                               "description": "null: every domain of the holder"},
+                   "superadmin": {"type": "boolean"}}})
+def me(actor: Actor):
+    """Who acts with this token, and how it is narrowed."""
+    powers = access.reading_powers(get_db(), actor)
+    domains = None
+    if actor.token.domain_ids is not None:
+        domains = sorted(r["name"] for r in (domain_queries.get_domain(get_db(), i) for i in actor.token.domain_ids)
+                         if r is not None)
+    return {"address": actor.address, "read_only": actor.token.read_only, "domains": domains,
+            "superadmin": powers.superadmin}
+
+
+@endpoint("GET", "/domains", summary="The domains this token may administer, a page at a time.",
+          response=spec.page_of(DOMAIN), query=spec.CURSOR_QUERY)
+def list_domains(actor: Actor, args: dict):
+    """Domains in reach, by name."""
+    powers = access.reading_powers(get_db(), actor)
+    scope = None if powers.superadmin else sorted(powers.admin_of)
+
+    def fetch(search, after, limit):
+        page = listing.domains(get_db(), scope, search, after, limit=limit)
+        linked = alias_domain_queries.of_domains(get_db(), [d["id"] for d in page.rows])
+        return listing.Page([{**d, "alias_domains": linked.get(d["id"], [])} for d in page.rows], page.next_after)
+
+    return _page(fetch, args, lambda d: _domain_json(d, d["alias_domains"]))
+
+
+@endpoint("GET", "/domains/{domain}", summary="One domain.", response=DOMAIN)
+def get_domain(actor: Actor, domain: str):
+    """A domain with its counts and alias domains."""
+    row = _administered_domain(actor, domain)
+    page = listing.domains(get_db(), [row["id"]], listing.Search(), None, limit=1)
+    return _domain_json(page.rows[0], alias_domain_queries.names_for(get_db(), row["name"]))
+
+
+@endpoint("GET", "/domains/{domain}/mailboxes", summary="A domain's mailboxes with usage, a page at a time.",
+          response=spec.page_of(MAILBOX), query=spec.CURSOR_QUERY)
+def list_mailboxes(actor: Actor, domain: str, args: dict):
+    """Mailboxes of a domain, by address."""
+    row = _administered_domain(actor, domain)
+    return _page(lambda s, a, n: listing.mailboxes(get_db(), row["id"], s, a, limit=n), args, _mailbox_json)
+
+
+@endpoint("POST", "/domains/{domain}/mailboxes", summary="Create a mailbox with a one-time password.",
+          response={**ONE_TIME_PASSWORD, "required": ["address", "password"]}, writes=True, body=NEW_MAILBOX,
+          status=201)
+def create_mailbox(actor: Actor, domain: str, body: dict):
+    """Create a mailbox; its password must be changed on the portal before mail clients may use it."""
+    row = _administered_domain(actor, domain)
+    config = current_app.config
+    try:
+        address = mailbox_rules.address_for(body["local_part"], row)
+    except mailbox_rules.MailboxRuleError as exc:
+        raise ApiProblem(400, str(exc), errors={"local_part": [str(exc)]}) from None
+    password = body.get("password") or passwords.generate_password()
+    if "password" in body:
+        problems = passwords.configured_policy_problems(config, password, address=address)
+        if problems:
+            raise ApiProblem(400, " ".join(problems), errors={"password": problems})
+    try:
+        mailbox_rules.create_mailbox(
+            get_db(), actor, domain_id=row["id"], address=address,
+            password_hash=passwords.hash_password(password, config["PASSWORD_SCHEME"]),
+            quota_bytes=_size(body.get("quota", 0)), display_name=body.get("display_name", "").strip(),
+            reserved=list(config["RESERVED_LOCAL_PARTS"]), must_change=True)
+    except mailbox_rules.MailboxRefused:
+        raise ApiProblem(404, _("There is no domain %(domain)s that you administer.", domain=row["name"])) from None
+    except mailbox_rules.MailboxRuleError as exc:
+        raise _rule_problem(exc, "local_part") from None
+    return {"address": address, "password": password}
+
+
+@endpoint("GET", "/mailboxes/{address}", summary="One mailbox.", response=MAILBOX)
+def get_mailbox(actor: Actor, address: str):
+    """A mailbox: limit, state and name (helpdesk staff may read the mailboxes they help with)."""
+    return _mailbox_json(_mailbox(actor, address, helping=True))
+
+
+@endpoint("PATCH", "/mailboxes/{address}", summary="Change a mailbox's name, size limit or state.",
+          response=MAILBOX, writes=True, body=MAILBOX_CHANGE)
+def change_mailbox(actor: Actor, address: str, body: dict):
+    """Change what the body names; the rest stays."""
+    row = _mailbox(actor, address)
+    try:
+        mailbox_rules.update_mailbox(
+            get_db(), actor, mailbox=row,
+            quota_bytes=_size(body["quota"]) if "quota" in body else row["quota_bytes"],
+            active=body.get("active", row["active"]), password_hash=None,
+            display_name=body.get("display_name", row["display_name"]).strip(),
+            delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except mailbox_rules.MailboxRuleError as exc:
+        raise _rule_problem(exc) from None
+    return _mailbox_json(mailbox_queries.get_mailbox(get_db(), row["email"]))
+
+
+@endpoint("DELETE", "/mailboxes/{address}", summary="Delete a mailbox; its mail is kept for the grace period.",
+          response=None, writes=True, status=204)
+def delete_mailbox(actor: Actor, address: str):
+    """Delete a mailbox and the alias rows that delivered to it."""
+    row = _mailbox(actor, address)
+    try:
+        mailbox_rules.delete_mailbox(get_db(), actor, mailbox=row, mail_root=current_app.config["MAIL_ROOT"],
+                                     grace_days=int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"]))
+    except mailbox_rules.MailboxRuleError as exc:
+        raise _rule_problem(exc) from None
+
+
+@endpoint("POST", "/mailboxes/{address}/password-reset",
+          summary="Give a mailbox a generated one-time password (helpdesk).", response=ONE_TIME_PASSWORD,
+          writes=True)
+def reset_password(actor: Actor, address: str):
+    """A new one-time password, answered once; the mailbox's sessions end."""
+    row = _mailbox(actor, address, helping=True)
+    try:
+        password = helpdesk_rules.reset_password(get_db(), actor, row,
+                                                 scheme=current_app.config["PASSWORD_SCHEME"])
+    except helpdesk_rules.SupportRefused as exc:
+        raise ApiProblem(403, str(exc)) from None
+    return {"address": row["email"], "password": password}
+
+
+@endpoint("GET", "/domains/{domain}/aliases", summary="A domain's aliases, a page at a time.",
+          response=spec.page_of(ALIAS), query=spec.CURSOR_QUERY)
+def list_aliases(actor: Actor, domain: str, args: dict):
+    """Alias addresses of a domain with their destinations."""
+    row = _administered_domain(actor, domain)
+    return _page(lambda s, a, n: listing.aliases(get_db(), row["id"], s, a, limit=n), args,
+                 lambda r: {"address": r["source"], "destinations": list(r["destinations"] or []),
+                            "personal": bool(r["personal"])})
+
+
+def _alias_source(domain: dict, address: str) -> str:
+    on_domains = [domain["name"], *alias_domain_queries.names_for(get_db(), domain["name"])]
+    address = address.strip().lower()
+    if address.startswith("@"):
+        if address[1:] in on_domains:
+            return address
+    else:
+        try:
+            source = canonical_address(address)
+        except InvalidAddress:
+            source = ""
+        if source.rpartition("@")[2] in on_domains:
+            return source
+    message = _("Give an address on %(domain)s or one of its alias domains, or @%(domain)s for the catch-all.",
+                domain=domain["name"])
+    raise ApiProblem(400, message, errors={"address": [message]})
+
+
+def _save_alias(actor: Actor, domain: dict, source: str, destinations: list[str], *, create: bool) -> dict:
+    parsed, problems = addressing.parse_destinations(destinations)
+    if problems:
+        raise ApiProblem(400, " ".join(problems), errors={"destinations": problems})
+    try:
+        alias_rules.save_alias(get_db(), actor, domain=domain, source=source, destinations=parsed, create=create,
+                               reserved=list(current_app.config["RESERVED_LOCAL_PARTS"]),
+                               delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except alias_rules.AliasNotFound:
+        raise ApiProblem(404, _("There is no alias %(address)s that you may change.", address=source)) from None
+    except addressing.AliasRuleError as exc:
+        raise _rule_problem(exc, "destinations") from None
+    return {"address": source, "destinations": alias_queries.destinations(get_db(), source), "personal": False}
+
+
+@endpoint("POST", "/domains/{domain}/aliases", summary="Create an alias or the catch-all.", response=ALIAS,
+          writes=True, body=NEW_ALIAS, status=201)
+def create_alias(actor: Actor, domain: str, body: dict):
+    """A new alias on the domain or one of its alias domains."""
+    row = _administered_domain(actor, domain)
+    return _save_alias(actor, row, _alias_source(row, body["address"]), body["destinations"], create=True)
+
+
+def _editable_alias(actor: Actor, domain: str, address: str) -> tuple[dict, str]:
+    row = _administered_domain(actor, domain)
+    source = _alias_source(row, address)
+    if not alias_rules.editable(get_db(), actor, row, source, list(current_app.config["RESERVED_LOCAL_PARTS"])):
+        raise ApiProblem(404, _("There is no alias %(address)s that you may change.", address=source))
+    return row, source
+
+
+@endpoint("PUT", "/domains/{domain}/aliases/{address}", summary="Replace an alias's destinations.",
+          response=ALIAS, writes=True, body=ALIAS_BODY)
+def replace_alias(actor: Actor, domain: str, address: str, body: dict):
+    """Where an existing alias delivers, all at once."""
+    row, source = _editable_alias(actor, domain, address)
+    return _save_alias(actor, row, source, body["destinations"], create=False)
+
+
+@endpoint("DELETE", "/domains/{domain}/aliases/{address}", summary="Remove an alias and all its rows.",
+          response=None, writes=True, status=204)
+def delete_alias(actor: Actor, domain: str, address: str):
+    """Remove an alias."""
+    row, source = _editable_alias(actor, domain, address)
+    try:
+        alias_rules.delete_alias(get_db(), actor, domain=row, source=source,
+                                 reserved=list(current_app.config["RESERVED_LOCAL_PARTS"]))
+    except alias_rules.AliasNotFound:
+        raise ApiProblem(404, _("There is no alias %(address)s that you may change.", address=source)) from None
+    except addressing.AliasRuleError as exc:
+        raise _rule_problem(exc) from None

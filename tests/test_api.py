@@ -1,0 +1,337 @@
+"""The provisioning API against the real stack: tokens made on the page, the same rules as the pages,
+problem+json errors in the request's language, and proof through IMAP and SMTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+
+import pytest
+from imapclient.exceptions import LoginError
+from jsonschema import Draft202012Validator
+
+from portal.access import Actor
+from portal.api import spec
+from portal.rules import api_tokens as token_rules
+from tests.conftest import csrf_token
+from tests.conftest import grant_and_sign_in
+from tests.conftest import make_client
+from tests.conftest import new_client_ip
+from tests.conftest import sign_in
+from tests.mail import imap_login
+from tests.mail import make_mailbox
+from tests.mail import send_mail
+from tests.mail import wait_for_maildir_message
+
+PASSWORD = "a long enough test password 5"
+NEW_PASSWORD = "another long password for the api 7"
+PEOPLE = {"root": "root@a.example", "admin": "admin@a.example", "admin_b": "admin@b.example",
+          "help": "help@a.example", "user": "user@a.example"}
+
+
+@pytest.fixture
+def people(app, db):
+    for address in (*PEOPLE.values(), "other@a.example", "bob@b.example"):
+        make_mailbox(db, address, PASSWORD)
+    return grant_and_sign_in(app, [("superadmin", PEOPLE["root"]), ("domain-admin", PEOPLE["admin"], "a.example"),
+                                   ("domain-admin", PEOPLE["admin_b"], "b.example"),
+                                   ("helpdesk", PEOPLE["help"], "a.example")], PEOPLE, PASSWORD)
+
+
+def make_token(app, db, who: str, *, domains=None, read_only=False, expires_at=None) -> str:
+    """A token of ``who`` (a key of PEOPLE), made through the rule the page calls."""
+    row = db.execute("SELECT id FROM virtual_users WHERE email = %s", (PEOPLE[who],)).fetchone()
+    with app.app_context():
+        from portal.db import get_db
+
+        return token_rules.create_token(get_db(), Actor(PEOPLE[who], "192.0.2.1", row["id"]), name=f"{who} sync",
+                                        domains=domains, read_only=read_only, expires_at=expires_at)
+
+
+def api(app, token: str | None, method: str, path: str, json=None, **headers):
+    client = make_client(app)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.open(f"/api/v1{path}", method=method, json=json, headers=headers)
+
+
+def assert_matches_schema(response, method: str, path_template: str) -> None:
+    (declared,) = [e for e in spec.ENDPOINTS if e.method == method and e.path == path_template]
+    assert response.status_code == declared.status, response.get_data(as_text=True)
+    if declared.response:
+        errors = list(Draft202012Validator(declared.response).iter_errors(response.get_json()))
+        assert errors == []
+
+
+def test_a_token_made_on_the_page_is_shown_once_and_works(app, people, db):
+    admin = people["admin"]
+    response = admin.post("/account/api-tokens", data={"csrf_token": csrf_token(admin, "/account/api-tokens"),
+                                                       "name": "student records", "domains": "a.example\n"})
+    assert response.status_code == 201
+    token = re.search(r'<code class="secret" id="new-token">([^<]+)</code>', response.get_data(as_text=True)).group(1)
+    assert token.startswith("mpt_")
+    listing = admin.get("/account/api-tokens").get_data(as_text=True)
+    assert "student records" in listing and token not in listing and "never" in listing
+    # Only its hash is kept, and the audit row names the token, not its secret.
+    stored = db.execute("SELECT * FROM portal_api_tokens").fetchone()
+    assert token.split("_", 2)[2].encode() not in bytes(stored["secret_sha256"])
+    (made,) = db.execute("SELECT * FROM portal_audit_log WHERE action = 'api_token.create'").fetchall()
+    assert token not in str(dict(made)) and made["summary"]["domains"] == ["a.example"]
+
+    me = api(app, token, "GET", "/me", REMOTE_ADDR="198.51.100.7")
+    assert_matches_schema(me, "GET", "/me")
+    assert me.get_json() == {"address": PEOPLE["admin"], "read_only": False, "domains": ["a.example"],
+                             "superadmin": False}
+    used = db.execute("SELECT last_used_at, last_used_addr FROM portal_api_tokens").fetchone()
+    assert used["last_used_at"] is not None
+    listing = admin.get("/account/api-tokens").get_data(as_text=True)
+    assert "never" not in listing
+
+
+def test_people_without_a_role_have_no_tokens(people):
+    user = people["user"]
+    assert user.get("/account/api-tokens").status_code == 403
+    assert "API tokens" not in user.get("/").get_data(as_text=True)
+
+
+def test_a_token_cannot_reach_past_its_holders_domains(app, people, db):
+    with pytest.raises(token_rules.TokenRefused, match="no role in b.example"):
+        make_token(app, db, "admin", domains=["b.example"])
+    with pytest.raises(token_rules.TokenRefused):
+        make_token(app, db, "user")
+
+
+def test_session_cookies_never_authenticate_the_api(app, people):
+    for who in ("root", "admin"):
+        response = people[who].get("/api/v1/domains")
+        assert response.status_code == 401
+        assert response.mimetype == "application/problem+json"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_token_never_authenticates_a_page(app, people, db):
+    token = make_token(app, db, "root")
+    client = make_client(app)
+    for path in ("/", "/admin/", "/helpdesk/", "/account/api-tokens"):
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 302 and response.headers["Location"].startswith("/auth/login")
+
+
+def test_mailbox_created_through_the_api_signs_in_after_the_one_time_password_is_changed(app, people, db, mail_stack):
+    token = make_token(app, db, "admin")
+    response = api(app, token, "POST", "/domains/a.example/mailboxes",
+                   {"local_part": "Student.One", "display_name": "Student One", "quota": "1G"})
+    assert_matches_schema(response, "POST", "/domains/{domain}/mailboxes")
+    created = response.get_json()
+    assert created["address"] == "student.one@a.example"
+    one_time = created["password"]
+    # A one-time password: mail clients are refused until its holder chose their own on the portal.
+    with pytest.raises(LoginError):
+        imap_login(mail_stack.imap_port, created["address"], one_time, client_ip=new_client_ip())
+    student = make_client(app)
+    assert sign_in(student, created["address"], one_time).headers["Location"] == "/account/password"
+    response = student.post("/account/password", data={
+        "csrf_token": csrf_token(student, "/account/password"), "current_password": one_time,
+        "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert response.status_code == 302
+    imap_login(mail_stack.imap_port, created["address"], NEW_PASSWORD, client_ip=new_client_ip()).logout()
+
+    fetched = api(app, token, "GET", "/mailboxes/student.one@a.example")
+    assert_matches_schema(fetched, "GET", "/mailboxes/{address}")
+    assert fetched.get_json()["quota_bytes"] == 1 << 30 and fetched.get_json()["display_name"] == "Student One"
+    (row,) = db.execute("SELECT actor, actor_role, token_id, summary FROM portal_audit_log"
+                        " WHERE action = 'mailbox.create'").fetchall()
+    token_id = db.execute("SELECT id FROM portal_api_tokens").fetchone()["id"]
+    assert (row["actor"], row["actor_role"], row["token_id"]) == (PEOPLE["admin"], "domain_admin", token_id)
+    assert one_time not in str(dict(row))
+
+
+def test_alias_created_through_the_api_routes_mail_through_postfix(app, people, db, mail_stack):
+    token = make_token(app, db, "admin")
+    response = api(app, token, "POST", "/domains/a.example/aliases",
+                   {"address": "team@a.example", "destinations": ["other@a.example", "user@a.example"]})
+    assert_matches_schema(response, "POST", "/domains/{domain}/aliases")
+    assert response.get_json() == {"address": "team@a.example", "destinations": ["other@a.example", "user@a.example"],
+                                   "personal": False}
+    send_mail(mail_stack.smtp_port, "team@a.example", "through the api alias")
+    for local in ("other", "user"):
+        wait_for_maildir_message(mail_stack.mail_root / "a.example" / local, "through the api alias")
+
+    listed = api(app, token, "GET", "/domains/a.example/aliases")
+    assert_matches_schema(listed, "GET", "/domains/{domain}/aliases")
+    assert [a["address"] for a in listed.get_json()["items"]] == ["team@a.example"]
+    replaced = api(app, token, "PUT", "/domains/a.example/aliases/team@a.example", {"destinations": ["user@a.example"]})
+    assert_matches_schema(replaced, "PUT", "/domains/{domain}/aliases/{address}")
+    assert replaced.get_json()["destinations"] == ["user@a.example"]
+    assert api(app, token, "DELETE", "/domains/a.example/aliases/team@a.example").status_code == 204
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases").fetchone()["n"] == 0
+
+
+def test_a_domain_scoped_token_is_refused_on_another_domain_for_every_verb(app, people, db):
+    token = make_token(app, db, "root", domains=["a.example"])
+    before = db.execute("SELECT email, active, quota_bytes, password FROM virtual_users ORDER BY id").fetchall()
+    calls = [
+        ("GET", "/domains/b.example", None),
+        ("GET", "/domains/b.example/mailboxes", None),
+        ("POST", "/domains/b.example/mailboxes", {"local_part": "new"}),
+        ("GET", "/mailboxes/bob@b.example", None),
+        ("PATCH", "/mailboxes/bob@b.example", {"active": False}),
+        ("DELETE", "/mailboxes/bob@b.example", None),
+        ("POST", "/mailboxes/bob@b.example/password-reset", None),
+        ("GET", "/domains/b.example/aliases", None),
+        ("POST", "/domains/b.example/aliases", {"address": "x@b.example", "destinations": ["bob@b.example"]}),
+        ("PUT", "/domains/b.example/aliases/x@b.example", {"destinations": ["bob@b.example"]}),
+        ("DELETE", "/domains/b.example/aliases/x@b.example", None),
+    ]
+    for method, path, body in calls:
+        response = api(app, token, method, path, body)
+        assert response.status_code == 404, (method, path, response.get_json())
+    domains = api(app, token, "GET", "/domains").get_json()["items"]
+    assert [d["name"] for d in domains] == ["a.example"]
+    after = db.execute("SELECT email, active, quota_bytes, password FROM virtual_users ORDER BY id").fetchall()
+    assert after == before
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases").fetchone()["n"] == 0
+    # Narrowed to a domain, a superadmin's token is that domain's admin: no reserved names, no new domains.
+    response = api(app, token, "PATCH", "/mailboxes/other@a.example", {"quota": "2G"})
+    assert response.status_code == 200
+    row = db.execute("SELECT actor_role FROM portal_audit_log WHERE action = 'mailbox.update'").fetchone()
+    assert row["actor_role"] == "domain_admin"
+
+
+def test_revoked_and_expired_tokens_are_refused_at_once(app, people, db):
+    token = make_token(app, db, "admin")
+    assert api(app, token, "GET", "/domains").status_code == 200
+    admin = people["admin"]
+    token_id = db.execute("SELECT id FROM portal_api_tokens").fetchone()["id"]
+    response = admin.post(f"/account/api-tokens/{token_id}/revoke",
+                          data={"csrf_token": csrf_token(admin, "/account/api-tokens")})
+    assert response.status_code == 302
+    refused = api(app, token, "GET", "/domains")
+    assert refused.status_code == 401 and refused.mimetype == "application/problem+json"
+    assert db.execute("SELECT count(*) AS n FROM portal_audit_log WHERE action = 'api_token.revoke'"
+                      ).fetchone()["n"] == 1
+
+    expiring = make_token(app, db, "admin", expires_at=datetime.now(UTC) + timedelta(hours=1))
+    assert api(app, expiring, "GET", "/domains").status_code == 200
+    db.execute("UPDATE portal_api_tokens SET expires_at = now() - interval '1 second' WHERE revoked_at IS NULL")
+    assert api(app, expiring, "GET", "/domains").status_code == 401
+    # Someone else cannot revoke a token they do not hold.
+    other = make_token(app, db, "root")
+    other_id = db.execute("SELECT id FROM portal_api_tokens WHERE revoked_at IS NULL AND expires_at IS NULL"
+                          ).fetchone()["id"]
+    response = admin.post(f"/account/api-tokens/{other_id}/revoke",
+                          data={"csrf_token": csrf_token(admin, "/account/api-tokens")})
+    assert response.status_code == 404
+    assert api(app, other, "GET", "/domains").status_code == 200
+
+
+def test_a_disabled_holder_loses_the_token(app, people, db):
+    token = make_token(app, db, "admin")
+    db.execute("UPDATE virtual_users SET active = false WHERE email = %s", (PEOPLE["admin"],))
+    assert api(app, token, "GET", "/domains").status_code == 401
+    db.execute("UPDATE virtual_users SET active = true WHERE email = %s", (PEOPLE["admin"],))
+    # A role taken away is gone from the token on its next call: it does at most what its holder may now.
+    assert app.test_cli_runner().invoke(args=["admin", "revoke", "domain-admin", PEOPLE["admin"],
+                                              "a.example"]).exit_code == 0
+    assert api(app, token, "GET", "/domains").get_json()["items"] == []
+    assert api(app, token, "GET", "/domains/a.example").status_code == 404
+
+
+def test_a_read_only_token_reads_and_changes_nothing(app, people, db):
+    token = make_token(app, db, "root", read_only=True)
+    assert api(app, token, "GET", "/domains").status_code == 200
+    assert api(app, token, "GET", "/mailboxes/user@a.example").status_code == 200
+    for method, path, body in (("POST", "/domains/a.example/mailboxes", {"local_part": "x"}),
+                               ("PATCH", "/mailboxes/user@a.example", {"active": False}),
+                               ("DELETE", "/mailboxes/user@a.example", None),
+                               ("POST", "/mailboxes/user@a.example/password-reset", None)):
+        response = api(app, token, method, path, body)
+        assert response.status_code == 403, (method, path)
+    assert db.execute("SELECT bool_and(active) AS a, count(*) AS n FROM virtual_users").fetchone() == {"a": True,
+                                                                                                       "n": 7}
+
+
+def test_helpdesk_tokens_reset_passwords_and_nothing_more(app, people, db, mail_stack):
+    token = make_token(app, db, "help")
+    response = api(app, token, "POST", "/mailboxes/user@a.example/password-reset")
+    assert_matches_schema(response, "POST", "/mailboxes/{address}/password-reset")
+    with pytest.raises(LoginError):
+        imap_login(mail_stack.imap_port, "user@a.example", PASSWORD, client_ip=new_client_ip())
+    assert api(app, token, "PATCH", "/mailboxes/user@a.example", {"active": False}).status_code == 404
+    assert api(app, token, "GET", "/domains").get_json()["items"] == []
+    assert api(app, token, "POST", "/mailboxes/bob@b.example/password-reset").status_code == 404
+    # Nor a role holder's password: helpdesk staff never take over an admin's mailbox.
+    assert api(app, token, "POST", "/mailboxes/admin@a.example/password-reset").status_code == 403
+
+
+def test_problems_are_translated_and_name_the_field(app, people, db):
+    token = make_token(app, db, "admin")
+    response = api(app, token, "POST", "/domains/a.example/mailboxes", {"local_part": "x", "colour": "red"},
+                   **{"Accept-Language": "ko"})
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["errors"] == {"colour": ["알 수 없는 필드입니다."]}
+    assert body["title"] == "잘못된 요청"
+    english = api(app, token, "POST", "/domains/a.example/mailboxes", {"quota": -1}).get_json()
+    assert english["errors"] == {"local_part": ["This field is required."], "quota": ["Must be at least 0."]}
+    taken = api(app, token, "POST", "/domains/a.example/mailboxes", {"local_part": "user"},
+                **{"Accept-Language": "ko"})
+    assert taken.status_code == 409 and "user@a.example" in taken.get_json()["detail"]
+    assert api(app, None, "GET", "/domains", **{"Accept-Language": "ko"}).get_json()["title"] == "인증 필요"
+    assert api(app, token, "GET", "/nothing").get_json()["status"] == 404
+    assert api(app, token, "GET", "/domains?colour=red").status_code == 400
+    assert api(app, token, "GET", "/domains?limit=0").status_code == 400
+    assert api(app, token, "GET", "/domains?after=garbage").status_code == 400
+    broken = make_client(app).post("/api/v1/domains/a.example/mailboxes", data="{not json",
+                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert broken.status_code == 400
+    wrong_type = make_client(app).post("/api/v1/domains/a.example/mailboxes", data="local_part=x",
+                                       headers={"Authorization": f"Bearer {token}"})
+    assert wrong_type.status_code == 415
+
+
+def test_body_size_and_rate_limits(app_factory, people, db):
+    app = app_factory(API_CALLS_PER_MINUTE=3, API_MAX_BODY_BYTES=200)
+    token = make_token(app, db, "admin")
+    big = api(app, token, "POST", "/domains/a.example/aliases",
+              {"address": "x@a.example", "destinations": ["user@a.example"] * 20})
+    assert big.status_code == 413
+    assert api(app, token, "GET", "/domains").status_code == 200
+    assert api(app, token, "GET", "/domains").status_code == 200
+    limited = api(app, token, "GET", "/domains")
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 61
+    # Each token has its own allowance.
+    assert api(app, make_token(app, db, "root"), "GET", "/domains").status_code == 200
+
+
+def test_lists_page_with_the_cursor(app, people, db):
+    for n in range(7):
+        make_mailbox(db, f"m{n}@a.example", PASSWORD)
+    token = make_token(app, db, "admin")
+    seen, after = [], None
+    while True:
+        query = "/domains/a.example/mailboxes?limit=3" + (f"&after={after}" if after else "")
+        page = api(app, token, "GET", query)
+        assert_matches_schema(page, "GET", "/domains/{domain}/mailboxes")
+        seen += [m["address"] for m in page.get_json()["items"]]
+        after = page.get_json()["next"]
+        if after is None:
+            break
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 12
+    assert [m["address"] for m in api(app, token, "GET", "/domains/a.example/mailboxes?q=m3").get_json()["items"]] \
+        == ["m3@a.example"]
+
+
+def test_the_openapi_document_describes_every_route(app):
+    document = make_client(app).get("/api/v1/openapi.json").get_json()
+    assert document["openapi"] == "3.1.0"
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("api."):
+            path = re.sub(r"<(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1"))
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                routed.add((method.lower(), path))
+    described = {(method, path) for path, operations in document["paths"].items() for method in operations}
+    assert routed == described
