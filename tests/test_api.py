@@ -25,6 +25,8 @@ from tests.mail import make_mailbox
 from tests.mail import send_mail
 from tests.mail import wait_for_maildir_message
 
+pytestmark = pytest.mark.mail_server
+
 PASSWORD = "a long enough test password 5"
 NEW_PASSWORD = "another long password for the api 7"
 PEOPLE = {"root": "root@a.example", "admin": "admin@a.example", "admin_b": "admin@b.example",
@@ -335,3 +337,77 @@ def test_the_openapi_document_describes_every_route(app):
                 routed.add((method.lower(), path))
     described = {(method, path) for path, operations in document["paths"].items() for method in operations}
     assert routed == described
+
+
+def test_forwarding_set_through_the_api_is_delivered_by_postfix(app, people, db, mail_stack):
+    token = make_token(app, db, "admin")
+    response = api(app, token, "PUT", "/mailboxes/user@a.example/forwarding",
+                   {"destinations": ["other@a.example"], "keep_copy": True})
+    assert_matches_schema(response, "PUT", "/mailboxes/{address}/forwarding")
+    assert response.get_json() == {"destinations": ["other@a.example"], "keep_copy": True}
+    send_mail(mail_stack.smtp_port, "user@a.example", "forwarded by the api")
+    for local in ("other", "user"):
+        wait_for_maildir_message(mail_stack.mail_root / "a.example" / local, "forwarded by the api")
+    # The owner's checks hold for an admin too: no loop back through other@.
+    assert api(app, token, "PUT", "/mailboxes/user@a.example/forwarding",
+               {"destinations": ["other@a.example"], "keep_copy": False}).status_code == 200
+    loop = api(app, token, "PUT", "/mailboxes/other@a.example/forwarding",
+               {"destinations": ["user@a.example"], "keep_copy": False})
+    assert loop.status_code == 409 and loop.get_json()["errors"]["destinations"]
+    # Nor may a domain admin route a superadmin's mail (a role holder's mailbox is not theirs to manage).
+    response = api(app, token, "PUT", "/mailboxes/root@a.example/forwarding",
+                   {"destinations": ["user@a.example"], "keep_copy": False})
+    assert response.status_code == 403
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases WHERE source = 'root@a.example'"
+                      ).fetchone()["n"] == 0
+
+
+def test_a_mailbox_disabled_through_the_api_is_refused_by_postfix(app, people, db, mail_stack):
+    import smtplib
+
+    token = make_token(app, db, "help")
+    response = api(app, token, "POST", "/mailboxes/user@a.example/disable", {"reason": "left the school"})
+    assert_matches_schema(response, "POST", "/mailboxes/{address}/disable")
+    assert response.get_json() == {"address": "user@a.example", "changed": True}
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send_mail(mail_stack.smtp_port, "user@a.example", "to a disabled mailbox")
+    assert api(app, token, "POST", "/mailboxes/user@a.example/enable").get_json()["changed"] is True
+    send_mail(mail_stack.smtp_port, "user@a.example", "enabled again")
+    wait_for_maildir_message(mail_stack.mail_root / "a.example" / "user", "enabled again")
+    entries = api(app, make_token(app, db, "admin"), "GET", "/audit?target=user@a.example").get_json()["items"]
+    help_token = db.execute("SELECT id FROM portal_api_tokens WHERE name = 'help sync'").fetchone()["id"]
+    assert [(e["action"], e["actor"], e["token"]) for e in entries] == [
+        ("mailbox.enable", PEOPLE["help"], help_token), ("mailbox.disable", PEOPLE["help"], help_token)]
+    assert entries[1]["summary"]["reason"] == "left the school"
+
+
+def test_superadmin_provisions_a_domain_and_its_admin(app, people, db, mail_stack):
+    token = make_token(app, db, "root")
+    response = api(app, token, "POST", "/domains", {"name": "School.Example", "max_mailboxes": 2,
+                                                     "default_quota": "1G"})
+    assert_matches_schema(response, "POST", "/domains")
+    assert response.get_json()["name"] == "school.example"
+    created = api(app, token, "POST", "/domains/school.example/mailboxes", {"local_part": "head"}).get_json()
+    granted = api(app, token, "POST", "/roles", {"address": "head@school.example", "role": "domain_admin",
+                                                 "domain": "school.example"})
+    # A one-time password still in place: its holder must choose their own before holding a role.
+    assert granted.status_code == 409 and "one-time password" in granted.get_json()["detail"]
+    db.execute("UPDATE virtual_users SET password_must_change = false WHERE email = %s", (created["address"],))
+    granted = api(app, token, "POST", "/roles", {"address": "head@school.example", "role": "domain_admin",
+                                                 "domain": "school.example"})
+    assert_matches_schema(granted, "POST", "/roles")
+    roles = api(app, token, "GET", "/roles?q=head").get_json()["items"]
+    assert [(r["address"], r["role"], r["domain"]) for r in roles] == [
+        ("head@school.example", "domain_admin", "school.example")]
+    # The domain's limit holds for the API as for the pages.
+    assert api(app, token, "POST", "/domains/school.example/mailboxes", {"local_part": "b"}).status_code == 201
+    full = api(app, token, "POST", "/domains/school.example/mailboxes", {"local_part": "c"})
+    assert full.status_code == 409
+    changed = api(app, token, "PATCH", "/domains/school.example", {"max_mailboxes": 3, "active": False})
+    assert_matches_schema(changed, "PATCH", "/domains/{domain}")
+    assert (changed.get_json()["max_mailboxes"], changed.get_json()["active"]) == (3, False)
+    assert api(app, token, "DELETE", f"/roles/{granted.get_json()['id']}").status_code == 204
+    assert api(app, token, "DELETE", "/domains/school.example").status_code == 204
+    assert api(app, token, "GET", "/domains/school.example").status_code == 404
+    assert db.execute("SELECT count(*) AS n FROM virtual_users WHERE email LIKE '%%@school.example'"
+                      ).fetchone()["n"] == 0

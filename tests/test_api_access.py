@@ -42,6 +42,23 @@ API_EXPECTED = {
                       (200, 404, 200, 404, 404, 403, 401)),
     "delete_alias": (("DELETE", "/domains/a.example/aliases/team@a.example", None),
                      (204, 404, 204, 404, 404, 403, 401)),
+    "get_forwarding": (("GET", "/mailboxes/user@a.example/forwarding", None), (200, 404, 200, 404, 404, 200, 401)),
+    "replace_forwarding": (("PUT", "/mailboxes/user@a.example/forwarding",
+                            {"destinations": ["outside@elsewhere.example"], "keep_copy": True}),
+                           (200, 404, 200, 404, 404, 403, 401)),
+    "unlock_mailbox": (("POST", "/mailboxes/user@a.example/unlock", None), (200, 404, 200, 404, 200, 403, 401)),
+    "disable_mailbox": (("POST", "/mailboxes/user@a.example/disable", {"reason": "left"}),
+                        (200, 404, 200, 404, 200, 403, 401)),
+    "enable_mailbox": (("POST", "/mailboxes/off@a.example/enable", None), (200, 404, 200, 404, 200, 403, 401)),
+    "create_domain": (("POST", "/domains", {"name": "c.example"}), (201, 403, 403, 403, 403, 403, 401)),
+    "change_domain": (("PATCH", "/domains/a.example", {"max_mailboxes": 50}), (200, 404, 403, 404, 404, 403, 401)),
+    # The superadmin's own mailbox is in a.example: nobody deletes the domain they sign in from.
+    "delete_domain": (("DELETE", "/domains/b.example", None), (204, 403, 404, 403, 404, 403, 401)),
+    "list_roles": (("GET", "/roles", None), (200, 403, 403, 403, 403, 200, 401)),
+    "grant_role": (("POST", "/roles", {"address": "user@a.example", "role": "helpdesk", "domain": "a.example"}),
+                   (201, 403, 403, 403, 403, 403, 401)),
+    "revoke_role": (("DELETE", "/roles/HELP_ROLE", None), (204, 403, 403, 403, 403, 403, 401)),
+    "audit_log": (("GET", "/audit", None), (200, 200, 200, 200, 403, 200, 401)),
 }
 
 HOLDERS = {"root": "root@a.example", "root_in_b": "root@a.example", "root_read": "root@a.example",
@@ -55,8 +72,8 @@ def _hash() -> str:
 
 def _build(db) -> None:
     db.execute("INSERT INTO virtual_domains (name) VALUES ('a.example'), ('b.example')")
-    for address in ("root@a.example", "admin@a.example", "help@a.example", "user@a.example", "admin@b.example",
-                    "bob@b.example"):
+    for address in ("root@a.example", "admin@a.example", "help@a.example", "user@a.example", "off@a.example",
+                    "admin@b.example", "bob@b.example"):
         db.execute("INSERT INTO virtual_users (domain_id, email, password) SELECT id, %s, %s FROM virtual_domains"
                    " WHERE name = split_part(%s, '@', 2)", (address, _hash(), address))
     db.execute("""
@@ -69,6 +86,9 @@ def _build(db) -> None:
     """)
     db.execute("INSERT INTO virtual_aliases (domain_id, source, destination) SELECT id, 'team@a.example',"
                " 'user@a.example' FROM virtual_domains WHERE name = 'a.example'")
+    db.execute("UPDATE virtual_users SET active = false, disabled_reason = 'away' WHERE email = 'off@a.example'")
+    db.execute("INSERT INTO portal_login_throttle (kind, key, failures, window_started_at, locked_until)"
+               " VALUES ('account', 'user@a.example', 9, now(), now() + interval '10 minutes')")
 
 
 def _token(app, db, kind: str) -> str | None:
@@ -89,6 +109,9 @@ def _state(db) -> dict:
         "mailboxes": db.execute("SELECT email, active, quota_bytes, display_name, password, password_must_change"
                                 " FROM virtual_users ORDER BY email").fetchall(),
         "aliases": db.execute("SELECT source, destination FROM virtual_aliases ORDER BY 1, 2").fetchall(),
+        "domains": db.execute("SELECT name, active, max_mailboxes FROM virtual_domains ORDER BY 1").fetchall(),
+        "roles": db.execute("SELECT user_id, role, domain_id FROM portal_roles ORDER BY 1, 2, 3").fetchall(),
+        "locks": db.execute("SELECT kind, key, failures FROM portal_login_throttle ORDER BY 1, 2").fetchall(),
         "changes": db.execute("SELECT count(*) AS n FROM portal_audit_log WHERE action NOT LIKE 'api_token.%'"
                               ).fetchone()["n"],
     }
@@ -104,6 +127,10 @@ def test_api_matrix(app, db, name, kind):
     _build(db)
     token = _token(app, db, kind)
     (method, path, body), expected = API_EXPECTED[name]
+    if "HELP_ROLE" in path:  # the helpdesk role of help@a.example
+        held = db.execute("SELECT r.id FROM portal_roles r JOIN virtual_users u ON u.id = r.user_id"
+                          " WHERE u.email = 'help@a.example'").fetchone()
+        path = path.replace("HELP_ROLE", str(held["id"]))
     before = _state(db)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = make_client(app).open(f"/api/v1{path}", method=method, json=body, headers=headers)

@@ -81,6 +81,12 @@ def _query_arguments(endpoint: spec.Endpoint) -> dict:
     return values
 
 
+def _number(text: str) -> int | float:
+    # JSON Schema counts 5.0 as an integer: so does the API, from the moment the body is read.
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def _body(endpoint: spec.Endpoint):
     if endpoint.body is None:
         if request.content_length:
@@ -96,7 +102,7 @@ def _body(endpoint: spec.Endpoint):
     if request.mimetype != "application/json":
         raise ApiProblem(415, _("Send the body as application/json."))
     try:
-        data = json.loads(request.get_data(cache=False))
+        data = json.loads(request.get_data(cache=False), parse_float=_number)
     except (ValueError, UnicodeDecodeError):
         raise ApiProblem(400, _("The body is not valid JSON.")) from None
     errors = spec.body_errors(endpoint.body, data)

@@ -19,10 +19,14 @@ from ..queries import aliases as alias_queries
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
+from ..queries import roles as role_queries
 from ..rules import addressing
 from ..rules import aliases as alias_rules
+from ..rules import domains as domain_rules
+from ..rules import forwarding as forwarding_rules
 from ..rules import helpdesk as helpdesk_rules
 from ..rules import mailboxes as mailbox_rules
+from ..rules import roles as role_rules
 from . import endpoint
 from . import spec
 from .problems import ApiProblem
@@ -142,13 +146,12 @@ def _mailbox(actor: Actor, address: str, *, helping: bool = False) -> dict:
     return row
 
 
-def _size(value) -> int:
-    if isinstance(value, int):
-        return value
+def _size(value, field: str = "quota") -> int:
+    """Bytes from a JSON number of bytes or a size such as "2G", with the pages' limits and messages."""
     try:
-        return quota.parse_size(value)
+        return quota.parse_size(f"{value} B" if isinstance(value, int) else value)
     except quota.InvalidSize as exc:
-        raise ApiProblem(400, str(exc), errors={"quota": [str(exc)]}) from None
+        raise ApiProblem(400, str(exc), errors={field: [str(exc)]}) from None
 
 
 def _rule_problem(exc: Exception, field: str | None = None) -> ApiProblem:
@@ -369,3 +372,275 @@ def delete_alias(actor: Actor, domain: str, address: str):
         raise ApiProblem(404, _("There is no alias %(address)s that you may change.", address=source)) from None
     except addressing.AliasRuleError as exc:
         raise _rule_problem(exc) from None
+
+
+FORWARDING = {
+    "type": "object", "additionalProperties": False, "required": ["destinations", "keep_copy"],
+    "properties": {"destinations": {"type": "array", "maxItems": 1000,
+                                    "items": {"type": "string", "minLength": 1, "maxLength": 254},
+                                    "description": "Where mail to the mailbox goes; empty: delivered here only"},
+                   "keep_copy": {"type": "boolean", "description": "also keep it in the mailbox"}},
+}
+
+
+def _forwarding_json(value) -> dict:
+    return {"destinations": list(value.destinations), "keep_copy": value.keep_copy}
+
+
+@endpoint("GET", "/mailboxes/{address}/forwarding", summary="Where a mailbox's mail goes.", response=FORWARDING)
+def get_forwarding(actor: Actor, address: str):
+    """A mailbox's forwarding, as its owner sees it."""
+    row = _mailbox(actor, address)
+    return _forwarding_json(forwarding_rules.current_forwarding(get_db(), row["email"]))
+
+
+@endpoint("PUT", "/mailboxes/{address}/forwarding", summary="Replace a mailbox's forwarding.",
+          response=FORWARDING, writes=True, body=FORWARDING)
+def replace_forwarding(actor: Actor, address: str, body: dict):
+    """Forward a mailbox's mail, with or without a copy kept; no loops, nobody else's mail."""
+    row = _mailbox(actor, address)
+    parsed, problems = addressing.parse_destinations(body["destinations"])
+    if problems:
+        raise ApiProblem(400, " ".join(problems), errors={"destinations": problems})
+    wanted = addressing.Forwarding(tuple(parsed), keep_copy=body["keep_copy"] or not parsed)
+    try:
+        _before, after = forwarding_rules.save_forwarding_of(
+            get_db(), actor, row, wanted, int(current_app.config["FORWARD_MAX_DESTINATIONS"]),
+            current_app.config["RECIPIENT_DELIMITER"])
+    except forwarding_rules.ForwardingRefused as exc:
+        raise ApiProblem(403, " ".join(exc.problems)) from None
+    except addressing.AliasRuleError as exc:
+        raise _rule_problem(exc, "destinations") from None
+    return _forwarding_json(after)
+
+
+REASON = {"type": "object", "additionalProperties": False,
+          "properties": {"reason": {"type": "string", "maxLength": 500}}}
+_DONE = {"type": "object", "additionalProperties": False, "required": ["address", "changed"],
+         "properties": {"address": {"type": "string"}, "changed": {"type": "boolean"}}}
+
+
+def _support(exc: helpdesk_rules.SupportRefused) -> ApiProblem:
+    return ApiProblem(403, str(exc))
+
+
+@endpoint("POST", "/mailboxes/{address}/unlock", summary="Forget the failed sign-ins counted against a mailbox.",
+          response=_DONE, writes=True)
+def unlock_mailbox(actor: Actor, address: str):
+    """Clear the mailbox's sign-in lock (helpdesk)."""
+    row = _mailbox(actor, address, helping=True)
+    try:
+        cleared = helpdesk_rules.unlock(get_db(), actor, row)
+    except helpdesk_rules.SupportRefused as exc:
+        raise _support(exc) from None
+    return {"address": row["email"], "changed": cleared is not None}
+
+
+@endpoint("POST", "/mailboxes/{address}/disable", summary="Disable a mailbox: mail to it is refused, sessions end.",
+          response=_DONE, writes=True, body=REASON)
+def disable_mailbox(actor: Actor, address: str, body: dict):
+    """Disable, with a reason kept in the audit log (helpdesk)."""
+    row = _mailbox(actor, address, helping=True)
+    try:
+        changed = helpdesk_rules.set_active(get_db(), actor, row, active=False, reason=body.get("reason", "").strip(),
+                                            delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except helpdesk_rules.SupportRefused as exc:
+        raise _support(exc) from None
+    return {"address": row["email"], "changed": changed}
+
+
+@endpoint("POST", "/mailboxes/{address}/enable", summary="Enable a disabled mailbox.", response=_DONE,
+          writes=True)
+def enable_mailbox(actor: Actor, address: str):
+    """Enable again (helpdesk)."""
+    row = _mailbox(actor, address, helping=True)
+    try:
+        changed = helpdesk_rules.set_active(get_db(), actor, row, active=True, reason="",
+                                            delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except helpdesk_rules.SupportRefused as exc:
+        raise _support(exc) from None
+    return {"address": row["email"], "changed": changed}
+
+
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
+DOMAIN_SETTINGS = {
+    "active": {"type": "boolean"}, "max_mailboxes": _COUNT, "max_aliases": _COUNT,
+    "default_quota": _SIZE, "max_quota": _SIZE, "allow_personal_aliases": {"type": "boolean"},
+    "max_personal_aliases": {"type": "integer", "minimum": 0, "maximum": 1000},
+}
+NEW_DOMAIN = {"type": "object", "additionalProperties": False, "required": ["name"],
+              "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 253}, **DOMAIN_SETTINGS}}
+DOMAIN_CHANGE = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": DOMAIN_SETTINGS}
+
+
+def _settings(body: dict, current: dict | None = None) -> dict:
+    base = current or dict(domain_rules.DEFAULT_SETTINGS)
+    values = {key: body.get(key, base[key]) for key in ("active", "max_mailboxes", "max_aliases",
+                                                         "allow_personal_aliases", "max_personal_aliases")}
+    default_quota = _size(body["default_quota"], "default_quota") if "default_quota" in body \
+        else base["default_quota_bytes"]
+    max_quota = _size(body["max_quota"], "max_quota") if "max_quota" in body else base["max_quota_bytes"]
+    try:
+        return domain_rules.settings_from(f"{default_quota} B", f"{max_quota} B", **values)
+    except domain_rules.DomainRuleError as exc:
+        raise ApiProblem(400, str(exc)) from None
+
+
+def _domain_problem(exc: Exception) -> ApiProblem:
+    if isinstance(exc, (domain_rules.DomainRefused, mailbox_rules.MailboxRefused)):
+        return ApiProblem(403, str(exc))
+    return ApiProblem(409, str(exc))
+
+
+@endpoint("POST", "/domains", summary="Create a domain (superadmin).", response=DOMAIN, writes=True,
+          body=NEW_DOMAIN, status=201)
+def create_domain(actor: Actor, body: dict):
+    """A new domain with its settings; the rest take their defaults."""
+    try:
+        name = domain_rules.create_domain(get_db(), actor, name=body["name"], settings=_settings(body))
+    except domain_rules.DomainRuleError as exc:
+        raise _domain_problem(exc) from None
+    page = listing.domains(get_db(), [domain_queries.get_domain_by_name(get_db(), name)["id"]], listing.Search(),
+                           None, limit=1)
+    return _domain_json(page.rows[0], [])
+
+
+@endpoint("PATCH", "/domains/{domain}", summary="Change a domain's settings and limits (superadmin).",
+          response=DOMAIN, writes=True, body=DOMAIN_CHANGE)
+def change_domain(actor: Actor, domain: str, body: dict):
+    """Change what the body names; the rest stays."""
+    row = domain_queries.get_domain(get_db(), _administered_domain(actor, domain)["id"])
+    try:
+        domain_rules.update_domain(get_db(), actor, domain=row,
+                                   settings=_settings(body, domain_rules.current_settings(row)),
+                                   delimiter=current_app.config["RECIPIENT_DELIMITER"])
+    except domain_rules.DomainRuleError as exc:
+        raise _domain_problem(exc) from None
+    return get_domain.__wrapped__(actor=actor, domain=row["name"])
+
+
+@endpoint("DELETE", "/domains/{domain}", summary="Delete a domain with its mailboxes and aliases (superadmin);"
+          " the mail is kept for the grace period.", response=None, writes=True, status=204)
+def delete_domain(actor: Actor, domain: str):
+    """Delete a domain."""
+    row = _administered_domain(actor, domain)
+    try:
+        mailbox_rules.delete_domain(get_db(), actor, domain=row, mail_root=current_app.config["MAIL_ROOT"],
+                                    grace_days=int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"]))
+    except mailbox_rules.MailboxRuleError as exc:
+        raise _domain_problem(exc) from None
+
+
+ROLE = {"type": "object", "additionalProperties": False, "required": ["id", "address", "role", "domain"],
+        "properties": {"id": {"type": "integer"}, "address": {"type": "string"},
+                       "role": {"enum": ["superadmin", "domain_admin", "helpdesk"]},
+                       "domain": {"type": ["string", "null"], "description": "null: every domain"},
+                       "created_at": _TIME}}
+NEW_ROLE = {"type": "object", "additionalProperties": False, "required": ["address", "role"],
+            "properties": {"address": _ADDRESS, "role": {"enum": ["superadmin", "domain_admin", "helpdesk"]},
+                           "domain": {"type": ["string", "null"], "maxLength": 253}}}
+
+
+def _role_json(row: dict) -> dict:
+    return {"id": row["id"], "address": row["email"], "role": row["role"], "domain": row["domain"],
+            **({"created_at": _time(row["created_at"])} if "created_at" in row else {})}
+
+
+def _superadmin_reads(actor: Actor) -> None:
+    if not access.reading_powers(get_db(), actor).superadmin:
+        raise ApiProblem(403, _("Only a superadmin can give or take back roles."))
+
+
+@endpoint("GET", "/roles", summary="Everyone who holds a role (superadmin).", response=spec.page_of(ROLE),
+          query=spec.CURSOR_QUERY)
+def list_roles(actor: Actor, args: dict):
+    """Roles, by holder's address."""
+    _superadmin_reads(actor)
+    return _page(lambda s, a, n: listing.roles(get_db(), s, a, limit=n), args, _role_json)
+
+
+@endpoint("POST", "/roles", summary="Give a mailbox a role (superadmin).", response=ROLE, writes=True,
+          body=NEW_ROLE, status=201)
+def grant_role(actor: Actor, body: dict):
+    """Grant a role; granting one already held changes nothing."""
+    try:
+        _granted, mailbox, role_name, domain_row = role_rules.grant(
+            get_db(), actor, address=body["address"], role=body["role"], domain=body.get("domain") or None)
+    except role_rules.RoleError as exc:
+        status = 403 if not access.reading_powers(get_db(), actor).superadmin else 409
+        raise ApiProblem(status, str(exc)) from None
+    role_id = role_queries.held_role_id(get_db(), mailbox["id"], role_name, domain_row["id"] if domain_row else None)
+    return {"id": role_id, "address": mailbox["email"], "role": role_name,
+            "domain": domain_row["name"] if domain_row else None}
+
+
+@endpoint("DELETE", "/roles/{role_id}", summary="Take a role back (superadmin; never the last superadmin's).",
+          response=None, writes=True, status=204)
+def revoke_role(actor: Actor, role_id: str):
+    """Revoke one held role."""
+    _superadmin_reads(actor)
+    held = role_queries.get_role(get_db(), int(role_id)) if role_id.isascii() and role_id.isdigit() \
+        and len(role_id) < 10 else None
+    if held is None:
+        raise ApiProblem(404, _("There is no such role."))
+    try:
+        role_rules.revoke(get_db(), actor, address=held["email"], role=held["role"], domain=held["domain"])
+    except role_rules.RoleError as exc:
+        raise ApiProblem(409, str(exc)) from None
+
+
+AUDIT_ENTRY = {
+    "type": "object", "additionalProperties": False,
+    "required": ["at", "actor", "actor_role", "action", "target", "domain", "summary"],
+    "properties": {"at": _TIME, "actor": {"type": "string"}, "actor_role": {"type": "string"},
+                   "client_addr": {"type": ["string", "null"]}, "action": {"type": "string"},
+                   "target": {"type": "string"}, "domain": {"type": "string"}, "summary": {"type": "object"},
+                   "token": {"type": ["integer", "null"], "description": "the API token used, if one was"}},
+}
+AUDIT_QUERY = {
+    "after": spec.CURSOR_QUERY["after"], "limit": spec.CURSOR_QUERY["limit"],
+    "actor": {"type": "string", "maxLength": 254}, "target": {"type": "string", "maxLength": 254},
+    "action": {"type": "string", "maxLength": 64},
+    "since": {"type": "string", "format": "date-time", "maxLength": 40},
+    "until": {"type": "string", "format": "date-time", "maxLength": 40},
+}
+
+
+def _instant(args: dict, name: str):
+    from datetime import UTC
+    from datetime import datetime
+
+    if not args[name]:
+        return None
+    try:
+        value = datetime.fromisoformat(args[name])
+    except ValueError:
+        raise ApiProblem(400, _("The query parameter %(name)s is not valid.", name=name),
+                         errors={name: [_("Must be a %(format)s.", format="date-time")]}) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@endpoint("GET", "/audit", summary="Who changed what: every row for superadmins, their domains' for domain"
+          " admins; newest first.", response=spec.page_of(AUDIT_ENTRY), query=AUDIT_QUERY)
+def audit_log(actor: Actor, args: dict):
+    """The audit log in the token's reach, filtered."""
+    powers = access.reading_powers(get_db(), actor)
+    scope = None
+    if not powers.superadmin:
+        domains = [domain_queries.get_domain(get_db(), domain_id) for domain_id in sorted(powers.admin_of)]
+        scope = [listing.AuditDomain(d["name"], d["created_at"]) for d in domains if d]
+        if not scope:
+            raise ApiProblem(403, _("You are not allowed to do this."))
+    filters = listing.AuditFilter(actor=(args["actor"] or "").lower() or None,
+                                  target=(args["target"] or "").lower() or None, action=args["action"] or None,
+                                  since=_instant(args, "since"), until=_instant(args, "until"))
+    try:
+        page = listing.audit_entries(get_db(), scope, filters, args["after"], limit=args["limit"])
+    except listing.InvalidCursor:
+        raise ApiProblem(400, _("The cursor is not valid: start from the first page."),
+                         errors={"after": [_("Not a valid value.")]}) from None
+    return {"items": [{"at": _time(r["at"]), "actor": r["actor"], "actor_role": r["actor_role"],
+                       "client_addr": str(r["client_addr"]) if r["client_addr"] else None, "action": r["action"],
+                       "target": r["target"], "domain": r["domain"], "summary": r["summary"],
+                       "token": r["token_id"]} for r in page.rows],
+            "next": page.next_after}

@@ -93,3 +93,12 @@ def roles_of_locked(conn, user_id: int) -> list[dict]:
         "SELECT r.role, r.domain_id FROM portal_roles r WHERE r.user_id = %s ORDER BY r.id FOR SHARE",
         (user_id,),
     ).fetchall()
+
+
+def held_role_id(conn, user_id: int, role: str, domain_id: int | None) -> int | None:
+    """The id of a role a mailbox holds (None: not held)."""
+    row = conn.execute(
+        "SELECT id FROM portal_roles WHERE user_id = %s AND role = %s AND domain_id IS NOT DISTINCT FROM %s",
+        (user_id, role, domain_id),
+    ).fetchone()
+    return row["id"] if row else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import access
 from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
@@ -27,6 +28,23 @@ def current_forwarding(conn, address: str) -> Forwarding:
     return Forwarding.from_rows(address, alias_queries.destinations(conn, address))
 
 
+def _replace_forwarding(conn, mailbox: dict, wanted: Forwarding, max_destinations: int, delimiter: str,
+                        who: dict) -> tuple[Forwarding, Forwarding]:
+    """Check and store a locked mailbox's forwarding with its audit row (``who``: its actor columns)."""
+    address = mailbox["email"]
+    addressing.check_forwarding(conn, address, wanted, max_destinations, delimiter)
+    before = current_forwarding(conn, address)
+    after = Forwarding.from_rows(address, wanted.rows(address))
+    if after != before:
+        alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
+        audit.record(
+            conn, **who, action="forwarding.update", target=address, domain=mailbox["domain"],
+            summary={"before": {"destinations": list(before.destinations), "keep_copy": before.keep_copy},
+                     "after": {"destinations": list(after.destinations), "keep_copy": after.keep_copy}},
+        )
+    return before, after
+
+
 def save_forwarding(conn, actor: Actor, wanted: Forwarding, max_destinations: int,
                     delimiter: str = "+") -> tuple[Forwarding, Forwarding]:
     """Replace the actor's own forwarding in one transaction; return (before, after).
@@ -36,19 +54,28 @@ def save_forwarding(conn, actor: Actor, wanted: Forwarding, max_destinations: in
     with conn.transaction():
         alias_queries.lock_alias_graph(conn)
         mailbox = _own_mailbox(conn, actor)
-        address = mailbox["email"]
-        addressing.check_forwarding(conn, address, wanted, max_destinations, delimiter)
-        before = current_forwarding(conn, address)
-        after = Forwarding.from_rows(address, wanted.rows(address))
-        if after != before:
-            alias_queries.replace_destinations(conn, mailbox["domain_id"], address, wanted.rows(address))
-            audit.record(
-                conn, actor=address, actor_role="user", client_addr=actor.client_addr, action="forwarding.update",
-                target=address, domain=mailbox["domain"],
-                summary={"before": {"destinations": list(before.destinations), "keep_copy": before.keep_copy},
-                         "after": {"destinations": list(after.destinations), "keep_copy": after.keep_copy}},
-            )
-    return before, after
+        return _replace_forwarding(conn, mailbox, wanted, max_destinations, delimiter,
+                                   {"actor": mailbox["email"], "actor_role": "user",
+                                    "client_addr": actor.client_addr})
+
+
+class ForwardingRefused(AliasRuleError):
+    """The actor may not manage this mailbox (answered like a missing one)."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
+
+
+def save_forwarding_of(conn, actor: Actor, mailbox: dict, wanted: Forwarding, max_destinations: int,
+                       delimiter: str = "+") -> tuple[Forwarding, Forwarding]:
+    """An administrator replaces the forwarding of a mailbox they may manage, by the same checks as its owner
+    (no loop, no other mailbox's mail taken, at most ``max_destinations``); return (before, after)."""
+    with conn.transaction():
+        alias_queries.lock_alias_graph(conn)
+        row, powers = access.lock_and_ask(conn, actor, mailbox, access.refusal_to_manage_mailbox,
+                                          ForwardingRefused)
+        return _replace_forwarding(conn, row, wanted, max_destinations, delimiter,
+                                   access.audit_fields(actor, powers, row["domain_id"]))
 
 
 def add_personal_alias(conn, actor: Actor, local_part: str, *, reserved: list[str], delimiter: str) -> str:

@@ -248,6 +248,50 @@ def test_language_switch_and_accept_language(db, portal_url, new_context):
     expect(korean.locator("form.language-switch button[value=ko]")).to_have_attribute("aria-current", "true")
 
 
+def test_api_token_made_in_the_browser_provisions_then_is_revoked(app, db, mail_stack, portal_url, page, screenshot):
+    import urllib.error
+    import urllib.request
+
+    make_mailbox(db, "admin@school.example", PASSWORD)
+    grant(app, "domain-admin", "admin@school.example", "school.example")
+    sign_in(page, "admin@school.example", PASSWORD)
+    page.get_by_role("navigation", name="Account").get_by_role("link", name="API tokens").click()
+    page.get_by_label("Name").fill("student records")
+    page.get_by_label("Only these domains").fill("school.example")
+    page.get_by_role("button", name="Make token").click()
+    expect(page.get_by_role("heading", name="Your new token")).to_be_visible()
+    token = page.locator("#new-token").inner_text().strip()
+    screenshot(page, "flow-api-token-shown-once")
+
+    def call(method: str, path: str, body: dict | None = None):
+        request = urllib.request.Request(f"{portal_url}/api/v1{path}", method=method,  # noqa: S310 - loopback
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, created = call("POST", "/domains/school.example/mailboxes", {"local_part": "pupil"})
+    assert status == 201 and created["address"] == "pupil@school.example"
+    status, _alias = call("POST", "/domains/school.example/aliases",
+                          {"address": "class@school.example", "destinations": ["pupil@school.example"]})
+    assert status == 201
+    subject = f"to the class {uuid.uuid4()}"
+    send_mail(mail_stack.smtp_port, "class@school.example", subject)
+    wait_for_maildir_message(mail_stack.mail_root / "school.example" / "pupil", subject)
+
+    page.goto("/account/api-tokens")  # the list now says when and from where the token was last used
+    expect(page.get_by_role("row", name=re.compile("student records"))).to_contain_text("127.0.0.1")
+    page.get_by_role("button", name="Revoke student records").click()
+    expect(page.get_by_role("status")).to_contain_text("The token is revoked")
+    screenshot(page, "flow-api-token-revoked")
+    status, problem = call("GET", "/me")
+    assert status == 401 and problem["status"] == 401
+
+
 # (name, path, expected status) of every main page, as a superadmin (who also sees the helpdesk) sees it.
 A11Y_PAGES = [
     ("dashboard", "/", 200),
@@ -266,6 +310,7 @@ A11Y_PAGES = [
     ("audit-log", "/admin/audit", 200),
     ("helpdesk", "/helpdesk/", 200),
     ("helpdesk-mailbox", "/helpdesk/mailboxes/alice@a11y.example", 200),
+    ("api-tokens", "/account/api-tokens", 200),
     ("error-404", "/no/such/page", 404),
 ]
 
