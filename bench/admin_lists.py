@@ -74,7 +74,8 @@ def build(sizes: tuple[int, int, int], big_share: float) -> tuple[float, str]:
     return seconds, password
 
 
-def start_gunicorn(imap_port: int, workers: int) -> tuple[subprocess.Popen, str]:
+def start_gunicorn(imap_port: int, workers: int, **settings: str) -> tuple[subprocess.Popen, str]:
+    """gunicorn with the shipped config on the bench database (``settings``: more PORTAL_* variables)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -82,7 +83,7 @@ def start_gunicorn(imap_port: int, workers: int) -> tuple[subprocess.Popen, str]
     env.update(
         PORTAL_DATABASE_URL=stack.database_url(DB), PORTAL_SECRET_KEY=secrets.token_hex(32),
         PORTAL_IMAP_PORT=str(imap_port), PORTAL_IMAP_SECURITY="plain", PORTAL_COOKIE_SECURE="false",
-        PORTAL_TRUSTED_PROXY_COUNT="1",
+        PORTAL_TRUSTED_PROXY_COUNT="1", **settings,
     )
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--workers", str(workers),

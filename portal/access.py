@@ -183,13 +183,14 @@ def powers_of(conn, actor: Actor) -> Powers:
     return Powers() if actor.token.read_only else powers.narrowed_to(actor.token.domain_ids)
 
 
-def reading_powers(conn, actor: Actor) -> Powers:
-    """What the actor may see: its powers narrowed to its token's domains, read-only tokens included."""
+def reading_powers(conn, actor: Actor, held: list[dict] | None = None) -> Powers:
+    """What the actor may see: its powers narrowed to its token's domains, read-only tokens included
+    (``held``: its roles, when this request has read them already)."""
     from .queries import roles
 
     if actor.is_command_line:
         return COMMAND_LINE_POWERS
-    powers = Powers.from_roles(roles.roles_of(conn, actor.mailbox_id))
+    powers = Powers.from_roles(roles.roles_of(conn, actor.mailbox_id) if held is None else held)
     return powers.narrowed_to(actor.token.domain_ids) if actor.token else powers
 
 

@@ -148,6 +148,7 @@ def test_mailbox_created_through_the_api_signs_in_after_the_one_time_password_is
     token_id = db.execute("SELECT id FROM portal_api_tokens").fetchone()["id"]
     assert (row["actor"], row["actor_role"], row["token_id"]) == (PEOPLE["admin"], "domain_admin", token_id)
     assert one_time not in str(dict(row))
+    assert f"(API token {token_id})" in people["admin"].get("/admin/audit").get_data(as_text=True)
 
 
 def test_alias_created_through_the_api_routes_mail_through_postfix(app, people, db, mail_stack):

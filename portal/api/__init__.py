@@ -12,10 +12,12 @@ from datetime import datetime
 
 from flask import Blueprint
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from .. import access
 from ..access import Actor
 from ..access import TokenScope
 from ..clientaddr import client_address
@@ -53,8 +55,14 @@ def authenticate() -> Actor:
         raise ApiProblem(429, _("This token made too many calls. Try again in %(n)s seconds.", n=wait),
                          headers={"Retry-After": str(wait)})
     domain_ids = frozenset(row["domain_ids"]) if row["domain_ids"] is not None else None
+    g.api_roles = row["roles"]  # what the holder holds now, for this request's reads (rules read again)
     return Actor.of_token(row["email"], row["mailbox_id"], TokenScope(row["id"], domain_ids, row["read_only"]),
                           client_address())
+
+
+def reading_powers(actor: Actor):
+    """What the token's holder may see in this request, narrowed by the token."""
+    return access.reading_powers(get_db(), actor, g.get("api_roles"))
 
 
 def _query_arguments(endpoint: spec.Endpoint) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import current_app
 from flask import request
 
-from .. import access
 from .. import passwords
 from .. import quota
 from ..access import Actor
@@ -28,6 +27,7 @@ from ..rules import helpdesk as helpdesk_rules
 from ..rules import mailboxes as mailbox_rules
 from ..rules import roles as role_rules
 from . import endpoint
+from . import reading_powers
 from . import spec
 from .problems import ApiProblem
 
@@ -129,7 +129,7 @@ def _page(fetch, args: dict, to_json) -> dict:
 
 def _administered_domain(actor: Actor, name: str) -> dict:
     row = domain_queries.get_domain_by_name(get_db(), name.lower())
-    if row is None or not access.reading_powers(get_db(), actor).administers(row["id"]):
+    if row is None or not reading_powers(actor).administers(row["id"]):
         raise ApiProblem(404, _("There is no domain %(domain)s that you administer.", domain=name.lower()))
     return row
 
@@ -140,7 +140,7 @@ def _mailbox(actor: Actor, address: str, *, helping: bool = False) -> dict:
     except InvalidAddress:
         email = None
     row = mailbox_queries.get_mailbox(get_db(), email) if email else None
-    powers = access.reading_powers(get_db(), actor)
+    powers = reading_powers(actor)
     if row is None or not (powers.helps_with(row["domain_id"]) if helping else powers.administers(row["domain_id"])):
         raise ApiProblem(404, _("There is no mailbox %(address)s that you may manage.", address=address.lower()))
     return row
@@ -175,7 +175,7 @@ def openapi():
                    "superadmin": {"type": "boolean"}}})
 def me(actor: Actor):
     """Who acts with this token, and how it is narrowed."""
-    powers = access.reading_powers(get_db(), actor)
+    powers = reading_powers(actor)
     domains = None
     if actor.token.domain_ids is not None:
         domains = sorted(r["name"] for r in (domain_queries.get_domain(get_db(), i) for i in actor.token.domain_ids)
@@ -188,7 +188,7 @@ def me(actor: Actor):
           response=spec.page_of(DOMAIN), query=spec.CURSOR_QUERY)
 def list_domains(actor: Actor, args: dict):
     """Domains in reach, by name."""
-    powers = access.reading_powers(get_db(), actor)
+    powers = reading_powers(actor)
     scope = None if powers.superadmin else sorted(powers.admin_of)
 
     def fetch(search, after, limit):
@@ -547,7 +547,7 @@ def _role_json(row: dict) -> dict:
 
 
 def _superadmin_reads(actor: Actor) -> None:
-    if not access.reading_powers(get_db(), actor).superadmin:
+    if not reading_powers(actor).superadmin:
         raise ApiProblem(403, _("Only a superadmin can give or take back roles."))
 
 
@@ -567,7 +567,7 @@ def grant_role(actor: Actor, body: dict):
         _granted, mailbox, role_name, domain_row = role_rules.grant(
             get_db(), actor, address=body["address"], role=body["role"], domain=body.get("domain") or None)
     except role_rules.RoleError as exc:
-        status = 403 if not access.reading_powers(get_db(), actor).superadmin else 409
+        status = 403 if not reading_powers(actor).superadmin else 409
         raise ApiProblem(status, str(exc)) from None
     role_id = role_queries.held_role_id(get_db(), mailbox["id"], role_name, domain_row["id"] if domain_row else None)
     return {"id": role_id, "address": mailbox["email"], "role": role_name,
@@ -624,7 +624,7 @@ def _instant(args: dict, name: str):
           " admins; newest first.", response=spec.page_of(AUDIT_ENTRY), query=AUDIT_QUERY)
 def audit_log(actor: Actor, args: dict):
     """The audit log in the token's reach, filtered."""
-    powers = access.reading_powers(get_db(), actor)
+    powers = reading_powers(actor)
     scope = None
     if not powers.superadmin:
         domains = [domain_queries.get_domain(get_db(), domain_id) for domain_id in sorted(powers.admin_of)]

@@ -34,7 +34,9 @@ UPDATE portal_api_tokens t
  WHERE t.id = %(id)s AND u.id = t.mailbox_id
    AND t.secret_sha256 = %(secret_sha256)s AND t.revoked_at IS NULL
    AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.active AND d.active
-RETURNING t.id, t.mailbox_id, u.email, t.domain_ids, t.read_only, t.window_calls, t.window_started
+RETURNING t.id, t.mailbox_id, u.email, t.domain_ids, t.read_only, t.window_calls, t.window_started,
+          (SELECT coalesce(json_agg(json_build_object('role', r.role, 'domain_id', r.domain_id)), '[]')
+             FROM portal_roles r WHERE r.user_id = t.mailbox_id) AS roles
 """
 
 
@@ -63,7 +65,7 @@ def revoke(conn, token_id: int) -> bool:
 
 def use(conn, token_id: int, secret_sha256: bytes, client_addr: str | None) -> dict | None:
     """Count one call of a live token whose secret matches and whose holder can still sign in; return the
-    token with its holder and this minute's calls, or None (unknown, wrong secret, revoked, expired, holder
-    disabled: one answer for all)."""
+    token with its holder, the holder's roles now and this minute's calls, or None (unknown, wrong secret,
+    revoked, expired, holder disabled: one answer for all)."""
     return conn.execute(_USE, {"id": token_id, "secret_sha256": secret_sha256,
                                "client_addr": client_addr}).fetchone()

@@ -33,7 +33,7 @@ def entries_for_target(conn, target: str, since, domain: str | None = None, limi
     owner's history is not the new owner's), only those of ``domain`` when given."""
     return conn.execute(
         """
-        SELECT at, actor, actor_role, client_addr, action, target, domain, summary
+        SELECT at, actor, actor_role, client_addr, action, target, domain, summary, token_id
           FROM portal_audit_log
          WHERE target = %(target)s AND at >= %(since)s AND (%(domain)s::text IS NULL OR domain = %(domain)s)
          ORDER BY at DESC, id DESC LIMIT %(limit)s
