@@ -36,6 +36,8 @@ ACTIONS = {
     "alias_domain.delete": _l("alias domain unlinked"),
     "send_as.grant": _l("may send as another address"),
     "send_as.revoke": _l("may no longer send as another address"),
+    "api_token.create": _l("API token made"),
+    "api_token.revoke": _l("API token revoked"),
 }
 
 
@@ -58,6 +60,8 @@ SUMMARY_KEYS = {
     "max_quota_bytes": _l("largest size limit"), "allow_personal_aliases": _l("personal addresses allowed"),
     "max_personal_aliases": _l("personal addresses per user"), "before": _l("before"), "after": _l("after"),
     "target": _l("mirrors"), "removed_aliases": _l("aliases removed"), "address": _l("address"),
+    "api_tokens_revoked": _l("API tokens revoked"), "token": _l("token"), "name": _l("name"),
+    "read_only": _l("read only"), "domains": _l("domains"), "expires_at": _l("valid until"),
 }
 # Stored words that are shown translated.
 SUMMARY_VALUES = {

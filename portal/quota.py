@@ -25,6 +25,8 @@ def parse_size(text: str) -> int:
     if not match:
         raise InvalidSize(_("Write a size such as 500 MB or 2 GB, or 0 for none."))
     number, unit = match.groups()
+    if len(number) > 30:  # float() of a longer one is inf or loses every digit that matters
+        raise InvalidSize(_("That is more than this portal allows (1 PB)."))
     value = float(number.replace(",", "."))
     has_unit = bool(unit) or text.strip().lower().endswith("b")
     if value != 0 and not has_unit:

@@ -412,3 +412,65 @@ def test_superadmin_provisions_a_domain_and_its_admin(app, people, db, mail_stac
     assert api(app, token, "GET", "/domains/school.example").status_code == 404
     assert db.execute("SELECT count(*) AS n FROM virtual_users WHERE email LIKE '%%@school.example'"
                       ).fetchone()["n"] == 0
+
+
+def test_hostile_input_gets_a_clear_answer_never_a_5xx(app, people, db):
+    """What the hostile review sent: each answered 4xx with a problem, nothing changed."""
+    token = make_token(app, db, "admin")
+    before = db.execute("SELECT email, active, quota_bytes, display_name FROM virtual_users ORDER BY 1").fetchall()
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    client = make_client(app)
+    cases = [
+        ("GET", "/api/v1/domains/a%00b", None, 404),
+        ("GET", "/api/v1/mailboxes/user%00@a.example", None, 404),
+        ("GET", "/api/v1/domains?q=%00", None, 400),
+        ("GET", "/api/v1/audit?actor=%00", None, 400),
+        ("POST", "/api/v1/domains/a.example/mailboxes", "[" * 1100, 400),
+        ("POST", "/api/v1/domains/a.example/mailboxes", '{"local_part": "x", "quota": 1' + "0" * 400 + "}", 400),
+        ("POST", "/api/v1/domains/a.example/mailboxes", '{"local_part": "x", "quota": "1' + "0" * 400 + ' GB"}',
+         400),
+        ("POST", "/api/v1/domains/a.example/mailboxes",
+         '{"local_part": "x", "password": "Xq9\\ud800vLm3#pQz8wRt long enough"}', 400),
+        ("POST", "/api/v1/domains/a.example/mailboxes", '{"local_part": "x\\u0000y"}', 400),
+        ("POST", "/api/v1/domains/a.example/mailboxes", '{"local_part": "x", "display_name": "a\\nb"}', 400),
+        ("PATCH", "/api/v1/mailboxes/user@a.example", '{"display_name": "\\u202e"}', 400),
+        ("POST", "/api/v1/mailboxes/user@a.example/disable", "{}", 400),
+        ("POST", "/api/v1/mailboxes/user@a.example/disable", '{"reason": "a\\u0000b"}', 400),
+        ("POST", "/api/v1/mailboxes/user@a.example/disable", '{"reason": "line\\nbreak"}', 400),
+    ]
+    for method, path, body, expected in cases:
+        response = client.open(path, method=method, data=body, headers=auth)
+        assert response.status_code == expected, (method, path, body and body[:60], response.get_data(as_text=True))
+        assert response.mimetype == "application/problem+json"
+    after = db.execute("SELECT email, active, quota_bytes, display_name FROM virtual_users ORDER BY 1").fetchall()
+    assert after == before
+
+
+def test_token_limits_on_the_page_and_in_the_rule(app, people, db):
+    with pytest.raises(token_rules.TokenRefused, match="ten years"):
+        make_token(app, db, "admin", expires_at=datetime.now(UTC) + timedelta(days=4000))
+    admin = people["admin"]
+    response = admin.post("/account/api-tokens", data={"csrf_token": csrf_token(admin, "/account/api-tokens"),
+                                                       "name": "far", "expires_on": "9999-12-31"})
+    assert response.status_code == 400 and "ten years" in response.get_data(as_text=True)
+    response = admin.post("/account/api-tokens", data={"csrf_token": csrf_token(admin, "/account/api-tokens"),
+                                                       "name": "x\x00y"})
+    assert response.status_code == 400
+    response = admin.post("/account/api-tokens", data={"csrf_token": csrf_token(admin, "/account/api-tokens"),
+                                                       "name": "upper", "domains": "A.Example"})
+    assert response.status_code == 201  # domain names are read as the pages read them
+    for _n in range(token_rules.MAX_LIVE_TOKENS - 1):
+        make_token(app, db, "admin")
+    with pytest.raises(token_rules.TokenRefused, match="revoke one"):
+        make_token(app, db, "admin")
+
+
+def test_a_password_reset_by_someone_else_revokes_the_holders_tokens(app, people, db):
+    token = make_token(app, db, "help")
+    assert api(app, token, "GET", "/me").status_code == 200
+    root = make_token(app, db, "root")
+    response = api(app, root, "POST", "/mailboxes/help@a.example/password-reset")
+    assert response.status_code == 200
+    assert api(app, token, "GET", "/me").status_code == 401
+    (row,) = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'mailbox.password_reset'").fetchall()
+    assert row["summary"]["api_tokens_revoked"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC
+from datetime import date
 from datetime import datetime
 from datetime import time
 from datetime import timedelta
@@ -249,8 +250,10 @@ def create_api_token():
     domains = [line.strip().lower() for line in (form.domains.data or "").splitlines() if line.strip()]
     expires_at = None
     if form.expires_on.data:
-        # Valid through the chosen day, in UTC: the token stops at the next midnight.
-        expires_at = datetime.combine(form.expires_on.data + timedelta(days=1), time(0), tzinfo=UTC)
+        # Valid through the chosen day, in UTC: the token stops at the next midnight. (The last day of year
+        # 9999 has no next one: the rule refuses anything that far anyway.)
+        day = min(form.expires_on.data, date(9998, 12, 31))
+        expires_at = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
     try:
         token = token_rules.create_token(get_db(), _actor(), name=form.name.data or "", domains=domains or None,
                                          read_only=bool(form.read_only.data), expires_at=expires_at)

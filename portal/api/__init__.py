@@ -76,6 +76,9 @@ def _query_arguments(endpoint: spec.Endpoint) -> dict:
             values[name] = schema.get("default")
             continue
         text = request.args[name]
+        if not text.isprintable():
+            raise ApiProblem(400, _("The query parameter %(name)s is not valid.", name=name),
+                             errors={name: [_("This text holds characters that cannot be stored.")]})
         value: object = text
         if schema.get("type") == "integer":
             value = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text
@@ -95,6 +98,21 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+def _unstorable_text(data, where: str = "") -> dict[str, list[str]]:
+    # No field takes a NUL or half of a UTF-16 pair: PostgreSQL cannot store them, and no name needs them.
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return {where: [_("This text holds characters that cannot be stored.")]}
+        return {where: [_("This text holds characters that cannot be stored.")]} if "\x00" in data else {}
+    found: dict[str, list[str]] = {}
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found.update(_unstorable_text(value, ".".join(filter(None, [where, str(key)]))))
+    return found
+
+
 def _body(endpoint: spec.Endpoint):
     if endpoint.body is None:
         if request.content_length:
@@ -111,9 +129,9 @@ def _body(endpoint: spec.Endpoint):
         raise ApiProblem(415, _("Send the body as application/json."))
     try:
         data = json.loads(request.get_data(cache=False), parse_float=_number)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiProblem(400, _("The body is not valid JSON.")) from None
-    errors = spec.body_errors(endpoint.body, data)
+    errors = spec.body_errors(endpoint.body, data) or _unstorable_text(data)
     if errors:
         raise ApiProblem(400, _("Some fields are not valid."), errors=errors)
     return data
@@ -131,6 +149,9 @@ def endpoint(method: str, path: str, *, summary: str, response: dict | None, wri
 
         @functools.wraps(view)
         def wrapped(**path_args):
+            if not all(value.isprintable() for value in path_args.values()):
+                # No domain, mailbox or alias has such a name.
+                raise ApiProblem(404, _("There is nothing at this address."))
             extra: dict = {}
             if declared.authenticated:
                 actor = authenticate()

@@ -26,6 +26,7 @@ from ..rules import forwarding as forwarding_rules
 from ..rules import helpdesk as helpdesk_rules
 from ..rules import mailboxes as mailbox_rules
 from ..rules import roles as role_rules
+from ..text import is_one_line
 from . import endpoint
 from . import reading_powers
 from . import spec
@@ -64,7 +65,7 @@ ALIAS = {
                    "personal": {"type": "boolean", "description": "a mailbox owner's own address or forwarding"}},
 }
 _SIZE = {"type": ["integer", "string"], "description": "Bytes, or a size such as \"2G\" or \"500M\"; 0: none",
-         "maxLength": 20, "minimum": 0}
+         "maxLength": 20, "minimum": 0, "maximum": quota.MAX_BYTES}
 NEW_MAILBOX = {
     "type": "object", "additionalProperties": False, "required": ["local_part"],
     "properties": {
@@ -154,6 +155,12 @@ def _size(value, field: str = "quota") -> int:
         raise ApiProblem(400, str(exc), errors={field: [str(exc)]}) from None
 
 
+def _check_display_name(body: dict) -> None:
+    if not is_one_line(body.get("display_name", "")):
+        message = _("The name must be one line of at most 255 characters, without control characters.")
+        raise ApiProblem(400, message, errors={"display_name": [message]})
+
+
 def _rule_problem(exc: Exception, field: str | None = None) -> ApiProblem:
     status = 403 if isinstance(exc, (mailbox_rules.MailboxRefused, alias_rules.AliasRefused)) else 409
     problems = getattr(exc, "problems", None) or [str(exc)]
@@ -204,6 +211,8 @@ def get_domain(actor: Actor, domain: str):
     """A domain with its counts and alias domains."""
     row = _administered_domain(actor, domain)
     page = listing.domains(get_db(), [row["id"]], listing.Search(), None, limit=1)
+    if not page.rows:  # deleted a moment ago
+        raise ApiProblem(404, _("There is no domain %(domain)s that you administer.", domain=row["name"]))
     return _domain_json(page.rows[0], alias_domain_queries.names_for(get_db(), row["name"]))
 
 
@@ -226,6 +235,7 @@ def create_mailbox(actor: Actor, domain: str, body: dict):
         address = mailbox_rules.address_for(body["local_part"], row)
     except mailbox_rules.MailboxRuleError as exc:
         raise ApiProblem(400, str(exc), errors={"local_part": [str(exc)]}) from None
+    _check_display_name(body)
     password = body.get("password") or passwords.generate_password()
     if "password" in body:
         problems = passwords.configured_policy_problems(config, password, address=address)
@@ -255,6 +265,7 @@ def get_mailbox(actor: Actor, address: str):
 def change_mailbox(actor: Actor, address: str, body: dict):
     """Change what the body names; the rest stays."""
     row = _mailbox(actor, address)
+    _check_display_name(body)
     try:
         mailbox_rules.update_mailbox(
             get_db(), actor, mailbox=row,
@@ -264,7 +275,7 @@ def change_mailbox(actor: Actor, address: str, body: dict):
             delimiter=current_app.config["RECIPIENT_DELIMITER"])
     except mailbox_rules.MailboxRuleError as exc:
         raise _rule_problem(exc) from None
-    return _mailbox_json(mailbox_queries.get_mailbox(get_db(), row["email"]))
+    return _mailbox_json(_mailbox(actor, row["email"]))
 
 
 @endpoint("DELETE", "/mailboxes/{address}", summary="Delete a mailbox; its mail is kept for the grace period.",
@@ -414,8 +425,9 @@ def replace_forwarding(actor: Actor, address: str, body: dict):
     return _forwarding_json(after)
 
 
-REASON = {"type": "object", "additionalProperties": False,
-          "properties": {"reason": {"type": "string", "maxLength": 500}}}
+REASON = {"type": "object", "additionalProperties": False, "required": ["reason"],
+          "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500,
+                                    "description": "Why, for the audit log (one line)"}}}
 _DONE = {"type": "object", "additionalProperties": False, "required": ["address", "changed"],
          "properties": {"address": {"type": "string"}, "changed": {"type": "boolean"}}}
 
@@ -441,8 +453,12 @@ def unlock_mailbox(actor: Actor, address: str):
 def disable_mailbox(actor: Actor, address: str, body: dict):
     """Disable, with a reason kept in the audit log (helpdesk)."""
     row = _mailbox(actor, address, helping=True)
+    reason = body["reason"].strip(" ")  # as the pages: one line, or refused
+    if not reason or not is_one_line(reason):
+        message = _("Write it on one line, without control characters.")
+        raise ApiProblem(400, message, errors={"reason": [message]})
     try:
-        changed = helpdesk_rules.set_active(get_db(), actor, row, active=False, reason=body.get("reason", "").strip(),
+        changed = helpdesk_rules.set_active(get_db(), actor, row, active=False, reason=reason,
                                             delimiter=current_app.config["RECIPIENT_DELIMITER"])
     except helpdesk_rules.SupportRefused as exc:
         raise _support(exc) from None
@@ -500,9 +516,7 @@ def create_domain(actor: Actor, body: dict):
         name = domain_rules.create_domain(get_db(), actor, name=body["name"], settings=_settings(body))
     except domain_rules.DomainRuleError as exc:
         raise _domain_problem(exc) from None
-    page = listing.domains(get_db(), [domain_queries.get_domain_by_name(get_db(), name)["id"]], listing.Search(),
-                           None, limit=1)
-    return _domain_json(page.rows[0], [])
+    return get_domain.__wrapped__(actor=actor, domain=name)
 
 
 @endpoint("PATCH", "/domains/{domain}", summary="Change a domain's settings and limits (superadmin).",
@@ -510,6 +524,8 @@ def create_domain(actor: Actor, body: dict):
 def change_domain(actor: Actor, domain: str, body: dict):
     """Change what the body names; the rest stays."""
     row = domain_queries.get_domain(get_db(), _administered_domain(actor, domain)["id"])
+    if row is None:
+        raise ApiProblem(404, _("There is no domain %(domain)s that you administer.", domain=domain.lower()))
     try:
         domain_rules.update_domain(get_db(), actor, domain=row,
                                    settings=_settings(body, domain_rules.current_settings(row)),

@@ -22,6 +22,13 @@ _LOCK_OWN = "SELECT * FROM portal_api_tokens WHERE id = %s AND mailbox_id = %s F
 
 _REVOKE = "UPDATE portal_api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL"
 
+_REVOKE_ALL = "UPDATE portal_api_tokens SET revoked_at = now() WHERE mailbox_id = %s AND revoked_at IS NULL"
+
+_LIVE_COUNT = """
+SELECT count(*) AS n FROM portal_api_tokens
+ WHERE mailbox_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+
 # One statement per call: the token as it is now, its holder's mailbox and domain still active, and the
 # call counted in its one-minute window. The row lock orders concurrent calls of one token.
 _USE = """
@@ -56,6 +63,16 @@ def of_mailbox(conn, mailbox_id: int) -> list[dict]:
 def lock_own(conn, token_id: int, mailbox_id: int) -> dict | None:
     """Lock one token of this mailbox (None: no such token of theirs)."""
     return conn.execute(_LOCK_OWN, (token_id, mailbox_id)).fetchone()
+
+
+def live_count(conn, mailbox_id: int) -> int:
+    """How many of a person's tokens are neither revoked nor expired."""
+    return conn.execute(_LIVE_COUNT, (mailbox_id,)).fetchone()["n"]
+
+
+def revoke_all_of(conn, mailbox_id: int) -> int:
+    """Revoke every live token of a mailbox; return how many."""
+    return conn.execute(_REVOKE_ALL, (mailbox_id,)).rowcount
 
 
 def revoke(conn, token_id: int) -> bool:

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 
 from .. import access
 from ..access import Actor
@@ -14,9 +15,14 @@ from ..i18n import _
 from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
+from ..text import is_one_line
+from . import domains as domain_rules
 
 PREFIX = "mpt_"
 MAX_NAME = 100
+# Live tokens per person: each has its own call allowance, so this bounds what one person's tokens can ask.
+MAX_LIVE_TOKENS = 20
+LONGEST_VALIDITY = timedelta(days=3660)
 
 
 class TokenRefused(ValueError):
@@ -51,10 +57,13 @@ def create_token(conn, actor: Actor, *, name: str, domains: list[str] | None, re
     """Make a token for the actor (a person holding a role, signed in to the pages), narrowed to ``domains``
     (None: all of theirs), reading only, or until ``expires_at``; return it in full, to be shown once."""
     name = " ".join(name.split())
-    if not name or len(name) > MAX_NAME:
+    if not name or len(name) > MAX_NAME or not is_one_line(name):
         raise TokenRefused(_("Give the token a name of at most %(n)s characters.", n=MAX_NAME))
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise TokenRefused(_("The expiry date must be in the future."))
+    if expires_at is not None and expires_at > datetime.now(UTC) + LONGEST_VALIDITY:
+        raise TokenRefused(_("A token may be valid for ten years at most; leave the date empty for one that lasts"
+                             " until it is revoked."))
     if actor.is_command_line or actor.token is not None:
         raise TokenRefused(_("Tokens are made on the portal's pages, by the person who will hold them."))
     secret = secrets.token_urlsafe(32)
@@ -63,9 +72,16 @@ def create_token(conn, actor: Actor, *, name: str, domains: list[str] | None, re
         refusal = access.refusal_to_hold_token(powers)
         if refusal:
             raise TokenRefused(refusal)
+        if token_queries.live_count(conn, actor.mailbox_id) >= MAX_LIVE_TOKENS:
+            raise TokenRefused(_("You have %(n)s tokens in use; revoke one you no longer need first.",
+                                 n=MAX_LIVE_TOKENS))
         domain_ids = None
         if domains is not None:
             domain_ids = []
+            try:
+                domains = [domain_rules.domain_name(text) for text in domains]
+            except domain_rules.DomainRuleError as exc:
+                raise TokenRefused(str(exc)) from None
             for domain_name in sorted(set(domains)):
                 row = domain_queries.get_domain_by_name(conn, domain_name)
                 if row is None or not powers.helps_with(row["id"]):

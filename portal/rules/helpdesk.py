@@ -12,11 +12,14 @@ from .. import access
 from .. import doveadm
 from .. import passwords
 from ..access import Actor
+from ..i18n import _
+from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import mailboxes as mailbox_queries
 from ..queries import roles as role_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
+from ..text import is_one_line
 from . import addressing
 from . import roles
 
@@ -49,9 +52,12 @@ def reset_password(conn, actor: Actor, mailbox: dict, *, scheme: str) -> str:
         row, powers = _lock(conn, actor, mailbox)
         mailbox_queries.set_password(conn, row["id"], password_hash, must_change=True)
         ended = session_queries.delete_user_sessions(conn, row["id"])
+        # Whoever may have taken the account over may have made tokens with it: they go with the password.
+        revoked = token_queries.revoke_all_of(conn, row["id"])
         audit.record(conn, **access.audit_fields(actor, powers, row["domain_id"]),
                      action="mailbox.password_reset", target=row["email"], domain=row["domain"],
-                     summary={"must_change": True, "sessions_ended": ended, "scheme": scheme})
+                     summary={"must_change": True, "sessions_ended": ended, "scheme": scheme,
+                              **({"api_tokens_revoked": revoked} if revoked else {})})
     doveadm.end_mail_sessions(row["email"])
     return temporary
 
@@ -75,6 +81,8 @@ def unlock(conn, actor: Actor, mailbox: dict) -> dict | None:
 
 def set_active(conn, actor: Actor, mailbox: dict, *, active: bool, reason: str, delimiter: str = "+") -> bool:
     """Enable, or disable with a reason (which also ends its sessions); return False if it was so already."""
+    if not is_one_line(reason) or len(reason) > 500:
+        raise SupportRefused(_("Write it on one line, without control characters."))
     with conn.transaction():
         if not active:
             roles.lock_roles(conn)  # disabling may take a superadmin's sign-in: before the row lock

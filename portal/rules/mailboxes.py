@@ -20,6 +20,7 @@ from ..addresses import canonical_mailbox_address
 from ..i18n import _
 from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
+from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
@@ -193,6 +194,11 @@ def update_mailbox(
             mailbox_queries.set_password(conn, current["id"], password_hash, must_change)
         if password_hash is not None or not active:
             changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
+        if password_hash is not None:
+            # A password set by an administrator: tokens made with the old one go with it.
+            revoked = token_queries.revoke_all_of(conn, current["id"])
+            if revoked:
+                changes["api_tokens_revoked"] = revoked
         audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
                      target=current["email"], domain=domain["name"], summary=changes)
     if password_hash is not None or not active:
