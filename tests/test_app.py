@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import stack
@@ -58,6 +59,41 @@ def test_database_down_gives_503_page_not_a_trace(app_factory, db):
     assert response.status_code == 503
     page = response.get_data(as_text=True)
     assert "database is not answering" in page and "Traceback" not in page
+
+
+def _backend_pid_route(app):
+    @app.get("/_test_backend")
+    def backend_pid():
+        from portal.db import get_db
+
+        return str(get_db().execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_not_served(app_factory, db, monkeypatch):
+    """A connection PostgreSQL closed in the pool (a restart, an operator's kill) never reaches a request,
+    and a healthy one is handed out without the ping that used to cost every request a round trip."""
+    from psycopg_pool import ConnectionPool
+
+    pings = []
+    real_ping = ConnectionPool.check_connection
+    monkeypatch.setattr(ConnectionPool, "check_connection",
+                        staticmethod(lambda conn: (pings.append(1), real_ping(conn))))
+    app = app_factory()
+    _backend_pid_route(app)
+    client = app.test_client()
+    pids = {int(client.get("/_test_backend").get_data(as_text=True)) for _ in range(6)}
+    assert pids and pings == []
+    for pid in pids:
+        assert db.execute("SELECT pg_terminate_backend(%s) AS done", (pid,)).fetchone()["done"]
+    deadline = time.monotonic() + 5
+    while db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),)).fetchone():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for _ in range(6):
+        response = client.get("/_test_backend")
+        assert response.status_code == 200
+        assert int(response.get_data(as_text=True)) not in pids
+    assert pings, "the ended connection was handed out unchecked"
 
 
 def test_flask_cli_upgrade_with_environment_settings(mail_stack, database_url):

@@ -656,7 +656,7 @@ def audit_log(actor: Actor, args: dict):
         raise ApiProblem(400, _("The cursor is not valid: start from the first page."),
                          errors={"after": [_("Not a valid value.")]}) from None
     return {"items": [{"at": _time(r["at"]), "actor": r["actor"], "actor_role": r["actor_role"],
-                       "client_addr": str(r["client_addr"]) if r["client_addr"] else None, "action": r["action"],
+                       "client_addr": r["client_addr"], "action": r["action"],
                        "target": r["target"], "domain": r["domain"], "summary": r["summary"],
                        "token": r["token_id"]} for r in page.rows],
             "next": page.next_after}

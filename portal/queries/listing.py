@@ -395,8 +395,8 @@ def audit_entries(conn, domains: list[AuditDomain] | None, filters: AuditFilter,
     names = None if domains is None else [d.name for d in domains]
     since = None if domains is None else [d.since for d in domains]
     return _page(conn, """
-        SELECT l.id, l.at, l.actor, l.actor_role, l.client_addr, l.action, l.target, l.domain, l.summary,
-               l.token_id
+        SELECT l.id, l.at, l.actor, l.actor_role, host(l.client_addr) AS client_addr, l.action, l.target,
+               l.domain, l.summary, l.token_id
           FROM portal_audit_log l
          WHERE (%(domains)s::text[] IS NULL OR l.domain = ANY(%(domains)s::text[]))
            AND (%(domains)s::text[] IS NULL OR l.at >= (SELECT s.since FROM unnest(%(domains)s::text[],
