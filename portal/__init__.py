@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask import Response
+from flask import current_app
 from flask import request
 from flask_bootstrap import Bootstrap5
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import appearance
 from . import auditlog
 from . import db
 from . import errors
@@ -50,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     logs.init_app(app)
     i18n.init_app(app)
+    appearance.init_app(app)
     # Bootstrap's files come from the Bootstrap-Flask package, not a CDN: portals often run without internet.
     app.config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
     Bootstrap5(app)
@@ -63,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.add_template_filter(auditlog.action_label, "action_label")
     app.add_template_filter(role_label, "role_label")
     app.add_template_filter(auditlog.summary_text, "audit_summary")
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_no_store)
     app.after_request(_security_headers)
     app.after_request(_relative_redirects)
@@ -92,10 +97,18 @@ def _relative_redirects(response):
     return response
 
 
+def _favicon():
+    # Browsers ask for /favicon.ico whatever the page declares (JSON, PDF, an error page):
+    # answer it with the icon the pages link to, not with a 404 in the log.
+    # Read whole (it is tiny) rather than streamed, so no response holds a file open.
+    icon = Path(current_app.static_folder, "favicon.svg").read_bytes()
+    return Response(icon, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
 def _no_store(response):
     # Every page is personal or carries a CSRF token: none may stay in shared or
     # back-button caches. Static files keep their caching.
-    if request.endpoint not in ("static", "bootstrap.static"):
+    if request.endpoint not in ("static", "bootstrap.static", "favicon"):
         response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -79,11 +79,17 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("ascii")).digest()
 
 
-def start_session(conn, mailbox: dict, client_addr: str | None) -> MailboxUser:
-    """Record a new session for the mailbox and return its user (inside the caller's transaction, if any)."""
+def start_session(conn, mailbox: dict, client_addr: str | None, *, signed_in: bool = True) -> MailboxUser:
+    """Record a new session for the mailbox and return its user (inside the caller's transaction, if any).
+
+    ``signed_in``: a sign-in, for the user's history; False for the session that replaces the old ones
+    after a password change.
+    """
     token = secrets.token_urlsafe(32)
     with conn.transaction():
         session_queries.create_session(conn, token_hash(token), mailbox["id"], client_addr)
+        if signed_in:
+            session_queries.record_sign_in(conn, mailbox["id"], client_addr)
     return MailboxUser(mailbox, token)
 
 

@@ -23,6 +23,7 @@ MORE_ROLES = ("helpdesk", "admin_b")
 # 302 to sign-in for anonymous; 302 to the password page while a change is forced.
 GET_EXPECTED = {
     "health.healthz": (200, 200, 200, 200, 200),
+    "favicon": (200, 200, 200, 200, 200),
     "auth.login": (200, 302, 302, 302, 302),
     "account.index": (302, 200, 302, 200, 200),
     "account.password": (302, 200, 200, 200, 200),
@@ -61,7 +62,7 @@ POST_ONLY = {
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
     "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
-    "account.revoke_api_token",
+    "account.revoke_api_token", "auth.set_colour_mode",
 }
 
 
@@ -126,6 +127,7 @@ def test_get_matrix(app, clients):
 # endpoint -> (helpdesk, domain admin of b.example) on GET of the m.example URLs above.
 MORE_EXPECTED = {
     "health.healthz": (200, 200),
+    "favicon": (200, 200),
     "auth.login": (302, 302),
     "account.index": (200, 200),
     "account.password": (200, 200),

@@ -64,6 +64,43 @@ def test_dashboard_shows_the_address_and_what_comes(signed_in):
         assert f'href="{path}"' in page
 
 
+def test_dashboard_says_where_mail_goes_and_how_full_the_mailbox_is(signed_in, db, mail_stack):
+    page = signed_in.get("/").get_data(as_text=True)
+    assert "is delivered to your mailbox. Nothing is forwarded." in page
+    db.execute("UPDATE virtual_users SET quota_bytes = 1000000 WHERE email = %s", (ALICE,))
+    db.execute("INSERT INTO portal_quota_usage (email, bytes, messages) VALUES (%s, 930000, 7)", (ALICE,))
+    response = signed_in.post("/account/forwarding", data={
+        "csrf_token": csrf_token(signed_in, "/account/forwarding"), "destinations": "elsewhere@remote.example"})
+    assert response.status_code == 302
+
+    page = signed_in.get("/").get_data(as_text=True)
+    assert "is forwarded to the addresses below only" in page and "<li>elsewhere@remote.example</li>" in page
+    assert re.search(r'<meter class="usage-bar"[^>]*max="1000000"[^>]*value="930000"', page)
+    assert "(93&nbsp;%), 7 messages." in page
+    assert "Your mailbox is almost full (93&nbsp;%)." in page
+
+
+def test_dashboard_lists_recent_sign_ins_newest_first_and_keeps_ten(app, alice, db):
+    addresses = [f"198.51.100.{n}" for n in range(1, 13)]
+    for address in addresses:
+        assert sign_in(make_client(app, address), ALICE, OLD).status_code == 302
+    kept = db.execute("SELECT host(client_addr) AS a FROM portal_sign_ins ORDER BY id").fetchall()
+    assert [r["a"] for r in kept] == addresses[2:]
+
+    latest = make_client(app, "2001:db8::77")
+    assert sign_in(latest, ALICE, OLD).status_code == 302
+    page = latest.get("/").get_data(as_text=True)
+    section = page[page.index('id="sign-ins-heading"'):]
+    shown = re.findall(r"from ([0-9a-f.:]+)</span>", section[:section.index("</section>")])
+    assert shown == ["2001:db8::77", "198.51.100.12", "198.51.100.11", "198.51.100.10", "198.51.100.9"]
+
+
+def test_a_password_change_is_not_listed_as_a_sign_in(signed_in, db, mail_stack):
+    before = db.execute("SELECT count(*) AS n FROM portal_sign_ins").fetchone()["n"]
+    assert change_password(signed_in, OLD, NEW).status_code == 302
+    assert db.execute("SELECT count(*) AS n FROM portal_sign_ins").fetchone()["n"] == before == 1
+
+
 def test_password_change_end_to_end(app, signed_in, db, mail_stack):
     other_browser = make_client(app)
     assert sign_in(other_browser, ALICE, OLD).status_code == 302

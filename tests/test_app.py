@@ -22,6 +22,16 @@ def test_index_sends_to_sign_in(client):
     assert response.headers["Location"].startswith("/auth/login")
 
 
+def test_the_favicon_is_served_where_browsers_look_and_linked_from_every_page(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert icon.get_data(as_text=True).startswith("<svg") and "no-store" not in icon.headers.get("Cache-Control", "")
+    page = client.get("/auth/login").get_data(as_text=True)
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    with client.get("/static/favicon.svg") as static_icon:
+        assert static_icon.status_code == 200
+
+
 def test_sign_in_page(client):
     response = client.get("/auth/login")
     assert response.status_code == 200

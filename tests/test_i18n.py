@@ -118,7 +118,7 @@ URL_ARGS = {"name": "ko.example", "address": "user@ko.example", "source": "team@
 def test_every_page_is_korean_for_a_korean_browser(app, people):
     leftovers = {}
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or rule.endpoint in ("static", "health.healthz", "admin.audit_csv"):
+        if "GET" not in rule.methods or rule.endpoint in ("static", "favicon", "health.healthz", "admin.audit_csv"):
             continue
         if rule.endpoint.startswith("api."):  # JSON, not pages: its problems in Korean are in tests/test_api.py
             continue
@@ -130,7 +130,7 @@ def test_every_page_is_korean_for_a_korean_browser(app, people):
             if response.status_code >= 300 and response.status_code < 400:
                 continue
             page = response.get_data(as_text=True)
-            assert '<html lang="ko">' in page, url
+            assert '<html lang="ko" ' in page, url
             words = english_left(page)
             if words:
                 leftovers[f"{who} {url}"] = words
@@ -139,7 +139,7 @@ def test_every_page_is_korean_for_a_korean_browser(app, people):
 
 def test_error_pages_and_form_errors_in_korean(people):
     page = people["user"].get("/no/such/page").get_data(as_text=True)
-    assert '<html lang="ko">' in page and english_left(page) == []
+    assert '<html lang="ko" ' in page and english_left(page) == []
     client = people["anonymous"]
     response = client.post("/auth/login", data={"csrf_token": csrf_token(client, "/auth/login"), "address": "",
                                                 "password": ""})
@@ -147,16 +147,39 @@ def test_error_pages_and_form_errors_in_korean(people):
     assert response.status_code == 400 and english_left(page) == []
 
 
+def test_the_colour_mode_switch_is_remembered_and_checked(app, db):
+    client = make_client(app)
+    page = client.get("/auth/login").get_data(as_text=True)
+    assert 'data-bs-theme="light" data-colour-mode="auto"' in page  # follows the device (static/colour-mode.js)
+    assert '<script src="/static/colour-mode.js"></script>' in page
+    token = csrf_token(client, "/auth/login")
+    response = client.post("/auth/colour-mode", data={"csrf_token": token, "mode": "dark", "next": "/auth/login?x=1"})
+    assert response.status_code == 302 and response.headers["Location"] == "/auth/login?x=1"
+    assert "portal_colour_mode=dark" in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
+    page = client.get("/auth/login").get_data(as_text=True)
+    assert 'data-bs-theme="dark" data-colour-mode="dark"' in page
+    assert re.search(r'value="dark"[^>]*aria-pressed="true"', page)
+    assert re.search(r'value="light"[^>]*aria-pressed="false"', page)
+    for bad in ({"mode": "purple"}, {"mode": ""}):
+        assert client.post("/auth/colour-mode", data={"csrf_token": token, **bad}).status_code == 400
+    assert client.post("/auth/colour-mode", data={"mode": "light"}).status_code == 400  # CSRF
+    response = client.post("/auth/colour-mode", data={"csrf_token": token, "mode": "light",
+                                                      "next": "https://evil.example/"})
+    assert response.headers["Location"] == "/"
+    client.set_cookie("portal_colour_mode", "<script>")
+    assert 'data-colour-mode="auto"' in client.get("/auth/login").get_data(as_text=True)
+
+
 def test_the_switch_is_remembered_and_checked(app, db):
     client = make_client(app)
-    assert '<html lang="en">' in client.get("/auth/login").get_data(as_text=True)
+    assert '<html lang="en" ' in client.get("/auth/login").get_data(as_text=True)
     token = csrf_token(client, "/auth/login")
     response = client.post("/auth/language", data={"csrf_token": token, "lang": "ko", "next": "/auth/login?x=1"})
     assert response.status_code == 302 and response.headers["Location"] == "/auth/login?x=1"
     assert "portal_lang=ko" in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
-    assert '<html lang="ko">' in client.get("/auth/login").get_data(as_text=True)
+    assert '<html lang="ko" ' in client.get("/auth/login").get_data(as_text=True)
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    assert '<html lang="ko">' in client.get("/auth/login").get_data(as_text=True)  # the choice wins
+    assert '<html lang="ko" ' in client.get("/auth/login").get_data(as_text=True)  # the choice wins
     for bad in ({"lang": "fr"}, {"lang": "ko", "next": "https://evil.example/"}):
         response = client.post("/auth/language", data={"csrf_token": token, **bad})
         assert response.status_code == 400 or response.headers["Location"] == "/"

@@ -21,8 +21,10 @@ from tests.mail import make_mailbox
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough test password 21"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-# Who may call these without signing in: the sign-in page, the language switch, health, static files.
-PUBLIC = {"auth.login", "auth.set_language", "health.healthz", "static", "bootstrap.static", "api.openapi"}
+# Who may call these without signing in: the sign-in page, the language and colour switches, health,
+# static files and the icon.
+PUBLIC = {"auth.login", "auth.set_language", "auth.set_colour_mode", "favicon", "health.healthz", "static",
+          "bootstrap.static", "api.openapi"}
 URL_ARGS = {"name": "s.example", "address": "user@s.example", "source": "team@s.example", "role_id": 1,
             "alias_id": 1, "filename": "style.css", "alias_domain": "s.test", "grant_id": 1, "token_id": 1,
             "domain": "s.example"}

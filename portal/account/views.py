@@ -39,6 +39,7 @@ from ..queries import audit
 from ..queries import domains
 from ..queries import mailboxes
 from ..queries import quota as quota_queries
+from ..queries import sessions as session_queries
 from ..rules import account as account_rules
 from ..rules import addressing
 from ..rules import api_tokens as token_rules
@@ -60,7 +61,12 @@ def index():
     """The signed-in user's start page."""
     conn = get_db()
     mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    usage = quota_queries.mailbox_usage(conn, current_user.email)
     return render_template("account/index.html", mailbox=mailbox,
+                           forwarding=forwarding_rules.current_forwarding(conn, current_user.email),
+                           usage=usage, percent=quota.usage_percent(usage["used_bytes"], usage["limit_bytes"]),
+                           format_size=quota.format_size,
+                           sign_ins=session_queries.recent_sign_ins(conn, mailbox["id"]),
                            send_as=send_as_rules.send_as_of(conn, mailbox["id"]),
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
@@ -100,7 +106,7 @@ def password():
     conn = get_db()  # the check gave the request's connection back while Dovecot answered
     user = account_rules.change_own_password(
         conn, Actor.of_user(current_user, client_address()), form.new_password.data, config["PASSWORD_SCHEME"],
-        new_session=lambda mailbox: sessions.start_session(conn, mailbox, client_address()))
+        new_session=lambda mailbox: sessions.start_session(conn, mailbox, client_address(), signed_in=False))
     session.clear()
     session.permanent = True
     login_user(user)

@@ -51,6 +51,13 @@ class LogoutForm(FlaskForm):
     """Only the CSRF token: signing out is a POST."""
 
 
+class ColourModeForm(FlaskForm):
+    """The colour mode switch on every page."""
+
+    mode = HiddenField()
+    next = HiddenField()
+
+
 class LanguageForm(FlaskForm):
     """The language switch on every page."""
 

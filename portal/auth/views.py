@@ -20,6 +20,7 @@ from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 
+from .. import appearance
 from .. import sessions
 from .. import signin
 from ..access import safe_next_url
@@ -31,6 +32,7 @@ from ..i18n import LANGUAGES
 from ..i18n import _
 from ..i18n import _l
 from ..imap import ImapUnavailable
+from .forms import ColourModeForm
 from .forms import LanguageForm
 from .forms import LoginForm
 from .forms import LogoutForm
@@ -126,6 +128,18 @@ def logout():
         session.clear()
         flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.post("/colour-mode")
+def set_colour_mode():
+    """Remember the chosen colour mode in a cookie (a year) and go back to the page."""
+    form = ColourModeForm()
+    if not form.validate_on_submit() or form.mode.data not in appearance.MODES:
+        abort(400)
+    response = redirect(safe_next_url(form.next.data) or url_for("account.index"))
+    response.set_cookie(appearance.COOKIE, form.mode.data, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+                        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+    return response
 
 
 @bp.post("/language")

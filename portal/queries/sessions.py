@@ -13,6 +13,32 @@ def create_session(conn, token_hash: bytes, user_id: int, client_addr: str | Non
     )
 
 
+SIGN_INS_KEPT = 10
+
+
+def record_sign_in(conn, user_id: int, client_addr: str | None) -> None:
+    """Remember a sign-in, keeping the newest SIGN_INS_KEPT of the mailbox."""
+    conn.execute("INSERT INTO portal_sign_ins (mailbox_id, client_addr) VALUES (%s, %s)", (user_id, client_addr))
+    conn.execute(
+        """
+        DELETE FROM portal_sign_ins
+         WHERE mailbox_id = %(user_id)s
+           AND id NOT IN (SELECT id FROM portal_sign_ins WHERE mailbox_id = %(user_id)s
+                           ORDER BY at DESC, id DESC LIMIT %(kept)s)
+        """,
+        {"user_id": user_id, "kept": SIGN_INS_KEPT},
+    )
+
+
+def recent_sign_ins(conn, user_id: int, limit: int = 5) -> list[dict]:
+    """The mailbox's newest portal sign-ins: when, and from which address."""
+    return conn.execute(
+        "SELECT at, host(client_addr) AS client_addr FROM portal_sign_ins WHERE mailbox_id = %s"
+        " ORDER BY at DESC, id DESC LIMIT %s",
+        (user_id, limit),
+    ).fetchall()
+
+
 def load_session_user(
     conn, token_hash: bytes, idle: timedelta, absolute: timedelta, touch_after: timedelta
 ) -> dict | None:

@@ -292,6 +292,55 @@ def test_api_token_made_in_the_browser_provisions_then_is_revoked(app, db, mail_
     assert status == 401 and problem["status"] == 401
 
 
+DESKTOP = {"width": 1280, "height": 720}
+
+
+def test_on_a_phone_the_menu_opens_and_the_colour_mode_follows_the_device(db, app, new_context, screenshot):
+    root = "root@phone.example"
+    make_mailbox(db, root, PASSWORD)
+    grant(app, "superadmin", root)
+    page = new_context(viewport=PHONE, color_scheme="dark").new_page()
+    page.goto("/auth/login")
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-colour-mode", "auto")
+    expect(html).to_have_attribute("data-bs-theme", "dark")  # "System", on a device set to dark
+    page.emulate_media(color_scheme="light")
+    expect(html).to_have_attribute("data-bs-theme", "light")  # and it follows a change without a reload
+
+    page.set_viewport_size(DESKTOP)
+    sign_in(page, root, PASSWORD)
+    page.set_viewport_size(PHONE)
+    menu = page.get_by_role("button", name="Menu")
+    administration = page.get_by_role("link", name="Administration")
+    expect(menu).to_be_visible()
+    expect(administration).to_be_hidden()
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(administration).to_be_visible()
+    expect(page.locator("#site-menu")).to_have_class(re.compile(r"\bshow\b"))  # opened, not still opening
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    expect(page.locator("form.language-switch")).to_be_visible()
+    # Tables are stacked cards here, each cell labelled with its column's heading.
+    history = page.locator("table.data").first
+    expect(history).to_have_class(re.compile(r"\bstacks\b"))
+    expect(history.locator("td").first).to_have_attribute("data-label", "When (UTC)")
+    assert history.locator("td").first.evaluate("cell => getComputedStyle(cell).display") == "grid"
+    screenshot(page, "phone-menu-open")
+    page.locator("form.colour-switch button[value=dark]").click()
+    expect(html).to_have_attribute("data-bs-theme", "dark")
+    expect(html).to_have_attribute("data-colour-mode", "dark")
+    page.emulate_media(color_scheme="light")
+    page.reload()
+    expect(html).to_have_attribute("data-bs-theme", "dark")  # a choice wins over the device
+    expect(administration).to_be_hidden()  # a new page starts with the menu closed
+    menu.click()
+    administration.click()
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    # The page is no wider than the phone: nothing makes the reader scroll sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
 # (name, path, expected status) of every main page, as a superadmin (who also sees the helpdesk) sees it.
 A11Y_PAGES = [
     ("dashboard", "/", 200),
@@ -334,7 +383,7 @@ def test_main_pages_have_no_serious_accessibility_problems(app, db, mail_stack, 
     page = new_context(locale="en-US").new_page()
     findings, everything = [], {}
 
-    def check(name: str, response=None, status: int = 200) -> None:
+    def check(name: str, response=None, status: int = 200, shot: str | None = None) -> None:
         if response is not None:
             assert response.status == status, f"{name}: {page.url} answered {response.status}"
         assert html_lang(page) == lang, f"{name}: <html lang> is {html_lang(page)!r}, not {lang!r}"
@@ -342,24 +391,37 @@ def test_main_pages_have_no_serious_accessibility_problems(app, db, mail_stack, 
         everything[name] = [{"rule": v["id"], "impact": v["impact"], "targets": [n["target"] for n in v["nodes"]]}
                             for v in violations]
         findings.extend({"page": name, **row} for row in serious_findings(violations))
-        screenshot(page, name, lang)
+        screenshot(page, shot or name, lang)
+
+    def also_at(size: dict, shot: str) -> None:
+        """A screenshot of the page at another size (axe has checked it at one)."""
+        before = page.viewport_size
+        page.set_viewport_size(size)
+        screenshot(page, shot, lang)
+        page.set_viewport_size(before)
 
     page.goto("/auth/login")
     if lang != "en":
         page.locator(f"form.language-switch button[value={lang}]").click()
         expect(page.locator("html")).to_have_attribute("lang", lang)
     check("sign-in")
-    page.set_viewport_size(PHONE)
-    screenshot(page, "phone-sign-in", lang)
-    page.set_viewport_size({"width": 1280, "height": 720})
+    also_at(PHONE, "phone-sign-in")
 
     sign_in(page, root, PASSWORD, by_label=lang == "en")
-    for name, path, status in A11Y_PAGES:
-        check(name, page.goto(path), status)
-        if name == "dashboard":
-            page.set_viewport_size(PHONE)
-            screenshot(page, "phone-dashboard", lang)
-            page.set_viewport_size({"width": 1280, "height": 720})
+    # axe on every page twice: on a desktop in light mode, then on a phone in dark mode. Screenshots of
+    # all four: light and dark, desktop and phone.
+    for mode, size in (("light", DESKTOP), ("dark", PHONE)):
+        page.set_viewport_size(DESKTOP)
+        page.locator(f"form.colour-switch button[value={mode}]").click()
+        expect(page.locator("html")).to_have_attribute("data-bs-theme", mode)
+        page.set_viewport_size(size)
+        for name, path, status in A11Y_PAGES:
+            if mode == "light":
+                check(name, page.goto(path), status)
+                also_at(PHONE, f"phone-{name}")
+            else:
+                check(f"dark-phone-{name}", page.goto(path), status)
+                also_at(DESKTOP, f"dark-{name}")
 
     report = ROOT / "artifacts" / "axe" / f"{lang}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
