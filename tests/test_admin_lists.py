@@ -190,3 +190,14 @@ def test_a_time_offset_postgresql_would_refuse_is_read_as_utc(root, many):
     response = root.get("/admin/domains/big.example/mailboxes?sort=newest"
                         "&after=%5B%222020-01-01T00:00:00%2B20:00%22%2C1%5D")
     assert response.status_code == 200
+
+
+def test_the_mailbox_list_shows_usage_as_a_bar_where_there_is_a_limit(root, many, db):
+    db.execute("UPDATE virtual_users SET quota_bytes = 1000 WHERE email = 'user001@big.example'")
+    db.execute("INSERT INTO portal_quota_usage (email, bytes, messages) VALUES ('user001@big.example', 960, 3),"
+               " ('user002@big.example', 500, 1)")
+    page = root.get("/admin/domains/big.example/mailboxes?q=user00").get_data(as_text=True)
+    bars = re.findall(r'<meter class="usage-mini"[^>]*>', page)
+    assert len(bars) == 1  # user002 has no limit: its usage is a figure, with nothing to fill
+    assert 'max="1000"' in bars[0] and 'value="960"' in bars[0] and 'high="950"' in bars[0]
+    assert 'aria-label="Storage used: 96 percent"' in bars[0]
