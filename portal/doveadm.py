@@ -67,6 +67,20 @@ def kick(config, masks: list[str]) -> None:
             raise DoveadmUnavailable(f"doveadm {answer[2]} failed: {answer[1]}")
 
 
+def folder_sizes(config, address: str) -> list[dict]:
+    """The folders of a mailbox, biggest first: name, size in bytes as the quota counts it, messages."""
+    answers = _post(config, [["mailboxStatus", {"user": address, "field": ["vsize", "messages"],
+                                                "mailboxMask": ["*"]}, "folders"]])
+    kind, body = answers[0][0], answers[0][1]
+    if kind != "doveadmResponse":
+        raise DoveadmUnavailable(f"doveadm mailboxStatus failed: {body}")
+    try:
+        folders = [{"name": str(f["mailbox"]), "bytes": int(f["vsize"]), "messages": int(f["messages"])} for f in body]
+    except (KeyError, TypeError, ValueError):
+        raise DoveadmUnavailable("doveadm mailboxStatus answered in an unexpected shape") from None
+    return sorted(folders, key=lambda f: (-f["bytes"], f["name"]))
+
+
 def is_configured(config) -> bool:
     """Whether the portal knows where Dovecot's doveadm HTTP API is."""
     return bool(config.get("DOVEADM_URL"))

@@ -257,3 +257,35 @@ def test_usage_imported_from_doveadm(app, mailbox, db, mail_stack):
     assert row["messages"] == 1 and 19000 < row["bytes"] < 23000
     bad = app.test_cli_runner().invoke(args=["quota", "import"], input="not\ttab output\n")
     assert bad.exit_code != 0 and "nothing imported" in bad.output
+
+
+def test_storage_page_lists_the_biggest_folders_as_dovecot_counts_them(app, user, mailbox, db, mail_stack):
+    from tests.conftest import new_client_ip
+    from tests.mail import imap_login
+
+    deliver(mail_stack, "small one", 2_000)
+    imap = imap_login(mail_stack.imap_port, ADDRESS, PASSWORD, client_ip=new_client_ip())
+    try:
+        folder = "Archive 2026 <보관>"
+        imap.create_folder(folder)
+        for n in range(2):
+            imap.append(folder, f"Subject: kept {n}\r\n\r\n".encode() + b"y" * 30_000)
+    finally:
+        imap.logout()
+
+    page = user.get("/account/storage").get_data(as_text=True)
+    assert "Biggest folders" in page
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([^<]+)</td><td class=\"num\">(\d+)</td></tr>", page)
+    assert [(name, count) for name, _size, count in rows] == [("Archive 2026 &lt;보관&gt;", "2"), ("INBOX", "1")]
+    assert rows[0][1].endswith("KB")
+
+
+def test_storage_page_stands_when_doveadm_cannot_answer(app_factory, mailbox, db, mail_stack):
+    from tests.conftest import free_port
+
+    app = app_factory(DOVEADM_URL=f"http://127.0.0.1:{free_port()}/doveadm/v1")
+    client = make_client(app)
+    assert sign_in(client, ADDRESS, PASSWORD).status_code == 302
+    response = client.get("/account/storage")
+    assert response.status_code == 200
+    assert "The mail server cannot list the folders right now." in response.get_data(as_text=True)

@@ -20,6 +20,7 @@ from flask import url_for
 from flask_login import current_user
 from flask_login import login_user
 
+from .. import doveadm
 from .. import passwords
 from .. import quota
 from .. import sessions
@@ -31,6 +32,7 @@ from ..auth.views import MAIL_SERVER_DOWN
 from ..auth.views import busy_response
 from ..clientaddr import client_address
 from ..db import get_db
+from ..db import release_db
 from ..i18n import _
 from ..imap import ImapUnavailable
 from ..queries import aliases as alias_queries
@@ -225,7 +227,23 @@ def storage():
         percent=percent,
         warn=percent is not None and percent >= 90,
         format_size=quota.format_size,
+        folders_known=doveadm.is_configured(current_app.config),
+        folders=_biggest_folders(current_user.email),
     )
+
+
+def _biggest_folders(address: str, shown: int = 10) -> list[dict] | None:
+    """The mailbox's biggest folders as Dovecot counts them now; None where Dovecot cannot say."""
+    config = current_app.config
+    if not doveadm.is_configured(config):
+        return None
+    # Not the database's connection: nothing waits on Dovecot while holding one.
+    release_db()
+    try:
+        return doveadm.folder_sizes(config, address)[:shown]
+    except doveadm.DoveadmUnavailable as exc:
+        log.warning("folder sizes of %s not shown: %s", address, exc)
+        return None
 
 
 def _tokens_page(form=None, shown=None, status=200):

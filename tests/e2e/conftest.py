@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import stack
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import free_port
@@ -67,6 +68,9 @@ def portal_url(mail_stack, database_url):
         "PORTAL_COOKIE_SECURE": "false",
         "PORTAL_MAIL_ROOT": str(mail_stack.mail_root),
         "PORTAL_TRUSTED_PROXY_COUNT": "0",
+        # doveadm's HTTP API, as production has it: the storage page lists folders through it.
+        "PORTAL_DOVEADM_URL": mail_stack.doveadm_url,
+        "PORTAL_DOVEADM_API_KEY": stack.stack_secrets()["doveadm_api_key"],
     })
     assert "PORTAL_CONFIG" not in env
     SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
