@@ -74,6 +74,16 @@ def build(sizes: tuple[int, int, int], big_share: float) -> tuple[float, str]:
     return seconds, password
 
 
+def add_data_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data set's sizes, the clients, and --keep/--reuse: the same for every bench that shares ``bench_lists``."""
+    parser.add_argument("--domains", type=int, default=10_000)
+    parser.add_argument("--mailboxes", type=int, default=500_000)
+    parser.add_argument("--aliases", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", action="store_true", help="use the database an earlier --keep run left")
+
+
 def start_gunicorn(imap_port: int, workers: int, **settings: str) -> tuple[subprocess.Popen, str]:
     """gunicorn with the shipped config on the bench database (``settings``: more PORTAL_* variables)."""
     with socket.socket() as probe:
@@ -243,10 +253,7 @@ def _cookie_jar(browser: Browser):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--domains", type=int, default=10_000)
-    parser.add_argument("--mailboxes", type=int, default=500_000)
-    parser.add_argument("--aliases", type=int, default=1_000_000)
-    parser.add_argument("--clients", type=int, default=8)
+    add_data_set_arguments(parser)
     parser.add_argument("--seconds", type=float, default=60, help="in all (threads) or per page (wrk)")
     parser.add_argument("--threads", action="store_true",
                         help="use Python client threads even where wrk is installed (apt-get install wrk)")
@@ -255,8 +262,6 @@ def main() -> int:
                         help="the share of mailboxes and aliases in the large domain d1.example")
     parser.add_argument("--single", type=int, metavar="N", default=0,
                         help="instead of load: one client, each page N times, medians (as a person waiting sees)")
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--reuse", action="store_true", help="use the database an earlier --keep run left")
     args = parser.parse_args()
 
     stack.ensure_cluster()

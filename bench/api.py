@@ -35,6 +35,7 @@ import psycopg  # noqa: E402
 import stack  # noqa: E402
 from admin_lists import ADMIN  # noqa: E402
 from admin_lists import DB  # noqa: E402
+from admin_lists import add_data_set_arguments  # noqa: E402
 from admin_lists import build  # noqa: E402
 from admin_lists import reuse  # noqa: E402
 from admin_lists import start_gunicorn  # noqa: E402
@@ -118,17 +119,12 @@ def _wrk(base: str, token: str, path: str, connections: int, seconds: float, scr
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--domains", type=int, default=10_000)
-    parser.add_argument("--mailboxes", type=int, default=500_000)
-    parser.add_argument("--aliases", type=int, default=1_000_000)
-    parser.add_argument("--clients", type=int, default=8)
+    add_data_set_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10, help="per call")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--gunicorn-threads", type=int, default=0,
                         help="gunicorn threads per worker (default: the shipped config's)")
     parser.add_argument("--only", default="", help="run only the calls whose name contains this")
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--reuse", action="store_true", help="use the database an earlier --keep run left")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench/api.py drives the API with wrk: apt-get install -y wrk")
@@ -153,8 +149,8 @@ def main() -> int:
         stack.render_dovecot(dovecot)
         stack.start_dovecot(dovecot, restart=True)
     settings = {"PORTAL_API_CALLS_PER_MINUTE": "100000000"}
-    if args.threads:
-        settings["PORTAL_THREADS"] = str(args.threads)
+    if args.gunicorn_threads:
+        settings["PORTAL_THREADS"] = str(args.gunicorn_threads)
     server, base = start_gunicorn(dovecot.imap_port, args.workers, **settings)
     results: dict = {"calls": {}}
     try:
@@ -178,7 +174,7 @@ def main() -> int:
     results.update(
         sizes={"domains": args.domains, "mailboxes": args.mailboxes, "aliases": args.aliases, "big_share": 0.4},
         generate_seconds=round(seconds, 1), clients=args.clients, workers=args.workers, cpus=os.cpu_count(),
-        threads=args.threads or "config",
+        gunicorn_threads=args.gunicorn_threads or "config",
         error_count=sum(r["non_2xx"] for r in results["calls"].values()),
         newest_mailbox=created_at(args.mailboxes).isoformat(),
     )

@@ -71,12 +71,12 @@ def folder_sizes(config, address: str) -> list[dict]:
     """The folders of a mailbox, biggest first: name, size in bytes as the quota counts it, messages."""
     answers = _post(config, [["mailboxStatus", {"user": address, "field": ["vsize", "messages"],
                                                 "mailboxMask": ["*"]}, "folders"]])
-    kind, body = answers[0][0], answers[0][1]
-    if kind != "doveadmResponse":
-        raise DoveadmUnavailable(f"doveadm mailboxStatus failed: {body}")
     try:
+        kind, body = answers[0][0], answers[0][1]
+        if kind != "doveadmResponse":
+            raise DoveadmUnavailable(f"doveadm mailboxStatus failed: {body}")
         folders = [{"name": str(f["mailbox"]), "bytes": int(f["vsize"]), "messages": int(f["messages"])} for f in body]
-    except (KeyError, TypeError, ValueError):
+    except (IndexError, KeyError, TypeError, ValueError):
         raise DoveadmUnavailable("doveadm mailboxStatus answered in an unexpected shape") from None
     return sorted(folders, key=lambda f: (-f["bytes"], f["name"]))
 

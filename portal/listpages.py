@@ -33,4 +33,4 @@ def render_list(template: str, fetch, sorts: dict[str, listing.Sort], **context)
         abort(400)
     status = 200 if search is not None else 400
     return render_template(template, form=form, page=page, sort=sort, format_size=quota.format_size,
-                           **context), status
+                           usage_percent=quota.usage_percent, **context), status

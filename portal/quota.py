@@ -59,6 +59,15 @@ def limit_problem(requested: int, domain: dict) -> str | None:
     return None
 
 
+# From here on the user is warned that new mail will soon be refused.
+ALMOST_FULL_PERCENT = 90
+
+
+def is_almost_full(percent: int | None) -> bool:
+    """Whether a mailbox at ``percent`` of its limit (None: unlimited) should be warned about."""
+    return percent is not None and percent >= ALMOST_FULL_PERCENT
+
+
 def usage_percent(used: int, limit: int) -> int | None:
     """Return the share of the limit in use, in whole percent, or None when unlimited."""
     if not limit:

@@ -64,9 +64,10 @@ def index():
     conn = get_db()
     mailbox = mailboxes.get_mailbox(conn, current_user.email)
     usage = quota_queries.mailbox_usage(conn, current_user.email)
+    percent = quota.usage_percent(usage["used_bytes"], usage["limit_bytes"])
     return render_template("account/index.html", mailbox=mailbox,
                            forwarding=forwarding_rules.current_forwarding(conn, current_user.email),
-                           usage=usage, percent=quota.usage_percent(usage["used_bytes"], usage["limit_bytes"]),
+                           usage=usage, percent=percent, warn=quota.is_almost_full(percent),
                            format_size=quota.format_size,
                            sign_ins=session_queries.recent_sign_ins(conn, mailbox["id"]),
                            send_as=send_as_rules.send_as_of(conn, mailbox["id"]),
@@ -225,18 +226,16 @@ def storage():
         "account/storage.html",
         usage=usage,
         percent=percent,
-        warn=percent is not None and percent >= 90,
+        warn=quota.is_almost_full(percent),
         format_size=quota.format_size,
         folders_known=doveadm.is_configured(current_app.config),
-        folders=_biggest_folders(current_user.email),
+        folders=_biggest_folders(current_user.email) if doveadm.is_configured(current_app.config) else None,
     )
 
 
 def _biggest_folders(address: str, shown: int = 10) -> list[dict] | None:
     """The mailbox's biggest folders as Dovecot counts them now; None where Dovecot cannot say."""
     config = current_app.config
-    if not doveadm.is_configured(config):
-        return None
     # Not the database's connection: nothing waits on Dovecot while holding one.
     release_db()
     try:

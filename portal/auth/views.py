@@ -136,10 +136,7 @@ def set_colour_mode():
     form = ColourModeForm()
     if not form.validate_on_submit() or form.mode.data not in appearance.MODES:
         abort(400)
-    response = redirect(safe_next_url(form.next.data) or url_for("account.index"))
-    response.set_cookie(appearance.COOKIE, form.mode.data, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
-                        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
-    return response
+    return _remembered(appearance.COOKIE, form.mode.data, form.next.data)
 
 
 @bp.post("/language")
@@ -148,7 +145,12 @@ def set_language():
     form = LanguageForm()
     if not form.validate_on_submit() or form.lang.data not in LANGUAGES:
         abort(400)
-    response = redirect(safe_next_url(form.next.data) or url_for("account.index"))
-    response.set_cookie(COOKIE, form.lang.data, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
+    return _remembered(COOKIE, form.lang.data, form.next.data)
+
+
+def _remembered(cookie: str, value: str, next_url: str | None):
+    """Back to the page the switch was on, with the choice kept in a cookie for a year."""
+    response = redirect(safe_next_url(next_url) or url_for("account.index"))
+    response.set_cookie(cookie, value, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
                         secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
     return response
