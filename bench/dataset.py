@@ -75,3 +75,21 @@ def generate_audit(conn, rows: int, domains: int, mailboxes: int) -> float:
                                 f"u{n % mailboxes + 1}@d{d}.example", f"d{d}.example"))
     conn.execute("ANALYZE portal_audit_log")
     return time.perf_counter() - started
+
+
+def generate_usage(conn, removals: int = 20_000) -> float:
+    """Give every mailbox a size limit and the usage Dovecot would report, disable one in 97, and queue
+    ``removals`` deleted mailboxes for purging; return the seconds it took.
+
+    One mailbox in 20 is over 80 % of its limit and one in 50 over 95 %: the
+    states the administration overview counts and its filtered lists show.
+    """
+    started = time.perf_counter()
+    conn.execute("UPDATE virtual_users SET quota_bytes = id * 1000 * (CASE WHEN id % 50 = 1 THEN 1.02"
+                 " WHEN id % 20 = 0 THEN 1.1 ELSE 4 END)::numeric, active = (id % 97 <> 0)")
+    conn.execute("INSERT INTO portal_quota_usage (email, bytes, messages) SELECT email, id * 1000, id % 100"
+                 " FROM virtual_users ON CONFLICT (email) DO NOTHING")
+    conn.execute("INSERT INTO portal_mailbox_removals (email, maildir, deleted_at, purge_after)"
+                 " SELECT 'gone' || n || '@d' || (n %% 100 + 1) || '.example', '', now(),"
+                 " now() + n * interval '1 minute' FROM generate_series(1, %s) n", (removals,))
+    return time.perf_counter() - started

@@ -101,4 +101,6 @@ def _value(value, key: str = "") -> str:
         return _("none")
     if isinstance(value, str) and value in SUMMARY_VALUES:
         return str(SUMMARY_VALUES[value])
+    if key == "purge_after" and isinstance(value, str):
+        return value[:10]  # stored as an ISO moment; the day is what the reader needs
     return str(value)

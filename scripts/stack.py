@@ -358,11 +358,11 @@ def grant_mail_reader(conn) -> None:
     cursor = conn.cursor(row_factory=tuple_row)
     if cursor.execute("SELECT to_regclass('portal_quota_usage') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_mailbox_quota TO {}").format(reader))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {}").format(reader))
     if cursor.execute("SELECT to_regclass('portal_alias_domains') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_alias_domains TO {}").format(reader))
     if cursor.execute("SELECT to_regclass('portal_send_as') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_send_as TO {}").format(reader))
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {}").format(reader))
 
 
 def grant_purger(conn) -> None:

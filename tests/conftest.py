@@ -49,7 +49,7 @@ def db(mail_stack, database_url):
         conn.execute(
             "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
             " portal_sessions, portal_login_throttle, portal_sign_in_slots, portal_quota_usage,"
-            " portal_mailbox_removals, portal_api_tokens"
+            " portal_mailbox_removals, portal_api_tokens, portal_usage_levels"
             " RESTART IDENTITY CASCADE"
         )
         for child in mail_stack.mail_root.iterdir():

@@ -47,6 +47,7 @@ GET_EXPECTED = {
     "admin.roles": (302, 403, 302, 403, 200),
     "admin.audit_log": (302, 403, 302, 200, 200),
     "admin.audit_csv": (302, 403, 302, 200, 200),
+    "admin.removals": (302, 403, 302, 200, 200),
     "helpdesk.index": (302, 403, 302, 200, 200),
     "helpdesk.mailbox": (302, 403, 302, 200, 200),
     "account.api_tokens": (302, 403, 302, 200, 200),
@@ -62,7 +63,7 @@ POST_ONLY = {
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
     "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
-    "account.revoke_api_token", "auth.set_colour_mode",
+    "account.revoke_api_token", "auth.set_colour_mode", "admin.bulk_mailboxes",
 }
 
 
@@ -150,6 +151,7 @@ MORE_EXPECTED = {
     "admin.roles": (403, 403),
     "admin.audit_log": (403, 200),
     "admin.audit_csv": (403, 200),
+    "admin.removals": (403, 200),
     "helpdesk.index": (200, 200),
     "helpdesk.mailbox": (200, 403),
     "account.api_tokens": (200, 200),
@@ -196,7 +198,7 @@ def test_no_admin_post_changes_anything_from_outside(app, clients, db, role):
         data = {"csrf_token": token, "local_part": "intruder", "generate": "y", "confirm": "m.example",
                 "destinations": "user@m.example", "name": "evil.example", "quota": "", "active": "",
                 "address": f"{role}@m.example", "role": "superadmin", "domain": "", "reason": "x",
-                "mailbox": f"{role}@m.example"}
+                "mailbox": [f"{role}@m.example", "user@m.example"], "action": "delete", "confirmed": "yes"}
         status = client.post(url, data=data).status_code
         assert status in (403, 404), f"{role} POST {url}: {status}"
     after = db.execute(STATE).fetchone()

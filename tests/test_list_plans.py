@@ -33,12 +33,14 @@ from psycopg.rows import dict_row
 
 from portal import migrate
 from portal.queries import listing
+from portal.queries import overview as overview_queries
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from dataset import EPOCH  # noqa: E402
 from dataset import created_at  # noqa: E402
 from dataset import generate  # noqa: E402
 from dataset import generate_audit  # noqa: E402
+from dataset import generate_usage  # noqa: E402
 
 SHAPES = {
     "spread": {"domains": 10_000, "mailboxes": 500_000, "aliases": 1_000_000, "big_share": 0.4},
@@ -75,13 +77,12 @@ def large(mail_stack, request):
 
 
 def _add_roles_and_usage(conn) -> None:
-    """A domain admin for every 10th domain, and quota usage for every mailbox, as Dovecot would report it."""
+    """A domain admin for every 10th domain; limits, usage (as Dovecot reports it) and states for the overview."""
     conn.execute("""
         INSERT INTO portal_roles (user_id, role, domain_id)
         SELECT min(u.id), 'domain_admin', u.domain_id FROM virtual_users u WHERE u.domain_id % 10 = 0 GROUP BY 3
     """)
-    conn.execute("INSERT INTO portal_quota_usage (email, bytes, messages) SELECT email, id * 1000, id % 100 "
-                 "FROM virtual_users")
+    generate_usage(conn)
 
 
 class Explaining:
@@ -105,6 +106,9 @@ class Explaining:
 
     def fetchall(self) -> list:
         return []
+
+    def fetchone(self) -> dict:
+        return {"n": 0}
 
 
 def nodes(plan: dict, hashed_names: set[str], inside_hashed_subplan: bool = False):
@@ -168,11 +172,17 @@ def every_list_query():
                 for scope in (None, [BIG_DOMAIN, SMALL_DOMAIN, 3]):
                     yield (f"domains {sort.name} {search} {after} {scope}",
                            lambda c, s=search, o=sort, a=after, sc=scope: listing.domains(c, sc, s, a, o))
+                for state in listing.DOMAIN_STATES:
+                    yield (f"domains {state} {sort.name} {search} {after}",
+                           lambda c, s=search, o=sort, a=after, st=state: listing.domains(c, None, s, a, o, state=st))
         for domain in (BIG_DOMAIN, SMALL_DOMAIN):
-            for sort in listing.MAILBOX_SORTS.values():
-                for after in (None, deep_cursor(sort)):
-                    yield (f"mailboxes d{domain} {sort.name} {search} {after}",
-                           lambda c, d=domain, s=search, o=sort, a=after: listing.mailboxes(c, d, s, a, o))
+            for state in listing.MAILBOX_STATES:
+                sorts = listing.USAGE_STATE_SORTS if state.startswith("over") else listing.MAILBOX_SORTS
+                for sort in sorts.values():
+                    for after in (None, deep_cursor(sort)):
+                        yield (f"mailboxes d{domain} {state} {sort.name} {search} {after}",
+                               lambda c, d=domain, s=search, o=sort, a=after, st=state:
+                               listing.mailboxes(c, d, s, a, o, state=st))
             for sort in listing.ALIAS_SORTS.values():
                 for after in (None, deep_cursor(sort)):
                     yield (f"aliases d{domain} {sort.name} {search} {after}",
@@ -184,6 +194,15 @@ def every_list_query():
                 for scope in (None, [BIG_DOMAIN], [SMALL_DOMAIN, 3]):
                     yield (f"helpdesk {sort.name} {search} {after} {scope}",
                            lambda c, s=search, o=sort, a=after, sc=scope: listing.support_mailboxes(c, sc, s, a, o))
+    for sort in listing.REMOVAL_SORTS.values():
+        for after in (None, deep_cursor(sort)):
+            for domains in (None, ["d1.example"], ["d2.example", "d3.example"]):
+                yield (f"removals {sort.name} {after} {domains}",
+                       lambda c, o=sort, a=after, ds=domains: listing.removals(c, ds, a, o))
+    for scope, names in ((None, None), ([BIG_DOMAIN], ["d1.example"]),
+                         ([SMALL_DOMAIN, 3], ["d2.example", "d3.example"])):
+        yield f"overview figures {scope}", lambda c, sc=scope: overview_queries.figures(c, sc)
+        yield f"overview removals {names}", lambda c, ns=names: overview_queries.pending_removals(c, ns)
     filters = [
         listing.AuditFilter(),
         listing.AuditFilter(actor="admin7@d8.example"),

@@ -106,7 +106,8 @@ def watched_state(db) -> dict:
 
 def reset_world(app, db, mail_stack) -> None:
     db.execute("TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
-               " portal_sessions, portal_mailbox_removals RESTART IDENTITY CASCADE")
+               " portal_sessions, portal_mailbox_removals, portal_quota_usage, portal_usage_levels"
+               " RESTART IDENTITY CASCADE")
     for address in [*USERS, ADMIN, HELPDESK, "gone@a.example", "root@hq.example"]:
         make_mailbox(db, address, "property test password 5")
     db.execute("UPDATE virtual_domains SET allow_personal_aliases = true")

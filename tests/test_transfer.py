@@ -40,7 +40,8 @@ def counts(db) -> tuple:
 
 
 def wipe(db) -> None:
-    db.execute("TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_audit_log RESTART IDENTITY CASCADE")
+    db.execute("TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_audit_log, portal_quota_usage,"
+               " portal_usage_levels RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture

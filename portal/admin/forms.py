@@ -30,7 +30,18 @@ from ..text import one_line
 SORT_LABELS = {
     "address": _l("address, A to Z"), "address-desc": _l("address, Z to A"), "mailboxes": _l("most mailboxes"),
     "name": _l("name, A to Z"), "name-desc": _l("name, Z to A"), "newest": _l("newest first"),
-    "oldest": _l("oldest first"), "role": _l("role"),
+    "oldest": _l("oldest first"), "role": _l("role"), "purge": _l("soonest purge first"),
+}
+
+# What each state a list can be narrowed to is called (portal/queries/listing.py).
+STATE_LABELS = {
+    "mailboxes": {"": _l("all mailboxes"), "disabled": _l("disabled mailboxes"),
+                  "over-80": _l("at least %(percent)s %% full", percent=80),
+                  "over-95": _l("at least %(percent)s %% full", percent=95)},
+    "domains": {"": _l("all domains"), "near-limits": _l("near their mailbox or alias limit"),
+                "disabled": _l("with disabled mailboxes"),
+                "over-80": _l("with mailboxes at least %(percent)s %% full", percent=80),
+                "over-95": _l("with mailboxes at least %(percent)s %% full", percent=95)},
 }
 
 
@@ -52,8 +63,9 @@ class SearchForm(FlaskForm):
         choices=[SelectChoice("prefix", _l("starts with")), SelectChoice("contains", _l("contains"))],
         default="prefix",
     )
-    # Choices are the list's own allow-list (portal/queries/listing.py), set by the view.
+    # Choices are the list's own allow-lists (portal/queries/listing.py), set by the view.
     sort = SelectField(_l("Sort by"), choices=[], validate_choice=True)
+    state = SelectField(_l("Show"), choices=[SelectChoice("", "")], validate_choice=True, default="")
 
     def validate_q(self, field):
         text = (field.data or "").strip()
@@ -123,6 +135,24 @@ class EditMailboxForm(FlaskForm):
     final = BooleanField(_l("The owner chose this password: mail clients may use it at once"),
                          description=_l("Otherwise it works only to sign in here once, where its owner must choose a"
                                         " new one; until then mail clients refuse it."))
+
+
+class BulkSelectForm(FlaskForm):
+    """What to do with the mailboxes selected in a list (their addresses come as repeated "mailbox" fields).
+
+    The list sends it to the review page; the review page sends it again with ``confirmed`` set."""
+
+    action = SelectField(
+        _l("With the selected mailboxes"),
+        choices=[SelectChoice("disable", _l("disable")), SelectChoice("enable", _l("enable")),
+                 SelectChoice("limit", _l("set the size limit")), SelectChoice("delete", _l("delete"))],
+        validate_choice=True,
+    )
+    quota = StringField(
+        _l("New size limit"), description=_l("Only to set the size limit. For example 2 GB; 0: the domain's default."),
+        validators=[Length(max=32, message=_l("Write a size such as 2 GB."))],
+    )
+    confirmed = HiddenField()
 
 
 class DeleteMailboxForm(FlaskForm):

@@ -40,18 +40,22 @@ from ..queries import aliases as alias_queries
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
+from ..queries import overview as overview_queries
 from ..queries import roles as role_queries
 from ..rules import addressing
 from ..rules import alias_domains as alias_domain_rules
 from ..rules import aliases as alias_rules
+from ..rules import bulk_mailboxes as bulk_rules
 from ..rules import domains as domain_rules
 from ..rules import mailboxes as mailbox_rules
 from ..rules import roles as role_rules
 from ..rules import send_as as send_as_rules
+from .forms import STATE_LABELS
 from .forms import AliasDomainForm
 from .forms import AliasDomainStateForm
 from .forms import AliasForm
 from .forms import AuditFilterForm
+from .forms import BulkSelectForm
 from .forms import DeleteDomainForm
 from .forms import DeleteMailboxForm
 from .forms import DomainForm
@@ -82,31 +86,62 @@ def _domain_or_404(name: str) -> dict:
 @bp.get("/")
 @admin_required
 def index():
-    """The admin's roles and the first domains of their scope."""
-    page = listing.domains(get_db(), _scope(), listing.Search(), None, limit=10)
+    """The overview of the admin's scope: counts, what needs attention, the last changes, the first domains."""
+    conn = get_db()
+    scope = _scope()
+    page = listing.domains(conn, scope, listing.Search(), None, limit=10)
+    removals, removal_count = overview_queries.pending_removals(conn, _scope_names(scope))
+    changes = listing.audit_entries(conn, _audit_scope(), listing.AuditFilter(), limit=5).rows
+    # One domain in scope: each figure links straight to that domain's filtered mailbox list.
+    only = page.rows[0] if len(page.rows) == 1 and page.next_after is None else None
     return render_template("admin/index.html", domains=page.rows, more=page.next_after is not None,
-                           roles=current_user.roles)
+                           roles=current_user.roles, figures=overview_queries.figures(conn, scope), only=only,
+                           removals=removals, removal_count=removal_count,
+                           removals_counted=overview_queries.REMOVALS_COUNTED, changes=changes)
+
+
+def _scope_names(scope: list[int] | None) -> list[str] | None:
+    """The names of the domains in ``scope`` (None: all)."""
+    if scope is None:
+        return None
+    return [r["domain"] for r in current_user.roles if r["role"] == "domain_admin" and r["domain_id"] in scope]
 
 
 @bp.get("/domains")
 @admin_required
 def domains():
-    """All domains in scope, searchable, a page at a time."""
-    def fetch(search, after, sort):
-        page = listing.domains(get_db(), _scope(), search, after, sort)
+    """All domains in scope, searchable, a page at a time, narrowed to a state (near limits, nearly full...)."""
+    def fetch(search, after, sort, state):
+        page = listing.domains(get_db(), _scope(), search, after, sort, state=state)
         linked = alias_domain_queries.of_domains(get_db(), [d["id"] for d in page.rows])
         return listing.Page([{**d, "alias_domains": linked.get(d["id"], [])} for d in page.rows], page.next_after)
 
-    return render_list("admin/domains.html", fetch, listing.DOMAIN_SORTS)
+    return render_list("admin/domains.html", fetch, listing.DOMAIN_SORTS, states=STATE_LABELS["domains"])
 
 
 @bp.get("/domains/<name>/mailboxes")
 @admin_required
 def mailboxes(name: str):
-    """The mailboxes of a domain with their limit and usage, a page at a time."""
+    """The mailboxes of a domain with their limit and usage, a page at a time, narrowed to a state."""
     domain = _domain_or_404(name)
-    return render_list("admin/mailboxes.html", lambda s, a, o: listing.mailboxes(get_db(), domain["id"], s, a, o),
-                        listing.MAILBOX_SORTS, domain=domain)
+    return render_list(
+        "admin/mailboxes.html",
+        lambda s, a, o, state: listing.mailboxes(get_db(), domain["id"], s, a, o, state=state),
+        listing.MAILBOX_SORTS, states=STATE_LABELS["mailboxes"],
+        state_sorts={"over-80": listing.USAGE_STATE_SORTS, "over-95": listing.USAGE_STATE_SORTS},
+        domain=domain, bulk_form=BulkSelectForm(),
+    )
+
+
+@bp.get("/removals")
+@admin_required
+def removals():
+    """Deleted mailboxes of the admin's scope whose mail is kept until its purge, soonest first."""
+    try:
+        page = listing.removals(get_db(), _scope_names(_scope()), request.args.get("after"))
+    except listing.InvalidCursor:
+        abort(400)
+    return render_template("admin/removals.html", page=page)
 
 
 @bp.get("/domains/<name>/aliases")
@@ -116,7 +151,6 @@ def aliases(name: str):
     domain = _domain_or_404(name)
     return render_list("admin/aliases.html", lambda s, a, o: listing.aliases(get_db(), domain["id"], s, a, o),
                         listing.ALIAS_SORTS, domain=domain)
-
 
 
 @bp.route("/domains/<name>/mailboxes/new", methods=["GET", "POST"])
@@ -230,6 +264,43 @@ def _refuse_unless_manageable(mailbox: dict) -> None:
     if access.refusal_to_manage_mailbox(actor, access.powers_of(conn, actor), mailbox,
                                         role_queries.roles_of(conn, mailbox["id"])):
         abort(403)
+
+
+@bp.post("/domains/<name>/bulk")
+@admin_required
+def bulk_mailboxes(name: str):
+    """Review, then apply, one change to the mailboxes selected in the list: all of them or none."""
+    domain = _domain_or_404(name)
+    form = BulkSelectForm()
+    addresses = [a.strip().lower() for a in request.form.getlist("mailbox") if a.strip()]
+    page = {"domain": domain, "form": form, "addresses": addresses, "outcomes": [],
+            "grace_days": int(current_app.config["MAILBOX_PURGE_GRACE_DAYS"])}
+    if not form.validate_on_submit():
+        return render_template("admin/bulk_mailboxes.html", **page), 400
+    try:
+        change = bulk_rules.BulkChange(form.action.data,
+                                       quota.parse_size(form.quota.data) if form.action.data == "limit" else 0)
+    except quota.InvalidSize as exc:
+        form.quota.errors = list(form.quota.errors) + [str(exc)]
+        return render_template("admin/bulk_mailboxes.html", **page), 400
+    arguments = {"domain_id": domain["id"], "addresses": addresses, "change": change,
+                 "mail_root": current_app.config["MAIL_ROOT"], "grace_days": page["grace_days"],
+                 "delimiter": current_app.config["RECIPIENT_DELIMITER"]}
+    try:
+        if form.confirmed.data != "yes":
+            page["outcomes"] = bulk_rules.change_mailboxes(get_db(), _actor(), dry_run=True, **arguments)
+            return render_template("admin/bulk_mailboxes.html", **page)
+        outcomes = bulk_rules.change_mailboxes(get_db(), _actor(), **arguments)
+    except bulk_rules.BulkRefused as exc:
+        form.form_errors.append(str(exc))
+        page["outcomes"] = exc.outcomes
+        return render_template("admin/bulk_mailboxes.html", **page), 409
+    except mailbox_rules.MailboxRuleError as exc:
+        form.form_errors.append(str(exc))
+        return render_template("admin/bulk_mailboxes.html", **page), 400
+    changed = sum(1 for o in outcomes if o.changes)
+    flash(_("Changed mailboxes: %(count)s.", count=changed), "success")
+    return redirect(url_for("admin.mailboxes", name=domain["name"]))
 
 
 @bp.route("/domains/<name>/mailboxes/<address>/delete", methods=["GET", "POST"])

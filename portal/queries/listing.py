@@ -171,9 +171,9 @@ class Page:
     next_after: str | None
 
 
-def _page(conn, query: str, params: dict, sort: Sort, after: str | None, limit: int) -> Page:
+def _page(conn, query: str, params: dict, sort: Sort, after: str | None, limit: int, **parts: sql.Composable) -> Page:
     condition, after_params = sort.after(sort.parse_cursor(after))
-    statement = sql.SQL(query).format(after=condition, order=sort.order_by())
+    statement = sql.SQL(query).format(after=condition, order=sort.order_by(), **parts)
     return _fetch_page(conn, statement, {**params, **after_params}, sort, limit)
 
 
@@ -272,29 +272,73 @@ def _matches_first(conn):
         yield
 
 
+# The states a domain list can be narrowed to, each a condition on the domain's own
+# counters (kept by triggers; at most some 10k domain rows to read).
+DOMAIN_STATES = {
+    "": "true",
+    "near-limits": "((d.max_mailboxes > 0 AND d.mailbox_count * 100 >= d.max_mailboxes * %(near)s)"
+                   " OR (d.max_aliases > 0 AND d.alias_count * 100 >= d.max_aliases * %(near)s))",
+    "disabled": "d.disabled_count > 0",
+    "over-80": "coalesce(l.over_80, 0) > 0",
+    "over-95": "coalesce(l.over_95, 0) > 0",
+}
+NEAR_LIMIT_PERCENT = 90  # a domain is near its limit from this share of it on
+
+
 def domains(conn, scope: list[int] | None, search: Search, after: str | None = None,
-            sort: Sort = DOMAIN_SORTS["name"], limit: int = PAGE_SIZE) -> Page:
-    """Domains (``scope``: the ids allowed; None: all), with their mailbox and alias counts."""
+            sort: Sort = DOMAIN_SORTS["name"], limit: int = PAGE_SIZE, state: str = "") -> Page:
+    """Domains (``scope``: the ids allowed; None: all) in ``state`` (a key of DOMAIN_STATES), with their
+    mailbox, alias and disabled counts and their mailboxes over 80 % and 95 % of their limit."""
     return _page(conn, """
         SELECT d.id, d.name, d.active, d.max_mailboxes, d.max_aliases, d.created_at,
-               d.mailbox_count AS mailboxes, d.alias_count AS aliases
+               d.mailbox_count AS mailboxes, d.alias_count AS aliases, d.disabled_count AS disabled,
+               coalesce(l.over_80, 0) AS over_80, coalesce(l.over_95, 0) AS over_95
           FROM virtual_domains d
+          LEFT JOIN portal_usage_levels l ON l.domain_id = d.id
          WHERE (%(scope)s::int[] IS NULL OR d.id = ANY(%(scope)s::int[]))
            AND (%(prefix)s::text IS NULL OR d.name COLLATE "C" LIKE %(prefix)s)
            AND (%(contains)s::text IS NULL OR d.name LIKE %(contains)s)
+           AND {state}
            AND {after}
          ORDER BY {order}
          LIMIT %(limit)s
-        """, {"scope": scope, **search.params()}, sort, after, limit)
+        """, {"scope": scope, "near": NEAR_LIMIT_PERCENT, **search.params()}, sort, after, limit,
+        state=sql.SQL(DOMAIN_STATES[state]))
 
 
 _MAILBOX_ROWS = _Rows("u.id, u.email, u.display_name, u.active, u.quota_bytes, u.created_at",
                       "virtual_users u", "u", "u.domain_id = %(domain)s::int", "u.email")
+# Each state walks its own partial index in address order (migration 0021): a page
+# of the few disabled or nearly full mailboxes never reads the others.
+_DISABLED_ROWS = _Rows(_MAILBOX_ROWS.columns, "virtual_users u", "u", "u.domain_id = %(domain)s::int AND NOT u.active",
+                       "u.email")
+_USAGE_ROWS = {
+    # The usage rows are the list's rows here, under the alias the sort orders name.
+    level: _Rows("u.email, u.bytes, u.messages", "portal_quota_usage u", "u",
+                 f"u.domain_id = %(domain)s::int AND u.level >= {level}", "u.email")
+    for level in (80, 95)
+}
+MAILBOX_STATES = ("", "disabled", "over-80", "over-95")
+# The usage states are in address order only: their index holds nothing else.
+USAGE_STATE_SORTS = {name: MAILBOX_SORTS[name] for name in ("address", "address-desc")}
 
 
 def mailboxes(conn, domain_id: int, search: Search, after: str | None = None,
-              sort: Sort = MAILBOX_SORTS["address"], limit: int = PAGE_SIZE) -> Page:
-    """Mailboxes of a domain, with their limit and usage."""
+              sort: Sort = MAILBOX_SORTS["address"], limit: int = PAGE_SIZE, state: str = "") -> Page:
+    """Mailboxes of a domain in ``state`` (one of MAILBOX_STATES; "": all), with their limit and usage."""
+    if state in ("over-80", "over-95"):
+        if sort.name not in USAGE_STATE_SORTS:
+            raise ValueError(sort.name)
+        return _search_page(conn, """
+            SELECT v.id, v.email, v.display_name, v.active, v.quota_bytes, v.created_at, m.limit_bytes,
+                   u.bytes AS used_bytes, u.messages
+              FROM ({rows}) u
+             CROSS JOIN LATERAL (SELECT v.id, v.email, v.display_name, v.active, v.quota_bytes, v.created_at
+                                   FROM virtual_users v WHERE v.email = u.email LIMIT 1) v
+             CROSS JOIN LATERAL (SELECT m.limit_bytes FROM portal_mailbox_quota m WHERE m.mailbox_id = v.id
+                                  LIMIT 1) m
+             ORDER BY {order}
+            """, _USAGE_ROWS[int(state[-2:])], {"domain": domain_id}, search, sort, after, limit)
     return _search_page(conn, """
         SELECT u.id, u.email, u.display_name, u.active, u.quota_bytes, u.created_at, m.limit_bytes,
                coalesce(q.bytes, 0) AS used_bytes, coalesce(q.messages, 0) AS messages
@@ -303,7 +347,8 @@ def mailboxes(conn, domain_id: int, search: Search, after: str | None = None,
           LEFT JOIN LATERAL (SELECT q.bytes, q.messages FROM portal_quota_usage q WHERE q.email = u.email LIMIT 1) q
                  ON true
          ORDER BY {order}
-        """, _MAILBOX_ROWS, {"domain": domain_id}, search, sort, after, limit)
+        """, _DISABLED_ROWS if state == "disabled" else _MAILBOX_ROWS, {"domain": domain_id}, search, sort, after,
+        limit)
 
 
 # One list row per alias address: its destinations are gathered for the page's addresses only.
@@ -341,6 +386,28 @@ def roles(conn, search: Search, after: str | None = None,
          ORDER BY {order}
          LIMIT %(limit)s
         """, {**search.params()}, sort, after, limit)
+
+
+REMOVAL_SORTS = _sorts(
+    Sort("purge", "soonest purge first", ("r.purge_after", "r.id"), ("purge_after", "id"), ("time", "int")),
+)
+
+
+def removals(conn, domains: list[str] | None, after: str | None = None, sort: Sort = REMOVAL_SORTS["purge"],
+             limit: int = PAGE_SIZE) -> Page:
+    """Deleted mailboxes of ``domains`` (None: all) whose mail waits for its purge, soonest first.
+
+    No search: the queue is walked in its own index's order (an address is found by creating it again,
+    which names its purge date)."""
+    return _page(conn, """
+        SELECT r.id, r.email, r.deleted_at, r.purge_after
+          FROM portal_mailbox_removals r
+         WHERE r.purged_at IS NULL
+           AND (%(domains)s::text[] IS NULL OR split_part(r.email, '@', 2) = ANY(%(domains)s::text[]))
+           AND {after}
+         ORDER BY {order}
+         LIMIT %(limit)s
+        """, {"domains": domains}, sort, after, limit)
 
 
 SUPPORT_SORTS = _sorts(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from psycopg import sql
+
 
 def get_mailbox(conn, email: str) -> dict | None:
     """Return the mailbox with this canonical address and its domain's state, or None."""
@@ -42,19 +44,26 @@ def set_password(conn, user_id: int, password_hash: str, must_change: bool = Fal
     )
 
 
-def lock_mailbox(conn, mailbox_id: int) -> dict | None:
-    """The mailbox row as get_mailbox gives it, locked for update until the transaction ends (None: gone)."""
-    return conn.execute(
-        """
+_LOCKED_COLUMNS = sql.SQL("""
         SELECT u.id, u.email, u.display_name, u.active, u.quota_bytes, u.domain_id, u.password_must_change,
                u.password_changed_at, u.disabled_reason, u.created_at, u.updated_at,
                d.name AS domain, d.active AS domain_active
           FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
-         WHERE u.id = %s
-           FOR UPDATE OF u
-        """,
-        (mailbox_id,),
-    ).fetchone()
+""")
+
+
+def lock_mailbox(conn, mailbox_id: int) -> dict | None:
+    """The mailbox row as get_mailbox gives it, locked for update until the transaction ends (None: gone)."""
+    statement = sql.SQL("{} WHERE u.id = %s FOR UPDATE OF u").format(_LOCKED_COLUMNS)
+    return conn.execute(statement, (mailbox_id,)).fetchone()
+
+
+def lock_in_domain(conn, domain_id: int, emails: list[str]) -> list[dict]:
+    """The mailboxes of a domain at ``emails``, as lock_mailbox gives them, locked in id order (the order every
+    transaction locking several takes, so two never wait for each other)."""
+    statement = sql.SQL("{} WHERE u.domain_id = %s AND u.email = ANY(%s) ORDER BY u.id FOR UPDATE OF u").format(
+        _LOCKED_COLUMNS)
+    return conn.execute(statement, (domain_id, emails)).fetchall()
 
 
 def create(conn, domain_id: int, email: str, password_hash: str, quota_bytes: int, display_name: str,

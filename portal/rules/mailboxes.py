@@ -150,60 +150,74 @@ def update_mailbox(
     A new password or a disabled mailbox ends the mailbox's portal sessions.
     Returns what changed (for the audit row and the page), never the password.
     """
-    changes: dict = {}
     if display_name is not None:
         _check_name(display_name)
     with conn.transaction():
-        if not active:
-            roles.lock_roles(conn)  # disabling may take a superadmin's sign-in: before the row lock
-        current, powers = _lock_for_admin(conn, actor, mailbox)
-        if expected_version and version_of(current) != expected_version:
-            raise MailboxConflict(_("Someone else changed %(address)s after you opened this page. It is shown as it"
-                                    " is now: make your change again if it is still needed.",
-                                    address=current["email"]))
-        refusal = access.refusal_to_change_own_mailbox(actor, current, password=password_hash is not None,
-                                                       active=active)
-        if refusal:
-            raise MailboxRefused(refusal)
-        domain = domain_queries.get_domain(conn, current["domain_id"])
-        problem = quota.limit_problem(quota_bytes, domain)
+        changes = change_locked_mailbox(conn, actor, mailbox=mailbox, quota_bytes=quota_bytes, active=active,
+                                        password_hash=password_hash, display_name=display_name,
+                                        must_change=must_change, expected_version=expected_version,
+                                        delimiter=delimiter)
+    if changes and (password_hash is not None or not active):
+        # Committed: now a mail client still connected with the old password, or to the disabled mailbox, goes.
+        doveadm.end_mail_sessions(mailbox["email"])
+    return changes
+
+
+def change_locked_mailbox(
+    conn, actor: Actor, *, mailbox: dict, quota_bytes: int, active: bool, password_hash: str | None,
+    display_name: str | None = None, must_change: bool = False, expected_version: str | None = None,
+    delimiter: str = "+",
+) -> dict:
+    """The body of update_mailbox, inside the caller's transaction; ending the mail sessions is the caller's,
+    after the commit. Returns what changed ({}: nothing)."""
+    changes: dict = {}
+    if not active:
+        roles.lock_roles(conn)  # disabling may take a superadmin's sign-in: before the row lock
+    current, powers = _lock_for_admin(conn, actor, mailbox)
+    if expected_version and version_of(current) != expected_version:
+        raise MailboxConflict(_("Someone else changed %(address)s after you opened this page. It is shown as it"
+                                " is now: make your change again if it is still needed.",
+                                address=current["email"]))
+    refusal = access.refusal_to_change_own_mailbox(actor, current, password=password_hash is not None,
+                                                   active=active)
+    if refusal:
+        raise MailboxRefused(refusal)
+    domain = domain_queries.get_domain(conn, current["domain_id"])
+    problem = quota.limit_problem(quota_bytes, domain)
+    if problem:
+        raise MailboxRuleError(problem)
+    if quota_bytes != current["quota_bytes"]:
+        changes["quota_bytes"] = {"before": current["quota_bytes"], "after": quota_bytes}
+    if active != current["active"]:
+        changes["active"] = {"before": current["active"], "after": active}
+    if display_name is None:
+        display_name = current["display_name"]
+    if display_name != current["display_name"]:
+        changes["display_name"] = {"before": current["display_name"], "after": display_name}
+    if password_hash is not None:
+        changes["password_changed"] = True
+        if must_change:
+            changes["must_change"] = True
+    if not changes:
+        return changes
+    if not active:
+        _keep_a_superadmin(conn, current)
+    elif not current["active"]:
+        problem = addressing.enabling_problem(conn, [current["email"]], delimiter)
         if problem:
             raise MailboxRuleError(problem)
-        if quota_bytes != current["quota_bytes"]:
-            changes["quota_bytes"] = {"before": current["quota_bytes"], "after": quota_bytes}
-        if active != current["active"]:
-            changes["active"] = {"before": current["active"], "after": active}
-        if display_name is None:
-            display_name = current["display_name"]
-        if display_name != current["display_name"]:
-            changes["display_name"] = {"before": current["display_name"], "after": display_name}
-        if password_hash is not None:
-            changes["password_changed"] = True
-            if must_change:
-                changes["must_change"] = True
-        if not changes:
-            return changes
-        if not active:
-            _keep_a_superadmin(conn, current)
-        elif not current["active"]:
-            problem = addressing.enabling_problem(conn, [current["email"]], delimiter)
-            if problem:
-                raise MailboxRuleError(problem)
-        mailbox_queries.update_settings(conn, current["id"], quota_bytes, active, display_name)
-        if password_hash is not None:
-            mailbox_queries.set_password(conn, current["id"], password_hash, must_change)
-        if password_hash is not None or not active:
-            changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
-        if password_hash is not None:
-            # A password set by an administrator: tokens made with the old one go with it.
-            revoked = token_queries.revoke_all_of(conn, current["id"])
-            if revoked:
-                changes["api_tokens_revoked"] = revoked
-        audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
-                     target=current["email"], domain=domain["name"], summary=changes)
+    mailbox_queries.update_settings(conn, current["id"], quota_bytes, active, display_name)
+    if password_hash is not None:
+        mailbox_queries.set_password(conn, current["id"], password_hash, must_change)
     if password_hash is not None or not active:
-        # Committed: now a mail client still connected with the old password, or to the disabled mailbox, goes.
-        doveadm.end_mail_sessions(current["email"])
+        changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
+    if password_hash is not None:
+        # A password set by an administrator: tokens made with the old one go with it.
+        revoked = token_queries.revoke_all_of(conn, current["id"])
+        if revoked:
+            changes["api_tokens_revoked"] = revoked
+    audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
+                 target=current["email"], domain=domain["name"], summary=changes)
     return changes
 
 
@@ -249,28 +263,35 @@ def delete_mailbox(conn, actor: Actor, *, mailbox: dict, mail_root: str, grace_d
     with conn.transaction():
         alias_queries.lock_alias_graph(conn)
         roles.lock_roles(conn)
-        current, powers = _lock_for_admin(conn, actor, mailbox)
-        if current["email"] == actor.address:
-            raise MailboxRefused(_("You cannot delete the mailbox you are signed in with."))
-        _keep_a_superadmin(conn, current)
-        email, domain = current["email"], current["domain"]
-        removed = alias_queries.delete_rows_delivering_to(conn, email)
-        # Its address on each alias domain of its domain is its too: rows delivering there would reach
-        # the next owner of the address.
-        for alias_domain in alias_domain_queries.names_for(conn, domain):
-            removed += alias_queries.delete_rows_delivering_to(conn, f"{email.partition('@')[0]}@{alias_domain}")
-        orphaned = sorted({r["source"] for r in removed if r["orphaned"] and r["domain"] == domain})
-        queued = mailbox_queries.queue_removals(conn, [email], [_maildir_or_none(mail_root, email)], grace_days)
-        # Its own forwarding rows, personal aliases, roles and sessions go with it.
-        alias_queries.delete_source(conn, email)
-        mailbox_queries.delete(conn, current["id"])
-        audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.delete",
-                     target=email, domain=domain,
-                     summary={"aliases_left_without_destination": orphaned,
-                              "purge_after": queued["purge_after"].isoformat()})
-        _record_effects_elsewhere(conn, actor, powers, removed, email, domain)
-    doveadm.end_mail_sessions(email)
-    return {"removed_aliases": orphaned, "purge_after": queued["purge_after"]}
+        result = delete_locked_mailbox(conn, actor, mailbox=mailbox, mail_root=mail_root, grace_days=grace_days)
+    doveadm.end_mail_sessions(result["email"])
+    return {"removed_aliases": result["removed_aliases"], "purge_after": result["purge_after"]}
+
+
+def delete_locked_mailbox(conn, actor: Actor, *, mailbox: dict, mail_root: str, grace_days: int) -> dict:
+    """The body of delete_mailbox, inside the caller's transaction, which holds the alias and role locks already;
+    ending the mail sessions is the caller's, after the commit. Returns delete_mailbox's answer and the address."""
+    current, powers = _lock_for_admin(conn, actor, mailbox)
+    if current["email"] == actor.address:
+        raise MailboxRefused(_("You cannot delete the mailbox you are signed in with."))
+    _keep_a_superadmin(conn, current)
+    email, domain = current["email"], current["domain"]
+    removed = alias_queries.delete_rows_delivering_to(conn, email)
+    # Its address on each alias domain of its domain is its too: rows delivering there would reach
+    # the next owner of the address.
+    for alias_domain in alias_domain_queries.names_for(conn, domain):
+        removed += alias_queries.delete_rows_delivering_to(conn, f"{email.partition('@')[0]}@{alias_domain}")
+    orphaned = sorted({r["source"] for r in removed if r["orphaned"] and r["domain"] == domain})
+    queued = mailbox_queries.queue_removals(conn, [email], [_maildir_or_none(mail_root, email)], grace_days)
+    # Its own forwarding rows, personal aliases, roles and sessions go with it.
+    alias_queries.delete_source(conn, email)
+    mailbox_queries.delete(conn, current["id"])
+    audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.delete",
+                 target=email, domain=domain,
+                 summary={"aliases_left_without_destination": orphaned,
+                          "purge_after": queued["purge_after"].isoformat()})
+    _record_effects_elsewhere(conn, actor, powers, removed, email, domain)
+    return {"email": email, "removed_aliases": orphaned, "purge_after": queued["purge_after"]}
 
 
 def purge(conn, actor: Actor, *, mail_root: str, address: str | None = None) -> list[dict]:
