@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 
+import psycopg
 import pytest
 from imapclient.exceptions import LoginError
 
@@ -195,3 +196,33 @@ def test_two_bulk_changes_at_once_do_not_deadlock(app, world, db):
     for thread in threads:
         thread.join(30)
     assert errors == []
+
+
+def test_a_failure_at_the_last_mailbox_leaves_every_mailbox_as_it_was(app, world, db):
+    """The database fails on the last mailbox's audit row: the ones before it are not deleted either."""
+    root_id = db.execute("SELECT id FROM virtual_users WHERE email = 'root@hq.example'").fetchone()["id"]
+    domain_id = db.execute("SELECT id FROM virtual_domains WHERE name = 'a.example'").fetchone()["id"]
+    db.execute("""
+        CREATE FUNCTION test_fail_last_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.action = 'mailbox.delete' AND NEW.target = 'cat@a.example' THEN
+                RAISE EXCEPTION 'disk full (test)';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_fail_last_delete BEFORE INSERT ON portal_audit_log
+            FOR EACH ROW EXECUTE FUNCTION test_fail_last_delete();
+    """)
+    try:
+        before = state(db)
+        with app.app_context(), pytest.raises(psycopg.errors.RaiseException):
+            from portal.db import get_db
+
+            bulk_rules.change_mailboxes(get_db(), Actor("root@hq.example", "192.0.2.9", root_id),
+                                        domain_id=domain_id, addresses=MAILBOXES,
+                                        change=bulk_rules.BulkChange("delete"), mail_root=app.config["MAIL_ROOT"],
+                                        grace_days=30)
+        assert state(db) == before
+    finally:
+        db.execute("DROP TRIGGER IF EXISTS test_fail_last_delete ON portal_audit_log;"
+                   " DROP FUNCTION IF EXISTS test_fail_last_delete()")
