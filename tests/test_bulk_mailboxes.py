@@ -226,3 +226,9 @@ def test_a_failure_at_the_last_mailbox_leaves_every_mailbox_as_it_was(app, world
     finally:
         db.execute("DROP TRIGGER IF EXISTS test_fail_last_delete ON portal_audit_log;"
                    " DROP FUNCTION IF EXISTS test_fail_last_delete()")
+
+
+def test_switching_language_on_the_review_page_comes_back_to_the_list(world):
+    """The switch sends the reader back to the page's address by GET: for the review, that is the list."""
+    response = world["ada"].get(BULK)
+    assert response.status_code == 302 and response.headers["Location"] == LIST

@@ -266,11 +266,14 @@ def _refuse_unless_manageable(mailbox: dict) -> None:
         abort(403)
 
 
-@bp.post("/domains/<name>/bulk")
+@bp.route("/domains/<name>/bulk", methods=["GET", "POST"])
 @admin_required
 def bulk_mailboxes(name: str):
     """Review, then apply, one change to the mailboxes selected in the list: all of them or none."""
     domain = _domain_or_404(name)
+    if request.method == "GET":
+        # The review answers a POST; switching language or colour there comes back here: to the list.
+        return redirect(url_for("admin.mailboxes", name=domain["name"]))
     form = BulkSelectForm()
     addresses = [a.strip().lower() for a in request.form.getlist("mailbox") if a.strip()]
     page = {"domain": domain, "form": form, "addresses": addresses, "outcomes": [],
