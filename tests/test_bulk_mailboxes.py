@@ -232,3 +232,13 @@ def test_switching_language_on_the_review_page_comes_back_to_the_list(world):
     """The switch sends the reader back to the page's address by GET: for the review, that is the list."""
     response = world["ada"].get(BULK)
     assert response.status_code == 302 and response.headers["Location"] == LIST
+
+
+def test_a_limit_set_before_the_ceiling_was_lowered_does_not_block_disabling(world, db):
+    db.execute("UPDATE virtual_users SET quota_bytes = %s WHERE email = 'ann@a.example'", (500 * MB,))
+    db.execute("UPDATE virtual_domains SET max_quota_bytes = %s WHERE name = 'a.example'", (100 * MB,))
+    assert post(world["ada"], ["ann@a.example", "ben@a.example"], "disable", confirmed=True).status_code == 302
+    assert db.execute("SELECT active FROM virtual_users WHERE email = 'ann@a.example'").fetchone()["active"] is False
+    # A new limit above the ceiling is still refused, for a disabled mailbox too.
+    response = post(world["ada"], ["ann@a.example"], "limit", "200 MB", confirmed=True)
+    assert response.status_code == 409 and "The most this domain allows" in response.get_data(as_text=True)

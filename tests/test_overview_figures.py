@@ -135,3 +135,27 @@ def test_the_mail_reader_role_writes_usage_without_a_grant_on_the_counters(db, m
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("UPDATE portal_usage_levels SET over_80 = 0")
     assert kept_figures(db)["two.example"] == (2, 0, 1, 1)
+
+
+def test_a_temporary_view_of_the_writer_cannot_stand_in_for_the_limits(db, mail_stack):
+    """The level is computed with the portal's rights: its search_path puts the writer's temporary schema last,
+    so a temporary portal_mailbox_quota of Dovecot's login is never read in its place."""
+    import psycopg
+    import stack
+
+    reset(db)
+    with psycopg.connect(stack.database_url(mail_stack.db_name, user=stack.DB_MAIL_READER), autocommit=True) as reader:
+        reader.execute("CREATE TEMP VIEW portal_mailbox_quota AS"
+                       " SELECT 1 AS mailbox_id, 'b1@two.example'::text AS email, 1::bigint AS limit_bytes,"
+                       " 1 AS domain_id")
+        reader.execute("INSERT INTO portal_quota_usage (email, bytes, messages) VALUES ('b1@two.example', %s, 1)",
+                       (10 * MB,))
+    row = db.execute("SELECT level FROM portal_quota_usage WHERE email = 'b1@two.example'").fetchone()
+    assert row["level"] == 0  # 10 MB of the real 100 MB limit
+
+
+def test_a_limit_near_the_largest_number_does_not_fail_the_usage_write(db):
+    reset(db)
+    db.execute("UPDATE virtual_users SET quota_bytes = %s WHERE email = 'a1@one.example'", (2**63 - 1,))
+    quota_queries.store_usage(db, "a1@one.example", 2**62, 1)
+    assert db.execute("SELECT level FROM portal_quota_usage WHERE email = 'a1@one.example'").fetchone()["level"] == 0

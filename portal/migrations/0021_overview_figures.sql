@@ -1,3 +1,7 @@
+-- Upgrading: this migration rewrites every usage row in one transaction and holds
+-- virtual_domains meanwhile, so Postfix and Dovecot lookups wait for it (seconds at
+-- 500k mailboxes; mail is deferred, not lost). Run it in a quiet moment.
+--
 -- The administration overview's figures, kept up to date as rows change, so that
 -- reading them costs the same at 500k mailboxes as at 50 (one row per domain in
 -- scope, never a scan of the mailboxes): disabled mailboxes per domain, and the
@@ -73,9 +77,11 @@ CREATE TABLE portal_usage_levels (
 );
 
 -- SECURITY DEFINER: they run with the portal's rights whoever writes the row
--- (Dovecot's role, the purge's), so no role needs a grant on the counters.
+-- (Dovecot's role, the purge's), so no role needs a grant on the counters. Their
+-- search_path is fixed, with pg_temp last: a temporary table or view of the
+-- writer's session must never stand in for one of ours.
 CREATE FUNCTION portal_usage_level() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT AS $$
+SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     mailbox record;
 BEGIN
@@ -83,8 +89,9 @@ BEGIN
     NEW.domain_id := mailbox.domain_id;
     NEW.level := CASE
         WHEN coalesce(mailbox.limit_bytes, 0) <= 0 THEN 0
-        WHEN NEW.bytes * 100 >= mailbox.limit_bytes * 95 THEN 95
-        WHEN NEW.bytes * 100 >= mailbox.limit_bytes * 80 THEN 80
+        -- numeric: a limit set by hand near the bigint ceiling must not overflow and fail Dovecot's write
+        WHEN NEW.bytes::numeric * 100 >= mailbox.limit_bytes::numeric * 95 THEN 95
+        WHEN NEW.bytes::numeric * 100 >= mailbox.limit_bytes::numeric * 80 THEN 80
         ELSE 0
     END;
     RETURN NEW;
@@ -92,7 +99,7 @@ END
 $$;
 
 CREATE FUNCTION portal_count_usage_levels() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT AS $$
+SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     -- Only rows that change level or domain change a counter: the usual write (a few
     -- more bytes, same level) sums to nothing and writes nothing. A statement
@@ -141,7 +148,7 @@ CREATE TRIGGER portal_quota_usage_count_delete AFTER DELETE ON portal_quota_usag
 
 -- Touch the usage rows whose mailbox was added, removed, or given another limit, address or domain.
 CREATE FUNCTION portal_touch_usage() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT AS $$
+SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     IF TG_TABLE_NAME = 'virtual_domains' THEN
         UPDATE portal_quota_usage q SET bytes = q.bytes

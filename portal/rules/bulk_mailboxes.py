@@ -76,7 +76,9 @@ def change_mailboxes(conn, actor: Actor, *, domain_id: int, addresses: list[str]
         # The locks in the order every single-mailbox rule takes them, so none of them deadlocks with this.
         if change.action == "delete":
             alias_queries.lock_alias_graph(conn)
-        if change.action in ("disable", "delete"):
+        if change.action != "enable":
+            # Before any row: a disabled mailbox's new limit takes it too (change_locked_mailbox), and a
+            # rule that takes it after row locks could wait for a single change that waits for this one.
             roles.lock_roles(conn)
         for row in mailbox_queries.lock_in_domain(conn, domain_id, wanted):  # in id order
             outcomes[row["email"]] = _change_one(conn, actor, row, change, mail_root, grace_days, delimiter)
@@ -91,10 +93,9 @@ def change_mailboxes(conn, actor: Actor, *, domain_id: int, addresses: list[str]
     if refused and not dry_run:
         raise BulkRefused(result)
     if not dry_run and change.action in ("disable", "delete"):
-        # Committed: now the mail clients of disabled or deleted mailboxes are disconnected.
-        for outcome in result:
-            if outcome.changes:
-                doveadm.end_mail_sessions(outcome.email)
+        # Committed: now the mail clients of disabled or deleted mailboxes are disconnected, in one call
+        # (one timeout at most while Dovecot does not answer).
+        doveadm.end_mail_sessions(*[o.email for o in result if o.changes])
     return result
 
 

@@ -183,7 +183,9 @@ def change_locked_mailbox(
     if refusal:
         raise MailboxRefused(refusal)
     domain = domain_queries.get_domain(conn, current["domain_id"])
-    problem = quota.limit_problem(quota_bytes, domain)
+    # Only a new limit is held to the domain's ceiling: one set before the ceiling was lowered must not
+    # block disabling the mailbox (a compromised account, in a hurry).
+    problem = quota.limit_problem(quota_bytes, domain) if quota_bytes != current["quota_bytes"] else None
     if problem:
         raise MailboxRuleError(problem)
     if quota_bytes != current["quota_bytes"]:
