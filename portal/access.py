@@ -249,6 +249,12 @@ def refusal_to_help(actor: Actor, powers: Powers, mailbox: dict, target_roles: l
     return None
 
 
+def refusal_to_set_vacation(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict]) -> str | None:
+    """May the actor set someone else's out-of-office reply? The helpdesk's reach: a domain admin or helpdesk
+    member within their domains, on ordinary mailboxes (a superadmin on any), never on their own."""
+    return refusal_to_help(actor, powers, mailbox, target_roles)
+
+
 def refusal_to_grant_send_as(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict], address: str,
                              domains: list[str], owner: str | None) -> str | None:
     """May the actor let ``mailbox`` send as ``address``, or take that right back? ``domains``: the mailbox's

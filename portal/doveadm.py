@@ -104,3 +104,57 @@ def end_mail_sessions(*masks: str) -> bool:
         return False
     log.info("ended the open mail sessions of %s", ", ".join(masks))
     return True
+
+
+class SieveScriptRefused(Exception):
+    """Dovecot refused a Sieve script: it does not compile there (doveadm's exit code 65, EX_DATAERR)."""
+
+
+_DATA_ERROR = 65
+
+
+def _sieve_call(config, command: str, parameters: dict) -> list:
+    answers = _post(config, [[command, parameters, command]])
+    try:
+        kind, body = answers[0][0], answers[0][1]
+    except (IndexError, KeyError, TypeError):
+        raise DoveadmUnavailable(f"doveadm {command} answered in an unexpected shape") from None
+    if kind == "doveadmResponse":
+        return body if isinstance(body, list) else []
+    if isinstance(body, dict) and body.get("exitCode") == _DATA_ERROR:
+        raise SieveScriptRefused(f"doveadm {command}: the script does not compile")
+    raise DoveadmUnavailable(f"doveadm {command} failed: {body}")
+
+
+def sieve_scripts(config, address: str) -> list[dict]:
+    """The mailbox's Sieve scripts: ``{"name", "active"}``, by name."""
+    rows = _sieve_call(config, "sieveList", {"user": address})
+    try:
+        scripts = [{"name": str(row["script"]), "active": str(row.get("active", "")).upper() == "ACTIVE"}
+                   for row in rows]
+    except (KeyError, TypeError, AttributeError):
+        raise DoveadmUnavailable("doveadm sieveList answered in an unexpected shape") from None
+    return sorted(scripts, key=lambda s: s["name"])
+
+
+def sieve_script(config, address: str, name: str) -> str:
+    """The text of one of the mailbox's Sieve scripts."""
+    rows = _sieve_call(config, "sieveGet", {"user": address, "scriptname": name})
+    try:
+        return "".join(str(next(iter(row.values()))) for row in rows)
+    except (StopIteration, AttributeError):
+        raise DoveadmUnavailable("doveadm sieveGet answered in an unexpected shape") from None
+
+
+def put_sieve_script(config, address: str, name: str, script: str, activate: bool) -> None:
+    """Store (and compile) a Sieve script for the mailbox, making it the active one when asked;
+    SieveScriptRefused if Dovecot cannot compile it (nothing is stored then)."""
+    _sieve_call(config, "sievePut", {"user": address, "scriptname": name, "activate": activate, "file": script})
+
+
+def activate_sieve_script(config, address: str, name: str | None) -> None:
+    """Make ``name`` the mailbox's active script (None: no script active)."""
+    if name is None:
+        _sieve_call(config, "sieveDeactivate", {"user": address})
+    else:
+        _sieve_call(config, "sieveActivate", {"user": address, "scriptname": name})

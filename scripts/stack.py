@@ -62,6 +62,8 @@ class Instance:
     doveadm_port: int = 0
     # Postfix's submission service (as 587 on a server): STARTTLS, SASL through Dovecot, send-as checks.
     submission_port: int = 0
+    # ManageSieve, for the tests of scripts other clients write (0: none).
+    managesieve_port: int = 0
 
     @property
     def sasl_socket(self) -> Path:
@@ -107,9 +109,9 @@ class Instance:
 
 INSTANCES = {
     "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025, imaps_port=10993,
-                    doveadm_port=10808, submission_port=10587),
+                    doveadm_port=10808, submission_port=10587, managesieve_port=10419),
     "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025, imaps_port=11993,
-                     doveadm_port=11808, submission_port=11587),
+                     doveadm_port=11808, submission_port=11587, managesieve_port=11419),
 }
 
 
@@ -447,6 +449,8 @@ def render_dovecot(
         "vmail_user": VMAIL,
         "imap_port": instance.imap_port,
         "lmtp_port": instance.lmtp_port,
+        "smtp_port": instance.smtp_port,
+        "managesieve_port": instance.managesieve_port,
         "portal_networks": portal_networks,
         "static_userdb": static_userdb,
         "imaps_port": instance.imaps_port,

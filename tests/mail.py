@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import hashlib
+import re
 import smtplib
+import socket
 import threading
 import time
 from email.message import EmailMessage
@@ -123,3 +126,68 @@ def file_fingerprints(*tops: Path, skip: tuple[str, ...] = ()) -> dict[str, tupl
                 found[str(path)] = (hashlib.sha256(path.read_bytes()).hexdigest(), info.st_mode & 0o7777,
                                     info.st_uid, info.st_gid)
     return found
+
+
+class ManageSieveError(Exception):
+    """The ManageSieve server answered NO or BYE."""
+
+
+class ManageSieve:
+    """A minimal ManageSieve client (RFC 5804), as Roundcube or Thunderbird would speak it: log in, store a
+    script, make it active, read the list. Enough to prove the portal keeps what other clients write."""
+
+    def __init__(self, port: int, address: str, password: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        self._response()
+        token = base64.b64encode(f"\0{address}\0{password}".encode()).decode()
+        self._command(f'AUTHENTICATE "PLAIN" "{token}"'.encode())
+
+    def _response(self) -> list[bytes]:
+        lines: list[bytes] = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ManageSieveError("connection closed")
+            if line.startswith(b"OK"):
+                return lines
+            if line.startswith((b"NO", b"BYE")):
+                raise ManageSieveError(line.decode(errors="replace").strip())
+            if line == b"\r\n":  # the end of the line that held a literal
+                continue
+            literal = re.search(rb"\{(\d+)\}\r\n$", line)
+            lines.append(self.file.read(int(literal.group(1))) if literal else line)
+
+    def _command(self, command: bytes, literal: bytes | None = None) -> list[bytes]:
+        if literal is not None:
+            command += b" {%d+}\r\n" % len(literal) + literal
+        self.sock.sendall(command + b"\r\n")
+        return self._response()
+
+    def put(self, name: str, script: str, activate: bool = True) -> None:
+        """Store a script (compiled by the server) and make it the active one."""
+        self._command(f'PUTSCRIPT "{name}"'.encode(), script.encode())
+        if activate:
+            self._command(f'SETACTIVE "{name}"'.encode())
+
+    def scripts(self) -> dict[str, bool]:
+        """Every script by name, and whether it is the active one."""
+        found = {}
+        for line in self._command(b"LISTSCRIPTS"):
+            match = re.match(rb'"([^"]*)"( ACTIVE)?', line)
+            if match:
+                found[match.group(1).decode()] = bool(match.group(2))
+        return found
+
+    def get(self, name: str) -> str:
+        """A script's text."""
+        return b"".join(self._command(f'GETSCRIPT "{name}"'.encode())).decode()
+
+    def close(self) -> None:
+        """Log out."""
+        try:
+            self._command(b"LOGOUT")
+        except (ManageSieveError, OSError):
+            pass
+        self.file.close()
+        self.sock.close()

@@ -29,6 +29,8 @@ GET_EXPECTED = {
     "account.password": (302, 200, 200, 200, 200),
     "account.forwarding": (302, 200, 302, 200, 200),
     "account.storage": (302, 200, 302, 200, 200),
+    "account.vacation": (302, 200, 302, 200, 200),
+    "account.filters": (302, 200, 302, 200, 200),
     "admin.index": (302, 403, 302, 200, 200),
     "admin.domains": (302, 403, 302, 200, 200),
     "admin.mailboxes": (302, 403, 302, 200, 200),
@@ -52,6 +54,7 @@ GET_EXPECTED = {
     "admin.bulk_mailboxes": (302, 403, 302, 302, 302),
     "helpdesk.index": (302, 403, 302, 200, 200),
     "helpdesk.mailbox": (302, 403, 302, 200, 200),
+    "helpdesk.vacation": (302, 403, 302, 200, 200),
     "account.api_tokens": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
@@ -65,7 +68,7 @@ POST_ONLY = {
     "account.delete_personal_alias", "admin.grant_role", "admin.revoke_role", "helpdesk.reset_password",
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
     "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
-    "account.revoke_api_token", "auth.set_colour_mode",
+    "account.revoke_api_token", "auth.set_colour_mode", "account.save_vacation", "account.save_filters",
 }
 
 
@@ -136,6 +139,8 @@ MORE_EXPECTED = {
     "account.password": (200, 200),
     "account.forwarding": (200, 200),
     "account.storage": (200, 200),
+    "account.vacation": (200, 200),
+    "account.filters": (200, 200),
     "admin.index": (403, 200),
     "admin.domains": (403, 200),
     "admin.mailboxes": (403, 404),
@@ -157,6 +162,7 @@ MORE_EXPECTED = {
     "admin.bulk_mailboxes": (403, 404),
     "helpdesk.index": (200, 200),
     "helpdesk.mailbox": (200, 403),
+    "helpdesk.vacation": (200, 403),
     "account.api_tokens": (200, 200),
 }
 
@@ -181,7 +187,8 @@ STATE = (
     " (SELECT count(*) FROM virtual_domains) AS d, (SELECT max(updated_at) FROM virtual_users) AS t,"
     " (SELECT count(*) FROM portal_roles) AS r, (SELECT count(*) FROM portal_audit_log) AS l,"
     " (SELECT count(*) FILTER (WHERE active) || '/' || count(*) FROM portal_alias_domains) AS ad,"
-    " (SELECT count(*) FROM portal_send_as) AS s"
+    " (SELECT count(*) FROM portal_send_as) AS s,"
+    " (SELECT count(*) FROM portal_vacations) AS v, (SELECT count(*) FROM portal_mail_filters) AS f"
 )
 
 
@@ -231,7 +238,8 @@ def test_post_only_routes_refuse_get(app, clients):
                 assert clients[role].get(url).status_code == 405, (role, url)
 
 
-@pytest.mark.parametrize("path", ["/account/forwarding", "/account/aliases", "/account/aliases/1/delete"])
+@pytest.mark.parametrize("path", ["/account/forwarding", "/account/aliases", "/account/aliases/1/delete",
+                                  "/account/vacation", "/account/filters"])
 def test_self_service_posts_need_a_finished_sign_in(app, clients, path):
     anonymous = clients["anonymous"]
     token = csrf_token(anonymous, "/auth/login")

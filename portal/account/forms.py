@@ -5,14 +5,26 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
 from wtforms import DateField
+from wtforms import FieldList
+from wtforms import Form
+from wtforms import FormField
+from wtforms import IntegerField
 from wtforms import PasswordField
+from wtforms import RadioField
+from wtforms import SelectChoice
+from wtforms import SelectField
+from wtforms import SelectMultipleField
 from wtforms import StringField
 from wtforms import TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
+from wtforms.validators import InputRequired
 from wtforms.validators import Length
+from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 from wtforms.validators import ValidationError
+from wtforms.widgets import CheckboxInput
+from wtforms.widgets import ListWidget
 
 from ..i18n import _
 from ..i18n import _l
@@ -87,3 +99,50 @@ class ApiTokenForm(FlaskForm):
     read_only = BooleanField(_l("Read only: the token can look, not change"))
     expires_on = DateField(_l("Valid until (inclusive)"), validators=[Optional()],
                            description=_l("Leave empty for a token that lasts until it is revoked."))
+
+
+class VacationForm(FlaskForm):
+    """An out-of-office reply: on or off, its words, its days, and the addresses it answers for."""
+
+    enabled = BooleanField(_l("Send an out-of-office reply"))
+    subject = StringField(_l("Subject"), validators=[Length(max=200, message=_l("At most %(max)d characters."))])
+    body = TextAreaField(_l("Message"), validators=[Length(max=10000, message=_l("At most %(max)d characters."))])
+    first_day = DateField(_l("First day (optional)"), validators=[Optional()])
+    last_day = DateField(_l("Last day (optional)"), description=_l("After this day no more replies are sent."),
+                         validators=[Optional()])
+    interval_days = IntegerField(
+        _l("Answer the same sender again after (days)"), default=7,
+        validators=[InputRequired(_l("Give a number of days.")),
+                    NumberRange(min=1, max=30, message=_l("Give 1 to 30 days."))])
+    addresses = SelectMultipleField(_l("Answer mail sent to"), choices=[], validate_choice=False,
+                                    widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+    choice = RadioField(_l("Another program's filters are active"), choices=[
+        SelectChoice("keep", _l("Keep them, and run my settings here first")),
+        SelectChoice("replace", _l("Replace them with my settings here (they stay stored, switched off)"))],
+        validators=[Optional()], validate_choice=False)
+
+
+class FilterRowForm(Form):
+    """One filter of the list (part of FiltersForm, which carries the CSRF token)."""
+
+    field = SelectField(_l("When"), validate_choice=False, choices=[
+        SelectChoice("from", _l("From")), SelectChoice("to", _l("To or Cc")),
+        SelectChoice("subject", _l("Subject")), SelectChoice("list-id", _l("List-Id"))])
+    match = SelectField(_l("Compare"), validate_choice=False, choices=[
+        SelectChoice("contains", _l("contains")), SelectChoice("is", _l("is"))])
+    value = StringField(_l("Text"), validators=[Length(max=200, message=_l("At most %(max)d characters."))])
+    action = SelectField(_l("Then"), validate_choice=False, choices=[
+        SelectChoice("fileinto", _l("move to folder")), SelectChoice("redirect", _l("forward a copy to")),
+        SelectChoice("seen", _l("mark as read")), SelectChoice("discard", _l("delete"))])
+    argument = StringField(_l("Folder or address"),
+                           validators=[Length(max=254, message=_l("At most %(max)d characters."))])
+
+
+class FiltersForm(FlaskForm):
+    """The ordered list of filters; a row with no text is left out."""
+
+    rows = FieldList(FormField(FilterRowForm), min_entries=1, max_entries=25)
+    choice = RadioField(_l("Another program's filters are active"), choices=[
+        SelectChoice("keep", _l("Keep them, and run my settings here first")),
+        SelectChoice("replace", _l("Replace them with my settings here (they stay stored, switched off)"))],
+        validators=[Optional()], validate_choice=False)

@@ -19,11 +19,13 @@ from flask import session
 from flask import url_for
 from flask_login import current_user
 from flask_login import login_user
+from wtforms import SelectChoice
 
 from .. import doveadm
 from .. import passwords
 from .. import quota
 from .. import sessions
+from .. import sieve
 from .. import signin
 from ..access import Actor
 from ..access import account_required
@@ -39,6 +41,7 @@ from ..queries import aliases as alias_queries
 from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import domains
+from ..queries import mail_rules as mail_rule_queries
 from ..queries import mailboxes
 from ..queries import quota as quota_queries
 from ..queries import sessions as session_queries
@@ -46,12 +49,15 @@ from ..rules import account as account_rules
 from ..rules import addressing
 from ..rules import api_tokens as token_rules
 from ..rules import forwarding as forwarding_rules
+from ..rules import mail_rules
 from ..rules import send_as as send_as_rules
 from .forms import ApiTokenForm
 from .forms import DeleteForm
+from .forms import FiltersForm
 from .forms import ForwardingForm
 from .forms import PasswordChangeForm
 from .forms import PersonalAliasForm
+from .forms import VacationForm
 
 bp = Blueprint("account", __name__)
 log = logging.getLogger(__name__)
@@ -71,6 +77,8 @@ def index():
                            format_size=quota.format_size,
                            sign_ins=session_queries.recent_sign_ins(conn, mailbox["id"]),
                            send_as=send_as_rules.send_as_of(conn, mailbox["id"]),
+                           vacation=mail_rule_queries.vacation_of(conn, mailbox["id"]), today=date.today(),
+                           filter_count=len(mail_rule_queries.filters_of(conn, mailbox["id"])),
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 
@@ -298,3 +306,138 @@ def revoke_api_token(token_id: int):
         abort(404)
     flash(_("The token is revoked. Calls with it are refused from now on."), "success")
     return redirect(url_for("account.api_tokens"))
+
+
+def _sieve_status(address: str) -> dict:
+    """Whether the portal's script is the active one, and another client's active script if any (None: unknown)."""
+    config = current_app.config
+    if not doveadm.is_configured(config):
+        return {"known": False, "active": False, "other": None}
+    try:
+        scripts = doveadm.sieve_scripts(config, address)
+    except doveadm.DoveadmUnavailable:
+        return {"known": False, "active": False, "other": None}
+    return {"known": True, "active": any(s["active"] and s["name"] == sieve.SCRIPT_NAME for s in scripts),
+            "other": mail_rules.other_clients_script(config, address)}
+
+
+def vacation_from_form(form: VacationForm) -> sieve.Vacation:
+    """The reply a submitted form asks for (the rule checks it)."""
+    return sieve.Vacation(
+        enabled=bool(form.enabled.data), subject=(form.subject.data or "").strip(),
+        body=(form.body.data or "").replace("\r\n", "\n").strip("\n"), first_day=form.first_day.data,
+        last_day=form.last_day.data, interval_days=int(form.interval_days.data or 0),
+        addresses=tuple(form.addresses.data or ()))
+
+
+def vacation_form_for(conn, mailbox: dict, formdata=None) -> VacationForm:
+    """The reply form, filled from what is stored, with the mailbox's addresses to choose from."""
+    stored = mail_rule_queries.vacation_of(conn, mailbox["id"])
+    candidates = mail_rule_queries.addresses_delivering_to(conn, mailbox["email"])
+    if formdata is None and stored is not None:
+        form = VacationForm(formdata=None, enabled=stored["enabled"], subject=stored["subject"], body=stored["body"],
+                            first_day=stored["first_day"], last_day=stored["last_day"],
+                            interval_days=stored["interval_days"],
+                            addresses=[a for a in stored["addresses"] if a in candidates])
+    elif formdata is None:
+        form = VacationForm(formdata=None, addresses=candidates)
+    else:
+        form = VacationForm()
+    form.addresses.choices = [SelectChoice(a, a) for a in candidates]
+    return form
+
+
+def _vacation_page(conn, form=None, problems=(), other=None, status=200):
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    return render_template(
+        "account/vacation.html", form=form or vacation_form_for(conn, mailbox), problems=list(problems),
+        stored=mail_rule_queries.vacation_of(conn, mailbox["id"]), sieve_status=_sieve_status(mailbox["email"]),
+        other=other, today=date.today(),
+    ), status
+
+
+@bp.get("/account/vacation")
+@account_required
+def vacation():
+    """The user's out-of-office reply."""
+    return _vacation_page(get_db())
+
+
+def _mail_rules_failure(exc, page, form):
+    """The page again, saying why nothing was saved: refused (400), a choice needed (409), Dovecot away (503)."""
+    if isinstance(exc, mail_rules.OtherScriptActive):
+        return page(get_db(), form=form, other={"name": exc.name, "text": exc.text},
+                    problems=[_("Another program (for example Roundcube or Thunderbird) has made its own filters"
+                                " active. Choose whether to keep them alongside your settings here, then save"
+                                " again.")], status=409)
+    if isinstance(exc, mail_rules.MailRulesUnavailable):
+        log.warning("mail rules not saved: %s", exc)
+        return page(get_db(), form=form, problems=[_("The mail server cannot take the change right now. Nothing"
+                                                     " was changed; try again in a few minutes.")], status=503)
+    return page(get_db(), form=form, problems=exc.problems, status=400)
+
+
+@bp.post("/account/vacation")
+@account_required
+def save_vacation():
+    """Store the user's out-of-office reply and write it to the mail server, in one transaction."""
+    conn = get_db()
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    form = vacation_form_for(conn, mailbox, formdata=True)
+    if not form.validate_on_submit():
+        return _vacation_page(conn, form=form, status=400)
+    wanted = vacation_from_form(form)
+    try:
+        mail_rules.save_vacation(conn, _actor(), wanted, config=current_app.config, today=date.today(),
+                                 choice=form.choice.data or None)
+    except (mail_rules.MailRulesRefused, mail_rules.OtherScriptActive, mail_rules.MailRulesUnavailable) as exc:
+        return _mail_rules_failure(exc, _vacation_page, form)
+    if wanted.enabled:
+        flash(_("Your out-of-office reply is on."), "success")
+    else:
+        flash(_("Your out-of-office reply is off."), "success")
+    return redirect(url_for("account.vacation"))
+
+
+def _filters_form(conn, mailbox_id: int) -> FiltersForm:
+    stored = mail_rule_queries.filters_of(conn, mailbox_id)
+    blank = {"field": "from", "match": "contains", "value": "", "action": "fileinto", "argument": ""}
+    rows = [*stored, *([blank] * (2 if len(stored) < mail_rules.MOST_FILTERS - 1 else 0))]
+    return FiltersForm(formdata=None, rows=rows)
+
+
+def _filters_page(conn, form=None, problems=(), other=None, status=200):
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    return render_template(
+        "account/filters.html", form=form or _filters_form(conn, mailbox["id"]), problems=list(problems),
+        stored=mail_rule_queries.filters_of(conn, mailbox["id"]), sieve_status=_sieve_status(mailbox["email"]),
+        other=other, most=mail_rules.MOST_FILTERS,
+    ), status
+
+
+@bp.get("/account/filters")
+@account_required
+def filters():
+    """The user's mail filters, in words and as a form."""
+    return _filters_page(get_db())
+
+
+@bp.post("/account/filters")
+@account_required
+def save_filters():
+    """Store the user's filters in the order given and write them to the mail server, in one transaction."""
+    conn = get_db()
+    form = FiltersForm()
+    if not form.validate_on_submit():
+        return _filters_page(conn, form=form, status=400)
+    wanted = [{"field": row.field.data, "match": row.match.data, "value": (row.value.data or "").strip(),
+               "action": row.action.data, "argument": (row.argument.data or "").strip()}
+              for row in form.rows if (row.value.data or "").strip()]
+    try:
+        mail_rules.save_filters(conn, _actor(), wanted, config=current_app.config,
+                                max_destinations=int(current_app.config["FORWARD_MAX_DESTINATIONS"]),
+                                delimiter=current_app.config["RECIPIENT_DELIMITER"], choice=form.choice.data or None)
+    except (mail_rules.MailRulesRefused, mail_rules.OtherScriptActive, mail_rules.MailRulesUnavailable) as exc:
+        return _mail_rules_failure(exc, _filters_page, form)
+    flash(_("Your filters are saved (%(count)s).", count=len(wanted)), "success")
+    return redirect(url_for("account.filters"))

@@ -8,18 +8,22 @@ pages cannot be used to find out which addresses exist elsewhere.
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import Blueprint
 from flask import abort
 from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
+from flask import request
 from flask import url_for
 from flask_login import current_user
 
 from .. import quota
 from ..access import Actor
 from ..access import support_required
+from ..account import views as account_views
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..clientaddr import client_address
@@ -30,12 +34,14 @@ from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import listing
+from ..queries import mail_rules as mail_rule_queries
 from ..queries import mailboxes as mailbox_queries
 from ..queries import quota as quota_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
 from ..rules import addressing
 from ..rules import helpdesk as helpdesk_rules
+from ..rules import mail_rules
 from .forms import ActionForm
 from .forms import DisableForm
 from .forms import EnableForm
@@ -181,4 +187,38 @@ def _set_active(address: str, form, *, active: bool):
         flash(_("%(address)s was already enabled.", address=mailbox["email"]), "info")
     else:
         flash(_("%(address)s was already disabled.", address=mailbox["email"]), "info")
+    return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
+
+
+def _vacation_page(mailbox: dict, form=None, problems=(), status: int = 200):
+    conn = get_db()
+    return render_template(
+        "helpdesk/vacation.html", mailbox=mailbox, form=form or account_views.vacation_form_for(conn, mailbox),
+        problems=list(problems), stored=mail_rule_queries.vacation_of(conn, mailbox["id"]),
+    ), status
+
+
+@bp.route("/mailboxes/<address>/vacation", methods=["GET", "POST"])
+@support_required
+def vacation(address: str):
+    """Switch a user's out-of-office reply on or off for them (someone on sick leave); audited, and shown to them."""
+    mailbox = _checked_target(address)
+    if request.method == "GET":
+        return _vacation_page(mailbox)
+    conn = get_db()
+    form = account_views.vacation_form_for(conn, mailbox, formdata=True)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return _vacation_page(mailbox, form=form, status=400)
+    try:
+        mail_rules.save_vacation_of(conn, _actor(), mailbox, account_views.vacation_from_form(form),
+                                    config=current_app.config, today=date.today())
+    except mail_rules.MailRulesRefused as exc:
+        return _vacation_page(mailbox, form=form, problems=exc.problems, status=400)
+    except mail_rules.MailRulesUnavailable:
+        return _vacation_page(mailbox, form=form, status=503, problems=[
+            _("The mail server cannot take the change right now. Nothing was changed; try again in a few minutes.")])
+    flash(_("The out-of-office reply of %(address)s is saved; they see that an administrator changed it.",
+            address=mailbox["email"]), "success")
     return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
