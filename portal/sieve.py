@@ -182,10 +182,15 @@ def write_private_config(directory: Path) -> Path:
     return path
 
 
+def compile_command() -> str | None:
+    """Where Pigeonhole's compiler is (None: not installed here)."""
+    return shutil.which("sievec") or ("/usr/bin/sievec" if Path("/usr/bin/sievec").exists() else None)
+
+
 def compile_problem(script: str) -> str | None:
     """The Sieve compiler's complaint about ``script`` (None: it compiles). Runs Pigeonhole's ``sievec``
     on a private minimal configuration, so it needs no access to Dovecot's own files."""
-    sievec = shutil.which("sievec") or ("/usr/bin/sievec" if Path("/usr/bin/sievec").exists() else None)
+    sievec = compile_command()
     if sievec is None:
         raise SieveCompilerMissing("sievec is not installed (Debian: apt-get install dovecot-sieve)")
     with tempfile.TemporaryDirectory(prefix="portal-sieve-") as scratch:

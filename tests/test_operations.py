@@ -105,7 +105,8 @@ def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
                  "ok    postfix maps: Postfix finds known@ops.example in pgsql-users.cf and team@ops.example",
                  "ok    disabled accounts:", "ok    one-time passwords:", "ok    mail root: Dovecot keeps mail in",
                  "ok    mail sessions: Dovecot's doveadm API answers at http://127.0.0.1:", "ok    auth cache: off",
-                 "ok    secret key:", "ok    cookies:", "all checks passed"):
+                 "ok    mail filters: LMTP runs Sieve", "ok    secret key:", "ok    cookies:",
+                 "all checks passed"):
         assert line in result.output, line
 
 
@@ -325,6 +326,19 @@ def test_doctor_fails_when_dovecot_drops_the_domain_for_lmtp(app_factory, db, ma
     assert "550 User doesn't exist" in result.output and "conf.d/20-lmtp.conf" in result.output
     # The stack's own configuration keeps the whole address.
     assert "ok    user names: Dovecot looks mailboxes up by their full address" in doctor(app, mail_stack).output
+
+
+def test_doctor_fails_when_lmtp_does_not_run_sieve(app_factory, db, mail_stack, mail_data, tmp_path):
+    # A protocol lmtp section of a later file that sets the plugins without sieve: replies are saved, never sent.
+    without = ("protocol lmtp {\n  mail_plugins {\n    sieve = no\n  }\n}\n" if stack.dovecot_series() == "2.4"
+               else "protocol lmtp {\n  mail_plugins = quota quota_clone\n}\n")
+    stripped = tmp_path / "dovecot.conf"
+    stripped.write_text(mail_stack.dovecot_conf.read_text() + "\n" + without)
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True)
+    result = doctor(app, mail_stack, dovecot_config=str(stripped))
+    assert result.exit_code == 1
+    assert "FAIL  mail filters: LMTP does not load the sieve plugin" in result.output
+    assert "dovecot-sieve" in result.output
 
 
 @pytest.mark.parametrize("series", ["2.3", "2.4"])

@@ -133,6 +133,7 @@ def test_mail_flows_before_during_and_after_the_operator_path(adopted):
     doctor = [line for line in out.splitlines() if line.startswith("doctor: ") and "fix:" not in line]
     assert doctor and all(line.startswith(("doctor: ok", "doctor: skip")) for line in doctor), "\n".join(doctor)
     assert "doctor: ok    user names" in out and "doctor: ok    quota plugins" in out
+    assert "doctor: ok    mail filters" in out
     # The guide's own files went to the backup first.
     assert "the files as they were are kept in" in out
     # During steps 3 to 5: every message accepted, delivered, none bounced or deferred.

@@ -20,6 +20,7 @@ from .. import doveadm
 from .. import dovecotconf
 from .. import imap
 from .. import migrate
+from .. import sieve
 from ..settings import DEV_SECRET_KEY
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
@@ -55,7 +56,7 @@ class Doctor:
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
             ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
             ("dovecot variables", self.old_variables), ("user names", self.user_names),
-            ("quota plugins", self.quota_plugins),
+            ("quota plugins", self.quota_plugins), ("mail filters", self.mail_filters),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -317,6 +318,24 @@ class Doctor:
                            "a protocol lmtp or imap section of an earlier file (often conf.d/20-lmtp.conf with"
                            " Sieve) sets mail_plugins without the quota plugins: add quota quota_clone there")
         return Finding(OK, "LMTP and IMAP load quota and quota_clone (IMAP also imap_quota)")
+
+    def mail_filters(self) -> Finding:
+        """Out-of-office replies and filters run only where LMTP loads Sieve, and are checked before they are
+        installed only where Pigeonhole's compiler is."""
+        try:
+            loaded = dovecotconf.protocol_plugins(self.dovecot_config, "lmtp")
+        except dovecotconf.DoveconfUnavailable as exc:
+            return Finding(SKIP, str(exc), "run doctor as root on the Dovecot host")
+        if "sieve" not in loaded:
+            return Finding(FAIL, "LMTP does not load the sieve plugin: out-of-office replies and filters are saved"
+                                 " but never run",
+                           "install dovecot-sieve and dovecot-managesieved, install 99-mail-portal.conf from"
+                           " flask --app app config render (it adds sieve to LMTP), then reload Dovecot")
+        if sieve.compile_command() is None:
+            return Finding(FAIL, "sievec is missing where the portal runs: a script is then checked only by Dovecot,"
+                                 " which refuses a broken one without saying why",
+                           "apt-get install dovecot-sieve on the portal's host")
+        return Finding(OK, "LMTP runs Sieve, and the portal compiles each script before installing it")
 
     def secret_key(self) -> Finding:
         secret = self.config.get("SECRET_KEY") or ""
