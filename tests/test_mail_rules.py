@@ -479,3 +479,20 @@ def test_dovecot_away_gives_a_clear_503_and_nothing_changes(app_factory, db, peo
     assert response.status_code == 503 and time.monotonic() - started < 5
     assert "Nothing was changed" in response.get_data(as_text=True)
     assert db.execute("SELECT count(*) AS n FROM portal_vacations").fetchone()["n"] == 0
+
+
+def test_the_command_line_switches_a_reply_on_and_off(app, db, people, mail_stack):
+    runner = app.test_cli_runner()
+    last = (TODAY + timedelta(days=2)).isoformat()
+    result = runner.invoke(args=["mailbox", "vacation", "alice@r.example", "--subject", "CLI away",
+                                 "--message", "-", "--last-day", last], input="Back soon.\n한국어도.\n")
+    assert result.exit_code == 0, result.output
+    send_mail(mail_stack.smtp_port, "alice@r.example", "cli test", sender="bob@r.example")
+    assert text_of(wait_for_reply(mail_stack, "CLI away")).replace("\r\n", "\n").strip() == "Back soon.\n한국어도."
+    assert db.execute("SELECT actor_role FROM portal_audit_log WHERE action = 'vacation.update'"
+                      ).fetchone()["actor_role"] == "cli"
+    refused = runner.invoke(args=["mailbox", "vacation", "alice@r.example", "--last-day", "2020-01-01"])
+    assert refused.exit_code == 1 and "The last day has passed already." in refused.output
+    assert runner.invoke(args=["mailbox", "vacation", "alice@r.example", "--off"]).exit_code == 0
+    with app.app_context():
+        assert doveadm.sieve_scripts(app.config, "alice@r.example") == [{"name": sieve.SCRIPT_NAME, "active": False}]

@@ -216,3 +216,42 @@ def purge_command(address: str | None):
     left = [r for r in due if r["outcome"] != "purged"]
     if left:
         raise click.ClickException(f"{len(left)} deleted mailboxes left pending; see above")
+
+
+@mailbox_cli.command("vacation")
+@click.argument("address")
+@click.option("--off", is_flag=True, help="Switch the reply off (its words are kept).")
+@click.option("--subject", default=None, help="The reply's subject.")
+@click.option("--message", default=None, help="The reply's text ('-': read it from standard input).")
+@click.option("--first-day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="YYYY-MM-DD")
+@click.option("--last-day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="YYYY-MM-DD: no reply after this day.")
+@click.option("--days", type=click.IntRange(1, 30), default=7, show_default=True,
+              help="Days before the same sender is answered again.")
+def vacation_command(address: str, off: bool, subject: str | None, message: str | None, first_day, last_day,
+                     days: int):
+    """Switch a mailbox's out-of-office reply on or off for its owner (audited; the owner's pages say an
+    administrator changed it). It answers for every address that delivers to the mailbox."""
+    import sys
+    from datetime import date
+
+    from .. import sieve
+    from ..queries import mail_rules as mail_rule_queries
+    from ..rules import mail_rules
+
+    if message == "-":
+        message = sys.stdin.read()
+    with _connect() as conn:
+        mailbox = find_mailbox(conn, address)
+        stored = mail_rule_queries.vacation_of(conn, mailbox["id"]) or {}
+        wanted = sieve.Vacation(
+            enabled=not off, subject=subject if subject is not None else stored.get("subject", ""),
+            body=(message if message is not None else stored.get("body", "")).replace("\r\n", "\n").strip("\n"),
+            first_day=first_day.date() if first_day else None, last_day=last_day.date() if last_day else None,
+            interval_days=days, addresses=())
+        try:
+            mail_rules.save_vacation_of(conn, CLI_ACTOR, mailbox, wanted, config=current_app.config,
+                                        today=date.today())
+        except (mail_rules.MailRulesRefused, mail_rules.MailRulesUnavailable) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"out-of-office reply of {mailbox['email']}: {'off' if off else 'on'}")

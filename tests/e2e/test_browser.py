@@ -7,15 +7,21 @@ Korean runs navigate by URL and check structure, not wording.
 from __future__ import annotations
 
 import email
+import email.policy
 import json
 import re
 import time
 import uuid
+from datetime import date
+from datetime import timedelta
 
 import pytest
 from imapclient.exceptions import LoginError
 from playwright.sync_api import expect
 
+from portal import sieve
+from portal.access import Actor
+from portal.rules import mail_rules
 from tests.conftest import new_client_ip
 from tests.e2e.conftest import PHONE
 from tests.e2e.conftest import ROOT
@@ -23,6 +29,7 @@ from tests.e2e.conftest import axe_violations
 from tests.e2e.conftest import html_lang
 from tests.e2e.conftest import serious_findings
 from tests.e2e.conftest import sign_in
+from tests.mail import ManageSieve
 from tests.mail import imap_login
 from tests.mail import make_mailbox
 from tests.mail import send_mail
@@ -411,6 +418,9 @@ A11Y_PAGES = [
     ("helpdesk", "/helpdesk/", 200),
     ("helpdesk-mailbox", "/helpdesk/mailboxes/alice@a11y.example", 200),
     ("api-tokens", "/account/api-tokens", 200),
+    ("vacation", "/account/vacation", 200),
+    ("filters", "/account/filters", 200),
+    ("helpdesk-vacation", "/helpdesk/mailboxes/alice@a11y.example/vacation", 200),
     ("error-404", "/no/such/page", 404),
 ]
 
@@ -442,6 +452,22 @@ def test_main_pages_have_no_serious_accessibility_problems(app, db, mail_stack, 
         assert time.monotonic() < deadline, "Dovecot did not report the usage"
         time.sleep(0.1)
     db.execute("UPDATE portal_quota_usage SET bytes = %s, messages = 12 WHERE email = %s", (170 * 1024**2, root))
+    # A reply and filters of the superadmin's own, so their pages show them in words; a reply the helpdesk
+    # set for alice, so hers says so.
+    with app.app_context():
+        root_id = db.execute("SELECT id FROM virtual_users WHERE email = %s", (root,)).fetchone()["id"]
+        owner = Actor(root, "192.0.2.9", root_id)
+        mail_rules.save_vacation(db, owner, sieve.Vacation(True, "Away", "Back soon.", None,
+                                                           date.today() + timedelta(days=7), 7, ()),
+                                 config=app.config, today=date.today())
+        mail_rules.save_filters(db, owner, [
+            {"field": "from", "match": "contains", "value": "news", "action": "fileinto", "argument": "News"},
+            {"field": "list-id", "match": "contains", "value": "dev", "action": "seen", "argument": ""}],
+            config=app.config, max_destinations=10, delimiter="+")
+        alice_row = db.execute("SELECT id, email FROM virtual_users WHERE email = %s", (alice,)).fetchone()
+        mail_rules.save_vacation_of(db, owner, alice_row, sieve.Vacation(True, "On leave", "Alice is away.", None,
+                                                                         None, 7, ()),
+                                    config=app.config, today=date.today())
 
     page = new_context(locale="en-US").new_page()
     findings, everything = [], {}
@@ -492,3 +518,87 @@ def test_main_pages_have_no_serious_accessibility_problems(app, db, mail_stack, 
     assert not findings, f"axe found {len(findings)} serious/critical problem(s) in {lang}:\n" + "\n".join(
         f"  [{f['impact']}] {f['rule']} on {f['page']}: {f['target']}  {f['html']}  -- {f['summary']}"
         for f in findings)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_out_of_office_and_a_filter_set_in_the_browser(app, db, mail_stack, new_context, screenshot, lang):
+    """Alice switches her reply on and files her boss's mail, on the pages; bob gets the reply through Postfix,
+    the boss's message lands in the new folder. A program's own active filters are shown and kept."""
+    domain = f"ooo-{lang}.example"
+    alice, bob = f"alice@{domain}", f"bob@{domain}"
+    for address in (alice, bob):
+        make_mailbox(db, address, PASSWORD)
+    page = new_context(locale="en-US" if lang == "en" else "ko-KR").new_page()
+    sign_in(page, alice, PASSWORD, by_label=lang == "en")
+    page.locator("#vacation-heading a").click()
+    expect(page).to_have_url(re.compile(r"/account/vacation$"))
+    subject = "Out of office until Friday" if lang == "en" else "금요일까지 부재중입니다"
+    body = "I am away.\nUrgent: info@example.com" if lang == "en" else "휴가 중입니다.\n급한 일은 전화 주세요."
+    last = (date.today() + timedelta(days=4)).isoformat()
+    if lang == "en":
+        page.get_by_label("Send an out-of-office reply").check()
+        page.get_by_label("Subject").fill(subject)
+        page.get_by_label("Message").fill(body)
+        page.get_by_label("Last day (optional)").fill(last)
+        page.get_by_role("button", name="Save the reply").click()
+    else:
+        page.locator("input[name=enabled]").check()
+        page.locator("input[name=subject]").fill(subject)
+        page.locator("textarea[name=body]").fill(body)
+        page.locator("input[name=last_day]").fill(last)
+        page.locator("form[action$='/account/vacation'] button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/account/vacation$"))
+    expect(page.locator(".flash").first).to_be_visible()
+    expect(page.locator(".state-on")).to_contain_text(last)
+    screenshot(page, "flow-vacation-on", lang)
+
+    page.goto("/account/filters")
+    page.locator("input[name='rows-0-value']").fill("boss")
+    page.locator("select[name='rows-0-action']").select_option("fileinto")
+    page.locator("input[name='rows-0-argument']").fill("Boss" if lang == "en" else "상사")
+    page.locator("form[action$='/account/filters'] button[type=submit]").click()
+    expect(page.locator(".filter-list li")).to_have_count(1)
+    screenshot(page, "flow-filters-saved", lang)
+
+    send_mail(mail_stack.smtp_port, alice, "are you in?", sender=bob)
+    deadline = time.monotonic() + 15
+    while True:
+        replies = [m for m in (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                               for sub in ("new", "cur")
+                               for p in (mail_stack.mail_root / domain / "bob" / sub).glob("*"))
+                   if m["Auto-Submitted"]]
+        if replies or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [str(m["Subject"]) for m in replies] == [subject]
+    send_mail(mail_stack.smtp_port, alice, "quarterly plan", sender="the.boss@remote.invalid")
+    folder = "Boss" if lang == "en" else "상사"
+    client = imap_login(mail_stack.imap_port, alice, PASSWORD, client_ip=new_client_ip())
+    try:
+        deadline = time.monotonic() + 15
+        while not client.folder_exists(folder):
+            assert time.monotonic() < deadline, "the filter made no folder"
+            time.sleep(0.1)
+        client.select_folder(folder, readonly=True)
+        while not client.search("ALL"):
+            assert time.monotonic() < deadline, "nothing filed"
+            time.sleep(0.1)
+            client.noop()
+    finally:
+        client.logout()
+
+    # Another program activates its own filters: the page shows them and asks before saving.
+    other = ManageSieve(mail_stack.managesieve_port, alice, PASSWORD)
+    try:
+        other.put("roundcube", 'require "fileinto";\nif header :contains "subject" "[x]" { fileinto "INBOX"; }\n')
+    finally:
+        other.close()
+    page.goto("/account/filters")
+    page.locator("form[action$='/account/filters'] button[type=submit]").click()
+    expect(page.locator(".other-script pre")).to_contain_text('header :contains "subject" "[x]"')
+    findings = serious_findings(axe_violations(page))
+    screenshot(page, "flow-filters-other-program", lang)
+    page.locator("input[name=choice][value=keep]").check()
+    page.locator("form[action$='/account/filters'] button[type=submit]").click()
+    expect(page.locator(".flash").first).to_be_visible()
+    assert not findings, findings
