@@ -386,6 +386,16 @@ def test_the_vacation_page_refuses_bad_input_in_words_and_changes_nothing(app, d
         response = client.post("/account/vacation", data=form)
         assert response.status_code == 400, data
         assert words in response.get_data(as_text=True), data
+    # Bytes that are not UTF-8 (a form posted in another encoding): refused, not stored as replacement marks.
+    # (In a URL-encoded form Werkzeug keeps such an escape as the literal text "%E9", which is then stored
+    # and sent exactly as typed.)
+    fields = {"csrf_token": token.encode(), "enabled": b"y", "subject": b"caf\xe9", "body": b"ok",
+              "interval_days": b"7", "addresses": b"alice@r.example"}
+    raw = b"".join(b'--XX\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (name.encode(), value)
+                   for name, value in fields.items()) + b"--XX--\r\n"
+    response = client.post("/account/vacation", data=raw, content_type="multipart/form-data; boundary=XX")
+    assert response.status_code == 400
+    assert "The subject holds characters that are not valid text." in response.get_data(as_text=True)
     assert client.post("/account/vacation", data={"enabled": "y", "subject": "x", "body": "x"}).status_code == 400
     assert db.execute("SELECT count(*) AS n FROM portal_vacations").fetchone()["n"] == 0
     with app.app_context():
@@ -496,3 +506,112 @@ def test_the_command_line_switches_a_reply_on_and_off(app, db, people, mail_stac
     assert runner.invoke(args=["mailbox", "vacation", "alice@r.example", "--off"]).exit_code == 0
     with app.app_context():
         assert doveadm.sieve_scripts(app.config, "alice@r.example") == [{"name": sieve.SCRIPT_NAME, "active": False}]
+
+
+def running_other_scripts(config, address: str) -> set[str]:
+    """Which other clients' scripts run at delivery now: the active one, or those the portal's script includes."""
+    scripts = doveadm.sieve_scripts(config, address)
+    active = next((s["name"] for s in scripts if s["active"]), None)
+    if active is None:
+        return set()
+    if active != sieve.SCRIPT_NAME:
+        return {active}
+    import re
+
+    return set(re.findall(r'include :personal :optional "([^"]+)";',
+                          doveadm.sieve_script(config, address, sieve.SCRIPT_NAME)))
+
+
+def test_no_sequence_of_saves_changes_or_drops_another_clients_script_unasked(app, db, people, mail_stack):
+    """Hypothesis drives the user, the helpdesk and another ManageSieve client in any order: another client's
+    scripts are never changed, and one that runs keeps running unless its owner chose to replace it."""
+    import itertools
+    import uuid
+
+    from hypothesis import HealthCheck
+    from hypothesis import settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine
+    from hypothesis.stateful import initialize
+    from hypothesis.stateful import invariant
+    from hypothesis.stateful import rule
+
+    counter = itertools.count()
+    domain_id = db.execute("SELECT domain_id FROM virtual_users WHERE email = 'alice@r.example'").fetchone()[
+        "domain_id"]
+
+    class Mailbox(RuleBasedStateMachine):
+        @initialize()
+        def a_new_mailbox(self):
+            self.address = f"m{uuid.uuid4().hex[:10]}@r.example"
+            self.id = make_mailbox(db, self.address, PASSWORD)
+            assert self.id and domain_id
+            self.texts: dict[str, str] = {}
+            self.running: set[str] = set()
+
+        def other_active(self) -> str | None:
+            with app.app_context():
+                scripts = doveadm.sieve_scripts(app.config, self.address)
+            return next((s["name"] for s in scripts if s["active"] and s["name"] != sieve.SCRIPT_NAME), None)
+
+        @rule(name=st.sampled_from(["roundcube", "thunderbird"]), activate=st.booleans())
+        def another_client_saves(self, name, activate):
+            text = f'# version {next(counter)}\nif header :contains "subject" "{name}" {{ keep; }}\n'
+            client = ManageSieve(mail_stack.managesieve_port, self.address, PASSWORD)
+            try:
+                client.put(name, text, activate=activate)
+            finally:
+                client.close()
+            self.texts[name] = text
+            if activate:
+                self.running = {name}
+
+        def _user_save(self, save, choice):
+            other = self.other_active()
+            with app.app_context():
+                if other is not None and choice is None:
+                    with pytest.raises(mail_rules.OtherScriptActive):
+                        save(choice)
+                    return
+                save(choice)
+            if other is not None:
+                self.running = {other} if choice == mail_rules.KEEP else set()
+
+        @rule(enabled=st.booleans(), choice=st.sampled_from([None, mail_rules.KEEP, mail_rules.REPLACE]))
+        def the_user_saves_the_reply(self, enabled, choice):
+            wanted = sieve.Vacation(enabled, "Away", "Back soon.", None, None, 7, ())
+            self._user_save(lambda c: mail_rules.save_vacation(
+                db, Actor(self.address, "192.0.2.1", self.id), wanted, config=app.config, today=TODAY, choice=c),
+                choice)
+
+        @rule(count=st.integers(0, 2), choice=st.sampled_from([None, mail_rules.KEEP, mail_rules.REPLACE]))
+        def the_user_saves_filters(self, count, choice):
+            wanted = [{"field": "subject", "match": "contains", "value": f"x{i}", "action": "seen", "argument": ""}
+                      for i in range(count)]
+            self._user_save(lambda c: mail_rules.save_filters(
+                db, Actor(self.address, "192.0.2.1", self.id), wanted, config=app.config, max_destinations=10,
+                delimiter="+", choice=c), choice)
+
+        @rule(enabled=st.booleans())
+        def the_helpdesk_saves_the_reply(self, enabled):
+            other = self.other_active()
+            with app.app_context():
+                mail_rules.save_vacation_of(db, actor(people, "help"), {"id": self.id, "email": self.address},
+                                            sieve.Vacation(enabled, "On leave", "x", None, None, 7, ()),
+                                            config=app.config, today=TODAY)
+            if other is not None:
+                self.running = {other}
+
+        @invariant()
+        def other_scripts_are_untouched_and_run_unless_replaced(self):
+            if not hasattr(self, "address"):
+                return
+            with app.app_context():
+                for name, text in self.texts.items():
+                    assert doveadm.sieve_script(app.config, self.address, name) == text
+                assert running_other_scripts(app.config, self.address) == self.running
+
+    Mailbox.TestCase.settings = settings(max_examples=15, stateful_step_count=8, deadline=None,
+                                         suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.function_scoped_fixture])
+    Mailbox.TestCase().runTest()

@@ -525,14 +525,16 @@ def test_out_of_office_and_a_filter_set_in_the_browser(app, db, mail_stack, new_
     """Alice switches her reply on and files her boss's mail, on the pages; bob gets the reply through Postfix,
     the boss's message lands in the new folder. A program's own active filters are shown and kept."""
     domain = f"ooo-{lang}.example"
-    alice, bob = f"alice@{domain}", f"bob@{domain}"
-    for address in (alice, bob):
+    alice, bob, carol = f"alice@{domain}", f"bob@{domain}", f"carol@{domain}"
+    for address in (alice, bob, carol):
         make_mailbox(db, address, PASSWORD)
     page = new_context(locale="en-US" if lang == "en" else "ko-KR").new_page()
     sign_in(page, alice, PASSWORD, by_label=lang == "en")
     page.locator("#vacation-heading a").click()
     expect(page).to_have_url(re.compile(r"/account/vacation$"))
-    subject = "Out of office until Friday" if lang == "en" else "금요일까지 부재중입니다"
+    # Text that would end the Sieve string and add commands if it were not escaped: it arrives as typed.
+    subject = ('Away "until" Friday"; discard; \\ ${x}' if lang == "en"
+               else '금요일까지 부재중 "입니다"; discard; \\')
     body = "I am away.\nUrgent: info@example.com" if lang == "en" else "휴가 중입니다.\n급한 일은 전화 주세요."
     last = (date.today() + timedelta(days=4)).isoformat()
     if lang == "en":
@@ -560,17 +562,26 @@ def test_out_of_office_and_a_filter_set_in_the_browser(app, db, mail_stack, new_
     expect(page.locator(".filter-list li")).to_have_count(1)
     screenshot(page, "flow-filters-saved", lang)
 
+    def replies_to(name: str) -> list:
+        return [m for m in (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                            for sub in ("new", "cur") for p in (mail_stack.mail_root / domain / name / sub).glob("*"))
+                if m["Auto-Submitted"]]
+
     send_mail(mail_stack.smtp_port, alice, "are you in?", sender=bob)
     deadline = time.monotonic() + 15
-    while True:
-        replies = [m for m in (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-                               for sub in ("new", "cur")
-                               for p in (mail_stack.mail_root / domain / "bob" / sub).glob("*"))
-                   if m["Auto-Submitted"]]
-        if replies or time.monotonic() > deadline:
-            break
+    while not replies_to("bob") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [str(m["Subject"]) for m in replies] == [subject]
+    assert [str(m["Subject"]) for m in replies_to("bob")] == [subject]
+    assert replies_to("bob")[0].get_content().replace("\r\n", "\n").strip() == body
+    # A mailing list's message gets no reply (carol would receive it).
+    import smtplib
+    from email.message import EmailMessage
+    listed = EmailMessage()
+    listed["From"], listed["To"], listed["Subject"], listed["List-Id"] = carol, alice, "list post", "<x.example>"
+    listed.set_content("to the list")
+    with smtplib.SMTP("127.0.0.1", mail_stack.smtp_port, timeout=10) as smtp:
+        smtp.send_message(listed)
+    wait_for_maildir_message(mail_stack.mail_root / domain / "alice", "list post")
     send_mail(mail_stack.smtp_port, alice, "quarterly plan", sender="the.boss@remote.invalid")
     folder = "Boss" if lang == "en" else "상사"
     client = imap_login(mail_stack.imap_port, alice, PASSWORD, client_ip=new_client_ip())
@@ -586,6 +597,7 @@ def test_out_of_office_and_a_filter_set_in_the_browser(app, db, mail_stack, new_
             client.noop()
     finally:
         client.logout()
+    assert replies_to("carol") == []
 
     # Another program activates its own filters: the page shows them and asks before saving.
     other = ManageSieve(mail_stack.managesieve_port, alice, PASSWORD)
