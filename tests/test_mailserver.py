@@ -152,3 +152,20 @@ def test_a_failed_apply_puts_every_file_back(operator, db, mail_stack, tmp_path)
     assert fingerprint(mail_stack) == before
     send_mail(mail_stack.smtp_port, "steady@flow.example", "after the failed apply")
     wait_for_maildir_message(mail_stack.mail_root / "flow.example" / "steady", "after the failed apply")
+
+
+def test_apply_refuses_where_dovecot_has_no_sieve_plugin_and_changes_nothing(operator, mail_stack, tmp_path):
+    """The portal's 99-mail-portal.conf loads sieve for LMTP: without Pigeonhole every delivery would fail."""
+    app, args = operator
+    empty = tmp_path / "modules"
+    empty.mkdir()
+    config = tmp_path / "dovecot.conf"
+    config.write_text(mail_stack.dovecot_conf.read_text() + f"\nmail_plugin_dir = {empty}\n")
+    before = fingerprint(mail_stack)
+    changed = [*args]
+    changed[changed.index("--dovecot-config") + 1] = str(config)
+    result = app.test_cli_runner().invoke(args=[*changed, "--backup-dir", str(tmp_path / "backup")])
+    assert result.exit_code == 1
+    assert "Dovecot's Sieve plugin is not installed here" in result.output
+    assert "apt-get install dovecot-sieve" in result.output and "Nothing was changed." in result.output
+    assert fingerprint(mail_stack) == before and not (tmp_path / "backup").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grp
 import shutil
+import subprocess
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,14 @@ def _program(name: str) -> str:
     if found is None:
         raise click.ClickException(f"{name} is not on this host: run apply on the mail server, as root")
     return found
+
+
+def sieve_plugin_installed(doveconf: str, dovecot_config: Path) -> bool:
+    """Whether Pigeonhole's LMTP plugin is in the directory this Dovecot loads plugins from."""
+    result = subprocess.run([doveconf, "-c", str(dovecot_config), "-h", "mail_plugin_dir"],  # noqa: S603
+                            capture_output=True, text=True, timeout=30, check=False)
+    directory = Path(result.stdout.strip() or "/usr/lib/dovecot/modules")
+    return any(directory.glob("lib*_sieve_plugin.so"))
 
 
 def build_plan(database_url: str, postfix_dir: Path, dovecot_dir: Path, dovecot_config: Path, mail_root: str | None,
@@ -65,6 +74,11 @@ def build_plan(database_url: str, postfix_dir: Path, dovecot_dir: Path, dovecot_
 
     reader = conninfo_to_dict(database_url)["user"]
     postfix, postmap, doveconf, doveadm = (_program(n) for n in ("postfix", "postmap", "doveconf", "doveadm"))
+    if not sieve_plugin_installed(doveconf, dovecot_config):
+        raise click.ClickException(
+            "Dovecot's Sieve plugin is not installed here, and the portal's files load it for LMTP: without it"
+            " every delivery would fail. Install it (apt-get install dovecot-sieve dovecot-managesieved) and run"
+            " apply again. Nothing was changed.")
     try:
         with db.connect(current_app.config) as conn:
             probe = mailserver_queries.probe_addresses(conn)
