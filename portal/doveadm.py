@@ -106,11 +106,16 @@ def end_mail_sessions(*masks: str) -> bool:
     return True
 
 
-class SieveScriptRefused(Exception):
+class SieveScriptRefused(DoveadmUnavailable):
     """Dovecot refused a Sieve script: it does not compile there (doveadm's exit code 65, EX_DATAERR)."""
 
 
+class SieveUserUnknown(DoveadmUnavailable):
+    """Dovecot's userdb does not return the mailbox (doveadm's exit code 67, EX_NOUSER): disabled, or gone."""
+
+
 _DATA_ERROR = 65
+_NO_USER = 67
 
 
 def _sieve_call(config, command: str, parameters: dict) -> list:
@@ -123,6 +128,8 @@ def _sieve_call(config, command: str, parameters: dict) -> list:
         return body if isinstance(body, list) else []
     if isinstance(body, dict) and body.get("exitCode") == _DATA_ERROR:
         raise SieveScriptRefused(f"doveadm {command}: the script does not compile")
+    if isinstance(body, dict) and body.get("exitCode") == _NO_USER:
+        raise SieveUserUnknown(f"doveadm {command}: Dovecot does not know the mailbox")
     raise DoveadmUnavailable(f"doveadm {command} failed: {body}")
 
 

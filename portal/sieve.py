@@ -105,50 +105,58 @@ def _test(rule: Filter) -> str:
     headers = _HEADERS[rule.field]
     if rule.match == "is" and rule.field in _ADDRESS_FIELDS:
         return f"address :is {_string_list(headers)} {quote(rule.value)}"
+    if rule.match == "is" and rule.field == "list-id":
+        # "List Name <dev.lists.example>": the list is the id between the angle brackets.
+        return f"header :contains {_string_list(headers)} {quote('<' + rule.value.strip('<>') + '>')}"
     return f"header :{rule.match} {_string_list(headers)} {quote(rule.value)}"
 
 
 def _action(rule: Filter) -> tuple[str, set[str]]:
     if rule.action == "fileinto":
-        return f"fileinto :create {quote(rule.argument)};", {"fileinto", "mailbox"}
+        return f"fileinto :create {quote(rule.argument)};\n  stop;", {"fileinto", "mailbox"}
     if rule.action == "redirect":
         return f"redirect :copy {quote(rule.argument)};", {"copy"}
     if rule.action == "discard":
-        return "discard;", set()
+        return "discard;\n  stop;", set()
     return 'addflag "\\\\Seen";', {"imap4flags"}
 
 
+# The order filters run in, by what they do (in the user's order within each kind): a flag counts only for
+# what is stored after it; a deleted message gets no reply; copies go out whoever else files the message;
+# the first filter that moves a message moves it (no duplicate copies in several folders).
+_ORDER = {"seen": 0, "discard": 1, "redirect": 3, "fileinto": 4}
+_REPLY_STEP = 2
+
+
+def _reply(vacation: Vacation, needs: set[str]) -> list[str]:
+    needs.add("vacation")
+    arguments = [f":days {int(vacation.interval_days)}", f":subject {quote(vacation.subject)}"]
+    if vacation.addresses:
+        arguments.append(f":addresses {_string_list(vacation.addresses)}")
+    reply = f"vacation {' '.join(arguments)} {quote(vacation.body)};"
+    # No reply to what a spam filter flagged (X-Spam-Flag: SpamAssassin, rspamd): it would confirm the address.
+    tests = ['not header :contains "x-spam-flag" "yes"']
+    if vacation.first_day:
+        tests.append(f'currentdate :value "ge" "date" {quote(vacation.first_day.isoformat())}')
+    if vacation.last_day:
+        # The reply stops by itself after the last day: the date is checked at each delivery.
+        tests.append(f'currentdate :value "le" "date" {quote(vacation.last_day.isoformat())}')
+    if len(tests) > 1:
+        needs.update({"date", "relational"})
+    return ["# Out of office", f"if allof({', '.join(tests)}) {{\n  {reply}\n}}"]
+
+
 def render(rules: MailRules) -> str:
-    """The whole script for ``rules``: the reply first, then the filters in order, then the kept script."""
+    """The whole script for ``rules``: filters and the reply in the order of ``_ORDER``, then the kept script."""
     needs: set[str] = set()
-    body: list[str] = []
-    vacation = rules.vacation
-    if vacation is not None and vacation.enabled:
-        needs.add("vacation")
-        arguments = [f":days {int(vacation.interval_days)}", f":subject {quote(vacation.subject)}"]
-        if vacation.addresses:
-            arguments.append(f":addresses {_string_list(vacation.addresses)}")
-        reply = f"vacation {' '.join(arguments)} {quote(vacation.body)};"
-        days = []
-        if vacation.first_day:
-            days.append(f'currentdate :value "ge" "date" {quote(vacation.first_day.isoformat())}')
-        if vacation.last_day:
-            days.append(f'currentdate :value "le" "date" {quote(vacation.last_day.isoformat())}')
-        body.append("# Out of office")
-        if days:
-            # The reply stops by itself after the last day: the date is checked at each delivery.
-            needs.update({"date", "relational"})
-            body.append(f"if allof({', '.join(days)}) {{\n  {reply}\n}}")
-        else:
-            body.append(reply)
-    # "Mark as read" rules run first: a flag counts only for the actions after it, and the user means the
-    # message wherever another filter files it.
-    ordered = sorted(rules.filters, key=lambda rule: rule.action != "seen")
-    for number, rule in enumerate(ordered, start=1):
+    steps: list[tuple[int, list[str]]] = []
+    for number, rule in enumerate(rules.filters, start=1):
         action, extensions = _action(rule)
         needs.update(extensions)
-        body.append(f"# Filter {number}")
-        body.append(f"if {_test(rule)} {{\n  {action}\n}}")
+        steps.append((_ORDER[rule.action], [f"# Filter {number}", f"if {_test(rule)} {{\n  {action}\n}}"]))
+    if rules.vacation is not None and rules.vacation.enabled:
+        steps.append((_REPLY_STEP, _reply(rules.vacation, needs)))
+    body = [line for _order, lines in sorted(steps, key=lambda step: step[0]) for line in lines]
     if rules.include:
         needs.add("include")
         body.append("# The script another client wrote, kept alongside")

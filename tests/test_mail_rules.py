@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import time
 from datetime import date
 from datetime import timedelta
@@ -548,6 +549,7 @@ def test_no_sequence_of_saves_changes_or_drops_another_clients_script_unasked(ap
             assert self.id and domain_id
             self.texts: dict[str, str] = {}
             self.running: set[str] = set()
+            self.reply_on, self.filters = False, 0
 
         def other_active(self) -> str | None:
             with app.app_context():
@@ -566,23 +568,28 @@ def test_no_sequence_of_saves_changes_or_drops_another_clients_script_unasked(ap
             if activate:
                 self.running = {name}
 
-        def _user_save(self, save, choice):
+        def _user_save(self, save, choice, reply_on, filters):
             other = self.other_active()
+            portal_runs = reply_on or filters > 0
             with app.app_context():
-                if other is not None and choice is None:
+                if other is not None and portal_runs and choice is None:
                     with pytest.raises(mail_rules.OtherScriptActive):
                         save(choice)
                     return
                 save(choice)
-            if other is not None:
+            self.reply_on, self.filters = reply_on, filters
+            if other is not None and portal_runs:
                 self.running = {other} if choice == mail_rules.KEEP else set()
+            elif other is None and choice == mail_rules.REPLACE:
+                self.running = set()
+            # Otherwise nothing of the portal's runs next to the active script, which stays as it is.
 
         @rule(enabled=st.booleans(), choice=st.sampled_from([None, mail_rules.KEEP, mail_rules.REPLACE]))
         def the_user_saves_the_reply(self, enabled, choice):
             wanted = sieve.Vacation(enabled, "Away", "Back soon.", None, None, 7, ())
             self._user_save(lambda c: mail_rules.save_vacation(
                 db, Actor(self.address, "192.0.2.1", self.id), wanted, config=app.config, today=TODAY, choice=c),
-                choice)
+                choice, enabled, self.filters)
 
         @rule(count=st.integers(0, 2), choice=st.sampled_from([None, mail_rules.KEEP, mail_rules.REPLACE]))
         def the_user_saves_filters(self, count, choice):
@@ -590,7 +597,7 @@ def test_no_sequence_of_saves_changes_or_drops_another_clients_script_unasked(ap
                       for i in range(count)]
             self._user_save(lambda c: mail_rules.save_filters(
                 db, Actor(self.address, "192.0.2.1", self.id), wanted, config=app.config, max_destinations=10,
-                delimiter="+", choice=c), choice)
+                delimiter="+", choice=c), choice, self.reply_on, count)
 
         @rule(enabled=st.booleans())
         def the_helpdesk_saves_the_reply(self, enabled):
@@ -599,6 +606,7 @@ def test_no_sequence_of_saves_changes_or_drops_another_clients_script_unasked(ap
                 mail_rules.save_vacation_of(db, actor(people, "help"), {"id": self.id, "email": self.address},
                                             sieve.Vacation(enabled, "On leave", "x", None, None, 7, ()),
                                             config=app.config, today=TODAY)
+            self.reply_on = enabled
             if other is not None:
                 self.running = {other}
 
@@ -615,3 +623,171 @@ def test_no_sequence_of_saves_changes_or_drops_another_clients_script_unasked(ap
                                          suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
     Mailbox.TestCase().runTest()
+
+
+# What a review found, each proven against the real stack.
+
+def test_another_programs_own_reply_next_to_the_portals_is_refused_not_left_to_fail(app, db, people, mail_stack):
+    """Pigeonhole allows one reply per message: kept next to the portal's, another program's reply would make
+    the whole script fail at delivery, filters and all."""
+    other = ManageSieve(mail_stack.managesieve_port, "alice@r.example", PASSWORD)
+    try:
+        other.put("roundcube", 'require "vacation";\nvacation :days 3 "Roundcube says away";\n')
+    finally:
+        other.close()
+    with app.app_context():
+        with pytest.raises(mail_rules.ScriptsConflict) as refused:
+            mail_rules.save_vacation(db, actor(people, "alice"), vacation("Portal says away"), config=app.config,
+                                     today=TODAY, choice=mail_rules.KEEP)
+        assert "only one can run per message" in refused.value.problem and refused.value.name == "roundcube"
+        with pytest.raises(mail_rules.MailRulesRefused):
+            mail_rules.save_vacation_of(db, actor(people, "help"), {"id": people["alice"], "email": "alice@r.example"},
+                                        vacation("Helpdesk says away"), config=app.config, today=TODAY)
+        # Filters alone may run next to it; replacing it lets the portal's reply run.
+        mail_rules.save_filters(db, actor(people, "alice"), [
+            {"field": "subject", "match": "contains", "value": "x", "action": "seen", "argument": ""}],
+            config=app.config, max_destinations=10, delimiter="+", choice=mail_rules.KEEP)
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Portal says away"), config=app.config,
+                                 today=TODAY, choice=mail_rules.REPLACE)
+    send_mail(mail_stack.smtp_port, "alice@r.example", "anyone?", sender="bob@r.example")
+    wait_for_reply(mail_stack, "Portal says away")
+
+
+def test_an_edit_of_the_portals_script_by_another_program_is_kept_and_asked_about(app, db, people, mail_stack):
+    with app.app_context():
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("First"), config=app.config, today=TODAY)
+    edited = ('require ["fileinto", "mailbox"];\n'
+              'if header :contains "subject" "[roundcube]" { fileinto :create "Edited"; }\n')
+    other = ManageSieve(mail_stack.managesieve_port, "alice@r.example", PASSWORD)
+    try:
+        other.put(sieve.SCRIPT_NAME, edited)  # as Roundcube edits the active script in place
+    finally:
+        other.close()
+    with app.app_context():
+        with pytest.raises(mail_rules.OtherScriptActive) as asked:
+            mail_rules.save_vacation(db, actor(people, "alice"), vacation("Second"), config=app.config, today=TODAY)
+        assert asked.value.text == edited and asked.value.name.startswith(f"{sieve.SCRIPT_NAME}-edited-")
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Second"), config=app.config, today=TODAY,
+                                 choice=mail_rules.KEEP)
+        scripts = {s["name"]: s["active"] for s in doveadm.sieve_scripts(app.config, "alice@r.example")}
+        copy = next(name for name in scripts if name.startswith(f"{sieve.SCRIPT_NAME}-edited-"))
+        assert scripts == {sieve.SCRIPT_NAME: True, copy: False}
+        assert doveadm.sieve_script(app.config, "alice@r.example", copy) == edited
+        # The portal's own text again is no edit: the next save asks nothing.
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Third"), config=app.config, today=TODAY)
+    send_mail(mail_stack.smtp_port, "alice@r.example", "[roundcube] hi", sender="bob@r.example")
+    wait_for_reply(mail_stack, "Third")
+    wait_for_maildir_message(maildir(mail_stack, "alice", ".Edited"), "[roundcube] hi")
+
+
+def test_a_database_failure_after_the_rows_leaves_dovecot_as_it_was(app, db, people, mail_stack, monkeypatch):
+    from portal.queries import audit
+
+    with app.app_context():
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Before"), config=app.config, today=TODAY)
+        before = doveadm.sieve_script(app.config, "alice@r.example", sieve.SCRIPT_NAME)
+
+        def failing(*args, **kwargs):
+            raise RuntimeError("the database went away at the audit row")
+
+        monkeypatch.setattr(audit, "record", failing)
+        with pytest.raises(RuntimeError):
+            mail_rules.save_vacation(db, actor(people, "alice"), vacation("After"), config=app.config, today=TODAY)
+        assert doveadm.sieve_script(app.config, "alice@r.example", sieve.SCRIPT_NAME) == before
+    assert db.execute("SELECT subject FROM portal_vacations").fetchone()["subject"] == "Before"
+
+
+def test_filters_refuse_what_would_fail_at_delivery(app, db, people, mail_stack):
+    def save(rows):
+        with app.app_context():
+            mail_rules.save_filters(db, actor(people, "alice"), rows, config=app.config, max_destinations=10,
+                                    delimiter="+")
+
+    forwards = [{"field": "subject", "match": "contains", "value": "x", "action": "redirect",
+                 "argument": f"f{i}@remote.invalid"} for i in range(5)]
+    with pytest.raises(mail_rules.MailRulesRefused) as refused:
+        save(forwards)
+    assert "At most 4 forwarding addresses are allowed." in refused.value.problems
+    for folder in ("Work/Projects", "Work..Projects", "Work.", ".Work"):
+        with pytest.raises(mail_rules.MailRulesRefused) as refused:
+            save([{"field": "from", "match": "contains", "value": "x", "action": "fileinto", "argument": folder}])
+        assert "Separate folder levels with one dot" in refused.value.problems[0], folder
+    save(forwards[:4] + [{"field": "list-id", "match": "is", "value": "dev.lists.example", "action": "fileinto",
+                          "argument": "Lists.Dev"}])
+    import smtplib
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "l@remote.invalid", "alice@r.example", "list post"
+    message["List-Id"] = "Developers <dev.lists.example>"
+    message.set_content("hello")
+    with smtplib.SMTP("127.0.0.1", mail_stack.smtp_port, timeout=10) as smtp:
+        smtp.send_message(message)
+    wait_for_maildir_message(maildir(mail_stack, "alice", ".Lists.Dev"), "list post")
+
+
+def test_no_reply_to_spam_or_to_what_a_filter_deletes(app, db, people, mail_stack):
+    import smtplib
+    from email.message import EmailMessage
+
+    with app.app_context():
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Away"), config=app.config, today=TODAY)
+        mail_rules.save_filters(db, actor(people, "alice"), [
+            {"field": "subject", "match": "contains", "value": "casino", "action": "discard", "argument": ""}],
+            config=app.config, max_destinations=10, delimiter="+")
+    send_mail(mail_stack.smtp_port, "alice@r.example", "casino bonus", sender="bob@r.example")
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "carol@r.example", "alice@r.example", "flagged"
+    message["X-Spam-Flag"] = "YES"
+    message.set_content("hello")
+    with smtplib.SMTP("127.0.0.1", mail_stack.smtp_port, timeout=10) as smtp:
+        smtp.send_message(message)
+    wait_for_maildir_message(maildir(mail_stack, "alice"), "flagged")
+    settle()
+    assert replies_to_bob(mail_stack) == []
+    assert not [m for m in messages_in(maildir(mail_stack, "carol")) if m["Auto-Submitted"]]
+
+
+def test_the_reply_answers_for_own_addresses_by_default_not_for_groups(app, db, people, mail_stack):
+    runner = app.test_cli_runner()
+    for args in (["alias", "add", "all@r.example", "alice@r.example", "bob@r.example"],
+                 ["alias-domain", "add", "r.test", "r.example"]):
+        assert runner.invoke(args=args).exit_code == 0
+    with app.app_context():
+        offered = {c["address"]: c["own"] for c in mail_rules.reply_addresses(db, "alice@r.example")}
+    assert offered == {"alice@r.example": True, "alice@r.test": True, "info@r.example": True,
+                       "info@r.test": True, "all@r.example": False, "all@r.test": False}
+    client = signed_in(app, "alice@r.example")
+    page = client.get("/account/vacation").get_data(as_text=True)
+    assert re.search(r'value="alice@r\.test"[^>]*checked', page) or re.search(r'checked[^>]*value="alice@r\.test"',
+                                                                              page)
+    assert not re.search(r'value="all@r\.example"[^>]*checked', page)
+    with app.app_context():
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Via alias domain"), config=app.config,
+                                 today=TODAY)
+    send_mail(mail_stack.smtp_port, "alice@r.test", "to the alias domain", sender="bob@r.example")
+    wait_for_reply(mail_stack, "Via alias domain")
+
+
+def test_the_audit_log_says_what_goes_out_in_the_users_name(app, db, people, mail_stack):
+    with app.app_context():
+        mail_rules.save_vacation_of(db, actor(people, "help"), {"id": people["alice"], "email": "alice@r.example"},
+                                    vacation("Alice is out", body="Call reception."), config=app.config, today=TODAY)
+        mail_rules.save_filters(db, actor(people, "alice"), [
+            {"field": "from", "match": "contains", "value": "x", "action": "redirect", "argument": "c@remote.invalid"}],
+            config=app.config, max_destinations=10, delimiter="+")
+    rows = {r["action"]: r["summary"] for r in db.execute("SELECT action, summary FROM portal_audit_log")}
+    assert rows["vacation.update"]["subject"] == "Alice is out"
+    assert rows["vacation.update"]["body_sha256"] and "Call reception." not in str(rows["vacation.update"])
+    assert rows["filters.update"]["forwards_to"] == ["c@remote.invalid"]
+
+
+def test_a_disabled_mailbox_gets_a_clear_refusal_not_try_again(app, db, people, mail_stack):
+    assert app.test_cli_runner().invoke(args=["mailbox", "disable", "alice@r.example", "--reason", "left"]
+                                        ).exit_code == 0
+    with app.app_context():
+        with pytest.raises(mail_rules.MailRulesRefused) as refused:
+            mail_rules.save_vacation_of(db, actor(people, "help"), {"id": people["alice"], "email": "alice@r.example"},
+                                        vacation(), config=app.config, today=TODAY)
+    assert "enable it first" in refused.value.problems[0]
+    assert db.execute("SELECT count(*) AS n FROM portal_vacations").fetchone()["n"] == 0

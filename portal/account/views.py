@@ -333,14 +333,16 @@ def vacation_from_form(form: VacationForm) -> sieve.Vacation:
 def vacation_form_for(conn, mailbox: dict, formdata=None) -> VacationForm:
     """The reply form, filled from what is stored, with the mailbox's addresses to choose from."""
     stored = mail_rule_queries.vacation_of(conn, mailbox["id"])
-    candidates = mail_rule_queries.addresses_delivering_to(conn, mailbox["email"])
+    offered = mail_rules.reply_addresses(conn, mailbox["email"])
+    candidates = [c["address"] for c in offered]
     if formdata is None and stored is not None:
         form = VacationForm(formdata=None, enabled=stored["enabled"], subject=stored["subject"], body=stored["body"],
                             first_day=stored["first_day"], last_day=stored["last_day"],
                             interval_days=stored["interval_days"],
                             addresses=[a for a in stored["addresses"] if a in candidates])
     elif formdata is None:
-        form = VacationForm(formdata=None, addresses=candidates)
+        # Ticked at first: the mailbox's own addresses, not a group alias (every member would answer it).
+        form = VacationForm(formdata=None, addresses=[c["address"] for c in offered if c["own"]])
     else:
         form = VacationForm()
     form.addresses.choices = [SelectChoice(a, a) for a in candidates]
@@ -365,6 +367,9 @@ def vacation():
 
 def _mail_rules_failure(exc, page, form):
     """The page again, saying why nothing was saved: refused (400), a choice needed (409), Dovecot away (503)."""
+    if isinstance(exc, mail_rules.ScriptsConflict):
+        return page(get_db(), form=form, other={"name": exc.name, "text": exc.text}, problems=[exc.problem],
+                    status=409)
     if isinstance(exc, mail_rules.OtherScriptActive):
         return page(get_db(), form=form, other={"name": exc.name, "text": exc.text},
                     problems=[_("Another program (for example Roundcube or Thunderbird) has made its own filters"

@@ -30,9 +30,12 @@ CREATE TABLE portal_mail_filters (
 );
 
 -- Another client's script (ManageSieve: Roundcube, Thunderbird) that the user chose to
--- keep alongside the portal's rules: the portal's script includes it by name.
+-- keep alongside the portal's rules: the portal's script includes it by name. The hash of
+-- the script the portal last wrote tells an edit by another client (Roundcube writes into
+-- the active script) from the portal's own text, so such an edit is never overwritten unasked.
 CREATE TABLE portal_sieve_state (
     mailbox_id integer PRIMARY KEY REFERENCES virtual_users(id) ON DELETE CASCADE,
-    kept_script varchar(200),
+    kept_script text,
+    script_sha256 bytea,
     installed_at timestamptz NOT NULL DEFAULT now()
 );

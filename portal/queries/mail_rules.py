@@ -53,26 +53,40 @@ def replace_filters(conn, mailbox_id: int, filters: list[dict]) -> None:
         )
 
 
+def sieve_state_of(conn, mailbox_id: int) -> dict:
+    """The kept script's name and the hash of the script the portal last wrote (both None: never written)."""
+    row = conn.execute("SELECT kept_script, script_sha256 FROM portal_sieve_state WHERE mailbox_id = %s",
+                       (mailbox_id,)).fetchone()
+    return row or {"kept_script": None, "script_sha256": None}
+
+
 def kept_script_of(conn, mailbox_id: int) -> str | None:
     """The name of another client's script the user keeps alongside the portal's rules, or None."""
-    row = conn.execute("SELECT kept_script FROM portal_sieve_state WHERE mailbox_id = %s", (mailbox_id,)).fetchone()
-    return row["kept_script"] if row else None
+    return sieve_state_of(conn, mailbox_id)["kept_script"]
 
 
-def record_installed(conn, mailbox_id: int, kept_script: str | None) -> None:
-    """Note that the mailbox's script was written now, keeping ``kept_script`` alongside (None: nothing)."""
+def record_installed(conn, mailbox_id: int, kept_script: str | None, script_sha256: bytes | None) -> None:
+    """Note the script the portal writes now (its hash; None: none active), keeping ``kept_script`` alongside."""
     conn.execute(
-        "INSERT INTO portal_sieve_state (mailbox_id, kept_script) VALUES (%s, %s)"
-        " ON CONFLICT (mailbox_id) DO UPDATE SET kept_script = EXCLUDED.kept_script, installed_at = now()",
-        (mailbox_id, kept_script),
+        "INSERT INTO portal_sieve_state (mailbox_id, kept_script, script_sha256) VALUES (%s, %s, %s)"
+        " ON CONFLICT (mailbox_id) DO UPDATE SET kept_script = EXCLUDED.kept_script,"
+        " script_sha256 = EXCLUDED.script_sha256, installed_at = now()",
+        (mailbox_id, kept_script, script_sha256),
     )
 
 
-def addresses_delivering_to(conn, email: str) -> list[str]:
-    """The mailbox's own address, then every alias and personal address with a row to it (no catch-alls)."""
+def addresses_delivering_to(conn, email: str) -> list[dict]:
+    """The addresses mail for the mailbox arrives at: its own, then every alias and personal address with a
+    row to it (no catch-alls), each with ``own`` (False for an alias that also delivers to others, a group)."""
     rows = conn.execute(
-        "SELECT DISTINCT source FROM virtual_aliases WHERE destination = %s AND source <> destination"
-        " AND left(source, 1) <> '@' ORDER BY source",
+        """
+        SELECT a.source AS address,
+               (SELECT count(*) FROM virtual_aliases o WHERE o.source = a.source AND o.destination <> o.source) = 1
+                   AS own
+          FROM virtual_aliases a
+         WHERE a.destination = %s AND a.source <> a.destination AND left(a.source, 1) <> '@'
+         GROUP BY a.source ORDER BY a.source
+        """,
         (email,),
     ).fetchall()
-    return [email, *(row["source"] for row in rows)]
+    return [{"address": email, "own": True}, *rows]

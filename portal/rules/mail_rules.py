@@ -10,7 +10,11 @@ the user chooses to keep it alongside the portal's rules, or to replace it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
+from datetime import UTC
 from datetime import date
+from datetime import datetime
 
 from .. import access
 from .. import doveadm
@@ -19,6 +23,7 @@ from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..i18n import _
+from ..queries import aliases as alias_queries
 from ..queries import audit
 from ..queries import mail_rules as queries
 from ..queries import mailboxes as mailbox_queries
@@ -27,6 +32,8 @@ from .addressing import AliasRuleError
 from .addressing import Forwarding
 
 MOST_FILTERS = 20
+# Pigeonhole's sieve_max_redirects default: more copies of one message would fail its whole script at delivery.
+MOST_FORWARDS = 4
 MOST_DAYS_BETWEEN_REPLIES = 30
 KEEP = "keep"
 REPLACE = "replace"
@@ -51,6 +58,15 @@ class OtherScriptActive(Exception):
         super().__init__(name)
         self.name = name
         self.text = text
+
+
+class ScriptsConflict(OtherScriptActive):
+    """The other client's script, kept alongside, cannot run next to the portal's rules (``problem`` says why):
+    the user may replace it, or change it in that program."""
+
+    def __init__(self, name: str, text: str, problem: str):
+        super().__init__(name, text)
+        self.problem = problem
 
 
 def _text_problems(label: str, text: str, *, multiline: bool = False) -> list[str]:
@@ -94,9 +110,12 @@ def _folder_problems(folder: str) -> list[str]:
     problems = _text_problems(_("The folder"), folder)
     if not folder.strip() or len(folder) > 100:
         problems.append(_("Name a folder of 1 to %(count)s characters.", count=100))
-    elif folder != folder.strip() or folder.startswith((".", "/")) or any(ch in folder for ch in "*%"):
-        problems.append(_("A folder name may not start with . or /, end with a space, or hold %(characters)s.",
+    elif folder != folder.strip() or any(ch in folder for ch in "*%"):
+        problems.append(_("A folder name may not start or end with a space, or hold %(characters)s.",
                            characters="* %"))
+    elif "/" in folder or any(not part.strip() for part in folder.split(".")):
+        # Maildir++ separates levels with a dot: "Work/Projects" or "a..b" would fail at delivery.
+        problems.append(_("Separate folder levels with one dot, for example Work.Projects."))
     return problems
 
 
@@ -137,8 +156,8 @@ def checked_filters(conn, address: str, wanted: list[dict], max_destinations: in
     if destinations:
         try:
             # The same checks as forwarding with a copy kept: not to oneself, at most so many addresses.
-            addressing.check_forwarding(conn, address, Forwarding(destinations, keep_copy=True), max_destinations,
-                                        delimiter)
+            addressing.check_forwarding(conn, address, Forwarding(destinations, keep_copy=True),
+                                        min(max_destinations, MOST_FORWARDS), delimiter)
         except AliasRuleError as exc:
             raise MailRulesRefused(exc.problems) from None
     return kept
@@ -155,44 +174,114 @@ def mail_rules_of(conn, mailbox_id: int) -> sieve.MailRules:
     return sieve.MailRules(vacation, filters, queries.kept_script_of(conn, mailbox_id))
 
 
-def _install(conn, config, mailbox: dict, choice: str | None) -> str | None:
-    """Write the mailbox's script from its rows as they are now in this transaction; return the kept script."""
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What to write to Dovecot for one mailbox, decided from the rows and Dovecot's scripts as they are."""
+
+    kept: str | None  # another client's script run after the portal's rules
+    script: str | None  # the portal's script to store and make active (None: none of the portal's to run)
+    activate: str | None  # otherwise: the script to make active (None: none)
+    deactivate: bool  # otherwise: whether the portal's script must stop being the active one
+    preserve: tuple[str, str] | None  # another client's edit of the portal's script, kept under a name of its own
+
+    @property
+    def script_sha256(self) -> bytes | None:
+        """The hash the portal keeps of its script, to recognise an edit by another client later."""
+        return hashlib.sha256(self.script.encode()).digest() if self.script is not None else None
+
+
+_RUNS_ONCE = re.compile(r"\b(vacation|reject|ereject)\b")
+
+
+def _conflicts(rules: sieve.MailRules, kept_text: str) -> bool:
+    """Whether the kept script would make Sieve fail at delivery next to the portal's rules: it has its own
+    out-of-office reply (or a reject) while the portal's is on. Pigeonhole allows one per message."""
+    reply_on = rules.vacation is not None and rules.vacation.enabled
+    return reply_on and _RUNS_ONCE.search(re.sub(r"(?m)#.*$", "", kept_text)) is not None
+
+
+def _plan(conn, config, mailbox: dict, choice: str | None, now: datetime) -> _Plan:
+    """Decide what to write, from the rows as they are now in this transaction (reads Dovecot, writes nothing)."""
+    address = mailbox["email"]
+    scripts = doveadm.sieve_scripts(config, address)
+    names = {s["name"] for s in scripts}
+    state = queries.sieve_state_of(conn, mailbox["id"])
+    rules = mail_rules_of(conn, mailbox["id"])
+    portal_runs = bool((rules.vacation and rules.vacation.enabled) or rules.filters)
+    kept = rules.include if rules.include in names else None
+    other = next((s["name"] for s in scripts if s["active"] and s["name"] != sieve.SCRIPT_NAME), None)
+    preserve = None
+    if sieve.SCRIPT_NAME in names and state["script_sha256"] is not None:
+        current = doveadm.sieve_script(config, address, sieve.SCRIPT_NAME)
+        digest = hashlib.sha256(current.encode()).digest()
+        if digest != state["script_sha256"]:
+            # Another client (Roundcube edits the active script) changed the portal's script: never lost.
+            other = f"{sieve.SCRIPT_NAME}-edited-{now:%Y%m%d%H%M%S}-{digest.hex()[:6]}"
+            preserve = (other, current)
+    if other is not None and (portal_runs or preserve):
+        if choice not in (KEEP, REPLACE):
+            text = preserve[1] if preserve else doveadm.sieve_script(config, address, other)
+            raise OtherScriptActive(other, text)
+        kept = other if choice == KEEP else None
+    elif other is not None:
+        kept = other  # nothing of the portal's runs: the other script stays as it is, active
+    elif choice == REPLACE:
+        kept = None  # the script kept before: no longer run
+    if kept is not None and portal_runs:
+        kept_text = preserve[1] if preserve and kept == preserve[0] else doveadm.sieve_script(config, address, kept)
+        if _conflicts(rules, kept_text):
+            raise ScriptsConflict(kept, kept_text, _(
+                "The filters “%(name)s” from another program send their own out-of-office reply (or refuse mail),"
+                " and only one can run per message. Switch that reply off there, or replace those filters with"
+                " your settings here.", name=kept))
+    rules = dataclasses.replace(rules, include=kept)
+    portal_active = any(s["active"] and s["name"] == sieve.SCRIPT_NAME for s in scripts)
+    if portal_runs:
+        script = sieve.render(rules)
+        try:
+            problem = sieve.compile_problem(script)
+        except sieve.SieveCompilerMissing:
+            problem = None  # Dovecot compiles it again when it is stored and refuses what does not compile
+        if problem:
+            raise MailRulesRefused([_("The Sieve compiler refused the script: %(message)s", message=problem)])
+        return _Plan(kept, script, None, False, preserve)
+    # Nothing of the portal's to run: a kept script becomes the active one again, as it was before.
+    activate = kept if kept is not None and (portal_active or other is None) else None
+    return _Plan(kept, None, activate, portal_active and activate is None, preserve)
+
+
+def _apply(config, address: str, plan: _Plan) -> None:
+    """Write the plan to Dovecot (the last step of the transaction: every row is written before)."""
+    if plan.preserve is not None:
+        doveadm.put_sieve_script(config, address, plan.preserve[0], plan.preserve[1], activate=False)
+    if plan.script is not None:
+        doveadm.put_sieve_script(config, address, sieve.SCRIPT_NAME, plan.script, activate=True)
+    elif plan.activate is not None:
+        doveadm.activate_sieve_script(config, address, plan.activate)
+    elif plan.deactivate:
+        doveadm.activate_sieve_script(config, address, None)
+
+
+def _install(conn, config, mailbox: dict, choice: str | None, audit_row: dict) -> str | None:
+    """Write the mailbox's script from its rows as they are now in this transaction, with the audit row
+    (``audit_row``: audit.record's arguments, the kept script added); return the kept script. Every row is
+    written before Dovecot is, so a failure of the database leaves Dovecot as it was."""
     address = mailbox["email"]
     if not doveadm.is_configured(config):
         raise MailRulesUnavailable("doveadm_url is not set")
     try:
-        scripts = doveadm.sieve_scripts(config, address)
-        names = {s["name"] for s in scripts}
-        rules = mail_rules_of(conn, mailbox["id"])
-        kept = rules.include if rules.include in names else None
-        other = next((s["name"] for s in scripts if s["active"] and s["name"] != sieve.SCRIPT_NAME), None)
-        if other is not None:
-            if choice not in (KEEP, REPLACE):
-                raise OtherScriptActive(other, doveadm.sieve_script(config, address, other))
-            kept = other if choice == KEEP else None
-        rules = dataclasses.replace(rules, include=kept)
-        portal_active = any(s["active"] and s["name"] == sieve.SCRIPT_NAME for s in scripts)
-        if not (rules.vacation and rules.vacation.enabled) and not rules.filters:
-            # Nothing of the portal's to run: the kept script (if any) becomes the active one again, as it was.
-            if kept is not None and (portal_active or other is None):
-                doveadm.activate_sieve_script(config, address, kept)
-            elif portal_active:
-                doveadm.activate_sieve_script(config, address, None)
-        else:
-            script = sieve.render(rules)
-            try:
-                problem = sieve.compile_problem(script)
-            except sieve.SieveCompilerMissing:
-                problem = None  # Dovecot compiles it again below and refuses what does not compile
-            if problem:
-                raise MailRulesRefused([_("The Sieve compiler refused the script: %(message)s", message=problem)])
-            doveadm.put_sieve_script(config, address, sieve.SCRIPT_NAME, script, activate=True)
+        plan = _plan(conn, config, mailbox, choice, datetime.now(UTC))
+        queries.record_installed(conn, mailbox["id"], plan.kept, plan.script_sha256)
+        audit.record(conn, **{**audit_row, "summary": {**audit_row["summary"], "kept_script": plan.kept}})
+        _apply(config, address, plan)
     except doveadm.SieveScriptRefused:
         raise MailRulesRefused([_("Dovecot refused the script because it does not compile.")]) from None
+    except doveadm.SieveUserUnknown:
+        raise MailRulesRefused([_("Dovecot does not know this mailbox now (it may be disabled): enable it"
+                                  " first.")]) from None
     except doveadm.DoveadmUnavailable as exc:
         raise MailRulesUnavailable(str(exc)) from None
-    queries.record_installed(conn, mailbox["id"], kept)
-    return kept
+    return plan.kept
 
 
 def _own_mailbox(conn, actor: Actor) -> dict:
@@ -202,24 +291,37 @@ def _own_mailbox(conn, actor: Actor) -> dict:
     return mailbox
 
 
+def reply_addresses(conn, email: str) -> list[dict]:
+    """The addresses an out-of-office reply may answer for (``{"address", "own"}``): the mailbox's own, its
+    personal addresses and the aliases that deliver to it, each also in its alias-domain forms. ``own`` is
+    False for an alias that delivers to others too (a group: all its members would answer)."""
+    found: dict[str, bool] = {}
+    for row in queries.addresses_delivering_to(conn, email):
+        for form in sorted(alias_queries.same_address_forms(conn, row["address"])):
+            found.setdefault(form, row["own"])
+    return [{"address": address, "own": own} for address, own in found.items()]
+
+
 def _store_vacation(conn, config, mailbox: dict, vacation: sieve.Vacation, today: date, set_by_role: str,
                     choice: str | None, who: dict) -> None:
-    candidates = queries.addresses_delivering_to(conn, mailbox["email"])
+    candidates = reply_addresses(conn, mailbox["email"])
     if not vacation.addresses:
-        vacation = dataclasses.replace(vacation, addresses=tuple(candidates))
-    problems = vacation_problems(vacation, candidates, today)
+        vacation = dataclasses.replace(vacation, addresses=tuple(c["address"] for c in candidates if c["own"]))
+    problems = vacation_problems(vacation, [c["address"] for c in candidates], today)
     if problems:
         raise MailRulesRefused(problems)
     queries.save_vacation(conn, mailbox["id"], enabled=vacation.enabled, subject=vacation.subject,
                           body=vacation.body, first_day=vacation.first_day, last_day=vacation.last_day,
                           interval_days=vacation.interval_days, addresses=list(vacation.addresses),
                           set_by_role=set_by_role)
-    kept = _install(conn, config, mailbox, choice)
-    audit.record(conn, **who, action="vacation.update", target=mailbox["email"], domain=mailbox["domain"],
-                 summary={"enabled": vacation.enabled,
-                          "first_day": vacation.first_day.isoformat() if vacation.first_day else None,
-                          "last_day": vacation.last_day.isoformat() if vacation.last_day else None,
-                          "interval_days": vacation.interval_days, "kept_script": kept})
+    # The words are in the audit row: they go out in the user's name, whoever set them.
+    _install(conn, config, mailbox, choice, {
+        **who, "action": "vacation.update", "target": mailbox["email"], "domain": mailbox["domain"],
+        "summary": {"enabled": vacation.enabled, "subject": vacation.subject,
+                    "body_sha256": hashlib.sha256(vacation.body.encode()).hexdigest(),
+                    "first_day": vacation.first_day.isoformat() if vacation.first_day else None,
+                    "last_day": vacation.last_day.isoformat() if vacation.last_day else None,
+                    "interval_days": vacation.interval_days, "addresses": list(vacation.addresses)}})
 
 
 def save_vacation(conn, actor: Actor, vacation: sieve.Vacation, *, config, today: date,
@@ -238,7 +340,10 @@ def save_vacation_of(conn, actor: Actor, mailbox: dict, vacation: sieve.Vacation
     with conn.transaction():
         row, powers = access.lock_and_ask(conn, actor, mailbox, access.refusal_to_set_vacation, MailRulesRefused)
         who = access.audit_fields(actor, powers, row["domain_id"])
-        _store_vacation(conn, config, row, vacation, today, who["actor_role"], KEEP, who)
+        try:
+            _store_vacation(conn, config, row, vacation, today, who["actor_role"], KEEP, who)
+        except ScriptsConflict as exc:
+            raise MailRulesRefused([exc.problem]) from None
 
 
 def save_filters(conn, actor: Actor, wanted: list[dict], *, config, max_destinations: int, delimiter: str,
@@ -248,11 +353,14 @@ def save_filters(conn, actor: Actor, wanted: list[dict], *, config, max_destinat
         mailbox = _own_mailbox(conn, actor)
         filters = checked_filters(conn, mailbox["email"], wanted, max_destinations, delimiter)
         queries.replace_filters(conn, mailbox["id"], filters)
-        kept = _install(conn, config, mailbox, choice)
-        audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
-                     action="filters.update", target=mailbox["email"], domain=mailbox["domain"],
-                     summary={"count": len(filters), "actions": [f["action"] for f in filters],
-                              "kept_script": kept})
+        _install(conn, config, mailbox, choice, {
+            "actor": mailbox["email"], "actor_role": "user", "client_addr": actor.client_addr,
+            "token_id": actor.token.token_id if actor.token else None, "action": "filters.update",
+            "target": mailbox["email"], "domain": mailbox["domain"],
+            # Where copies go, as the forwarding page's changes say it: the first thing to look at after a
+            # stolen password.
+            "summary": {"count": len(filters), "actions": [f["action"] for f in filters],
+                        "forwards_to": [f["argument"] for f in filters if f["action"] == "redirect"]}})
     return filters
 
 
