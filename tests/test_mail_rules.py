@@ -190,8 +190,10 @@ def test_a_filter_forwards_a_copy_and_keeps_the_message(app, db, people, mail_st
             {"field": "subject", "match": "contains", "value": "invoice", "action": "redirect",
              "argument": "Carol@R.example"}], config=app.config, max_destinations=10, delimiter="+")
     send_mail(mail_stack.smtp_port, "alice@r.example", "invoice 42", sender="dave@remote.invalid")
-    wait_for_maildir_message(maildir(mail_stack, "carol"), "invoice 42")
+    copy = wait_for_maildir_message(maildir(mail_stack, "carol"), "invoice 42")
     wait_for_maildir_message(maildir(mail_stack, "alice"), "invoice 42")
+    # The copy went out from alice's address, not the original sender's (SPF holds, bounces reach alice).
+    assert copy["Return-Path"] == "<alice@r.example>"
 
 
 HOSTILE = [
@@ -776,6 +778,9 @@ def test_the_audit_log_says_what_goes_out_in_the_users_name(app, db, people, mai
         mail_rules.save_filters(db, actor(people, "alice"), [
             {"field": "from", "match": "contains", "value": "x", "action": "redirect", "argument": "c@remote.invalid"}],
             config=app.config, max_destinations=10, delimiter="+")
+    helper = signed_in(app, "help@r.example")
+    page = helper.get("/helpdesk/mailboxes/alice@r.example").get_data(as_text=True)
+    assert "Filters forward copies to c@remote.invalid." in page and "Out-of-office reply on." in page
     rows = {r["action"]: r["summary"] for r in db.execute("SELECT action, summary FROM portal_audit_log")}
     assert rows["vacation.update"]["subject"] == "Alice is out"
     assert rows["vacation.update"]["body_sha256"] and "Call reception." not in str(rows["vacation.update"])

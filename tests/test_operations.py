@@ -105,7 +105,8 @@ def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
                  "ok    postfix maps: Postfix finds known@ops.example in pgsql-users.cf and team@ops.example",
                  "ok    disabled accounts:", "ok    one-time passwords:", "ok    mail root: Dovecot keeps mail in",
                  "ok    mail sessions: Dovecot's doveadm API answers at http://127.0.0.1:", "ok    auth cache: off",
-                 "ok    mail filters: LMTP runs Sieve", "ok    secret key:", "ok    cookies:",
+                 "ok    mail filters: LMTP runs Sieve", "ok    old sieve scripts: no active script left",
+                 "ok    secret key:", "ok    cookies:",
                  "all checks passed"):
         assert line in result.output, line
 
@@ -339,6 +340,19 @@ def test_doctor_fails_when_lmtp_does_not_run_sieve(app_factory, db, mail_stack, 
     assert result.exit_code == 1
     assert "FAIL  mail filters: LMTP does not load the sieve plugin" in result.output
     assert "dovecot-sieve" in result.output
+
+
+def test_doctor_finds_scripts_active_at_the_old_place(app_factory, db, mail_stack, mail_data):
+    # A server that ran Sieve with Debian's default before: its active links no longer count.
+    home = mail_stack.mail_root / "ops.example" / "known"
+    (home / "sieve").mkdir(parents=True, exist_ok=True)
+    (home / "sieve" / "roundcube.sieve").write_text("keep;\n")
+    (home / ".dovecot.sieve").symlink_to("sieve/roundcube.sieve")
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True)
+    result = doctor(app, mail_stack)
+    assert result.exit_code == 1
+    assert "FAIL  old sieve scripts: 1 mailbox(es) have an active Sieve script at ~/.dovecot.sieve" in result.output
+    assert "sieve-active" in result.output
 
 
 @pytest.mark.parametrize("series", ["2.3", "2.4"])

@@ -57,6 +57,7 @@ class Doctor:
             ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
             ("dovecot variables", self.old_variables), ("user names", self.user_names),
             ("quota plugins", self.quota_plugins), ("mail filters", self.mail_filters),
+            ("old sieve scripts", self.old_sieve_scripts),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -329,13 +330,31 @@ class Doctor:
         if "sieve" not in loaded:
             return Finding(FAIL, "LMTP does not load the sieve plugin: out-of-office replies and filters are saved"
                                  " but never run",
-                           "install dovecot-sieve and dovecot-managesieved, install 99-mail-portal.conf from"
+                           "install dovecot-sieve, install 99-mail-portal.conf from"
                            " flask --app app config render (it adds sieve to LMTP), then reload Dovecot")
         if sieve.compile_command() is None:
             return Finding(FAIL, "sievec is missing where the portal runs: a script is then checked only by Dovecot,"
                                  " which refuses a broken one without saying why",
                            "apt-get install dovecot-sieve on the portal's host")
         return Finding(OK, "LMTP runs Sieve, and the portal compiles each script before installing it")
+
+    def old_sieve_scripts(self) -> Finding:
+        """Scripts made active at Debian's default place, ~/.dovecot.sieve, stop running under the portal's
+        configuration (~/sieve-active): in a maildir home that name shows up in IMAP as a folder."""
+        root = Path(str(self.config.get("MAIL_ROOT") or ""))
+        if not root.is_absolute() or not root.is_dir():
+            return Finding(SKIP, f"mail_root {root} is not a folder here", "run doctor on the mail host")
+        try:
+            old = [path for path in root.glob("*/*/.dovecot.sieve") if path.is_symlink() or path.is_file()]
+        except OSError as exc:
+            return Finding(SKIP, f"{root} cannot be read: {exc}", "run doctor as root on the mail host")
+        if old:
+            return Finding(FAIL, f"{len(old)} mailbox(es) have an active Sieve script at ~/.dovecot.sieve (for"
+                                 f" example {old[0]}): it no longer runs, since the portal's configuration keeps"
+                                 " the active link at ~/sieve-active",
+                           f'move each link: for l in {root}/*/*/.dovecot.sieve; do mv -n "$l"'
+                           ' "$(dirname "$l")/sieve-active"; done')
+        return Finding(OK, "no active script left at the old place (~/.dovecot.sieve)")
 
     def secret_key(self) -> Finding:
         secret = self.config.get("SECRET_KEY") or ""

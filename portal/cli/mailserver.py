@@ -77,7 +77,7 @@ def build_plan(database_url: str, postfix_dir: Path, dovecot_dir: Path, dovecot_
     if not sieve_plugin_installed(doveconf, dovecot_config):
         raise click.ClickException(
             "Dovecot's Sieve plugin is not installed here, and the portal's files load it for LMTP: without it"
-            " every delivery would fail. Install it (apt-get install dovecot-sieve dovecot-managesieved) and run"
+            " every delivery would fail. Install it (apt-get install dovecot-sieve) and run"
             " apply again. Nothing was changed.")
     try:
         with db.connect(current_app.config) as conn:

@@ -103,6 +103,10 @@ def _mailbox_page(mailbox: dict, disable_form=None, enable_form=None, status: in
                                          None if current_user.is_superadmin else mailbox["domain"], limit=10),
         action_form=ActionForm(formdata=None), disable_form=disable_form or DisableForm(formdata=None),
         enable_form=enable_form or EnableForm(formdata=None),
+        # Copies sent on by filters are forwarding too: after a stolen password, the first thing to look at.
+        vacation=mail_rule_queries.vacation_of(conn, mailbox["id"]),
+        filter_forwards=[f["argument"] for f in mail_rule_queries.filters_of(conn, mailbox["id"])
+                         if f["action"] == "redirect"],
     ), status
 
 
