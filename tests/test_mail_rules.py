@@ -796,3 +796,13 @@ def test_a_disabled_mailbox_gets_a_clear_refusal_not_try_again(app, db, people, 
                                         vacation(), config=app.config, today=TODAY)
     assert "enable it first" in refused.value.problems[0]
     assert db.execute("SELECT count(*) AS n FROM portal_vacations").fetchone()["n"] == 0
+
+
+def test_no_reply_to_ones_own_address(app, db, people, mail_stack):
+    with app.app_context():
+        mail_rules.save_vacation(db, actor(people, "alice"), vacation("Away"), config=app.config, today=TODAY)
+    send_mail(mail_stack.smtp_port, "alice@r.example", "note to self", sender="alice@r.example")
+    send_mail(mail_stack.smtp_port, "alice@r.example", "from my alias", sender="info@r.example")
+    wait_for_maildir_message(maildir(mail_stack, "alice"), "from my alias")
+    settle()
+    assert not [m for m in messages_in(maildir(mail_stack, "alice")) if m["Auto-Submitted"]]
