@@ -46,12 +46,21 @@ def database_url(mail_stack) -> str:
 def db(mail_stack, database_url):
     """A connection to the test database, emptied first (and the maildirs with it)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute(
-            "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
-            " portal_sessions, portal_login_throttle, portal_sign_in_slots, portal_quota_usage,"
-            " portal_mailbox_removals, portal_api_tokens, portal_usage_levels"
-            " RESTART IDENTITY CASCADE"
-        )
+        for attempt in range(3):
+            try:
+                conn.execute(
+                    "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
+                    " portal_sessions, portal_login_throttle, portal_sign_in_slots, portal_quota_usage,"
+                    " portal_mailbox_removals, portal_api_tokens, portal_usage_levels"
+                    " RESTART IDENTITY CASCADE"
+                )
+                break
+            except psycopg.errors.DeadlockDetected:
+                # Dovecot's quota_clone write for the previous test's last delivery can land while the tables
+                # are being emptied; PostgreSQL then cancels one of the two. Empty them again.
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
         for child in mail_stack.mail_root.iterdir():
             remove_tree(child)
         yield conn

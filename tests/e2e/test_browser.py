@@ -571,7 +571,9 @@ def test_out_of_office_and_a_filter_set_in_the_browser(app, db, mail_stack, new_
     deadline = time.monotonic() + 15
     while not replies_to("bob") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [str(m["Subject"]) for m in replies_to("bob")] == [subject]
+    # Pigeonhole folds a long encoded subject at a space and writes the fold as a tab (a subject typed
+    # on the page cannot hold a tab: the rule refuses control characters).
+    assert [str(m["Subject"]).replace("\t", " ") for m in replies_to("bob")] == [subject]
     assert replies_to("bob")[0].get_content().replace("\r\n", "\n").strip() == body
     # A mailing list's message gets no reply (carol would receive it).
     import smtplib
