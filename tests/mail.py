@@ -45,12 +45,15 @@ def imap_login(port: int, address: str, password: str, client_ip: str | None = N
     return client
 
 
-def send_mail(port: int, to: str, subject: str, body: str = "hello", sender: str = "sender@remote.invalid") -> None:
-    """Submit one message to the stack's Postfix over SMTP."""
+def send_mail(port: int, to: str, subject: str, body: str = "hello", sender: str = "sender@remote.invalid",
+              headers: dict[str, str] | None = None) -> None:
+    """Submit one message to the stack's Postfix over SMTP (``headers``: more header fields, e.g. List-Id)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(body)
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         smtp.send_message(message)

@@ -127,17 +127,10 @@ def test_an_alias_of_alice_is_answered_too(app, db, people, mail_stack):
 @pytest.mark.parametrize("header", [("List-Id", "<dev.lists.example>"), ("Precedence", "bulk"),
                                     ("Auto-Submitted", "auto-generated")])
 def test_lists_bulk_and_automatic_mail_get_no_reply(app, db, people, mail_stack, header):
-    import smtplib
-    from email.message import EmailMessage
-
     with app.app_context():
         mail_rules.save_vacation(db, actor(people, "alice"), vacation(), config=app.config, today=TODAY)
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = "bob@r.example", "alice@r.example", "list mail"
-    message[header[0]] = header[1]
-    message.set_content("hello")
-    with smtplib.SMTP("127.0.0.1", mail_stack.smtp_port, timeout=10) as smtp:
-        smtp.send_message(message)
+    send_mail(mail_stack.smtp_port, "alice@r.example", "list mail", sender="bob@r.example",
+              headers={header[0]: header[1]})
     wait_for_maildir_message(maildir(mail_stack, "alice"), "list mail")
     settle()
     assert replies_to_bob(mail_stack) == []
@@ -719,34 +712,20 @@ def test_filters_refuse_what_would_fail_at_delivery(app, db, people, mail_stack)
         assert "Separate folder levels with one dot" in refused.value.problems[0], folder
     save(forwards[:4] + [{"field": "list-id", "match": "is", "value": "dev.lists.example", "action": "fileinto",
                           "argument": "Lists.Dev"}])
-    import smtplib
-    from email.message import EmailMessage
-
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = "l@remote.invalid", "alice@r.example", "list post"
-    message["List-Id"] = "Developers <dev.lists.example>"
-    message.set_content("hello")
-    with smtplib.SMTP("127.0.0.1", mail_stack.smtp_port, timeout=10) as smtp:
-        smtp.send_message(message)
+    send_mail(mail_stack.smtp_port, "alice@r.example", "list post", sender="l@remote.invalid",
+              headers={"List-Id": "Developers <dev.lists.example>"})
     wait_for_maildir_message(maildir(mail_stack, "alice", ".Lists.Dev"), "list post")
 
 
 def test_no_reply_to_spam_or_to_what_a_filter_deletes(app, db, people, mail_stack):
-    import smtplib
-    from email.message import EmailMessage
-
     with app.app_context():
         mail_rules.save_vacation(db, actor(people, "alice"), vacation("Away"), config=app.config, today=TODAY)
         mail_rules.save_filters(db, actor(people, "alice"), [
             {"field": "subject", "match": "contains", "value": "casino", "action": "discard", "argument": ""}],
             config=app.config, max_destinations=10, delimiter="+")
     send_mail(mail_stack.smtp_port, "alice@r.example", "casino bonus", sender="bob@r.example")
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = "carol@r.example", "alice@r.example", "flagged"
-    message["X-Spam-Flag"] = "YES"
-    message.set_content("hello")
-    with smtplib.SMTP("127.0.0.1", mail_stack.smtp_port, timeout=10) as smtp:
-        smtp.send_message(message)
+    send_mail(mail_stack.smtp_port, "alice@r.example", "flagged", sender="carol@r.example",
+              headers={"X-Spam-Flag": "YES"})
     wait_for_maildir_message(maildir(mail_stack, "alice"), "flagged")
     settle()
     assert replies_to_bob(mail_stack) == []
