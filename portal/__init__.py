@@ -18,6 +18,7 @@ from . import db
 from . import errors
 from . import i18n
 from . import logs
+from . import notices
 from . import sessions
 from . import signin
 from .rules.roles import role_label
@@ -62,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     sessions.init_app(app)
     errors.init_app(app)
+    notices.init_app(app)
     _register_blueprints(app)
     _register_commands(app)
     app.add_template_filter(auditlog.action_label, "action_label")

@@ -255,6 +255,14 @@ def refusal_to_set_vacation(actor: Actor, powers: Powers, mailbox: dict, target_
     return refusal_to_help(actor, powers, mailbox, target_roles)
 
 
+def refusal_to_switch_recovery(actor: Actor, powers: Powers, domain: dict) -> str | None:
+    """May the actor switch self-service password recovery on or off for this domain? Whoever helps with its
+    mailboxes: its domain admins and helpdesk members, and superadmins."""
+    if not powers.helps_with(domain["id"]):
+        return _("You do not help with mailboxes of %(domain)s.", domain=domain["name"])
+    return None
+
+
 def refusal_to_grant_send_as(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict], address: str,
                              domains: list[str], owner: str | None) -> str | None:
     """May the actor let ``mailbox`` send as ``address``, or take that right back? ``domains``: the mailbox's

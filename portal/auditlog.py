@@ -38,6 +38,10 @@ ACTIONS = {
     "send_as.revoke": _l("may no longer send as another address"),
     "api_token.create": _l("API token made"),
     "api_token.revoke": _l("API token revoked"),
+    "password.recover": _l("password reset through the recovery address"),
+    "recovery.update": _l("recovery address changed"),
+    "recovery.verify": _l("recovery address confirmed"),
+    "domain.recovery": _l("password recovery switched on or off"),
 }
 
 

@@ -92,6 +92,16 @@ DEFAULTS = {
     # Pages follow the browser's Accept-Language (Korean or English) and the switch on every
     # page; this language is used when the browser asks for neither.
     "DEFAULT_LANGUAGE": "en",
+    # The portal's own address as users reach it (https://mail.example.com/portal), the only base of the
+    # links in its mail: never the request's Host header. Empty: no links, so no self-service recovery.
+    "PUBLIC_URL": "",
+    # Notices to users (password or forwarding changed, recovery links, quota warnings) go out from this
+    # address through this SMTP server, normally the local Postfix. Empty NOTICE_FROM: the portal sends none.
+    "NOTICE_FROM": "",
+    "NOTICE_SMTP_HOST": "127.0.0.1",
+    "NOTICE_SMTP_PORT": 25,
+    # Seconds for each step of a send; a failed notice is kept and retried ("flask notices send").
+    "NOTICE_SMTP_TIMEOUT": 5.0,
     # Logs: "json" (one object a line, for journald and log shippers) or "text"; and the level.
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
@@ -215,6 +225,7 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         raise ConfigError("DOVEADM_TIMEOUT must be more than 0 and at most 30 seconds")
     if int(values["TRUSTED_PROXY_COUNT"]) < 0:
         raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
+    _validate_notices(values)
     if not str(values["DATABASE_URL"]).startswith(("postgresql:", "postgres:")):
         raise ConfigError("DATABASE_URL must be a libpq URL starting with postgresql://")
     if debug or testing:
@@ -227,3 +238,24 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
         )
     if len(secret) < 32:
         raise ConfigError("SECRET_KEY is too short: use at least 32 random characters")
+
+
+def _validate_notices(values: dict) -> None:
+    public_url = str(values["PUBLIC_URL"] or "")
+    if public_url and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", public_url):
+        raise ConfigError("PUBLIC_URL must be the portal's address, e.g. https://mail.example.com or"
+                          " https://mail.example.com/portal (no query, no user name)")
+    sender = str(values["NOTICE_FROM"] or "")
+    if sender:
+        from .addresses import InvalidAddress
+        from .addresses import canonical_address
+
+        try:
+            canonical_address(sender)
+        except InvalidAddress:
+            raise ConfigError(f"NOTICE_FROM must be a plain address such as noreply@example.com, not {sender!r}"
+                              ) from None
+    if not 0 < int(values["NOTICE_SMTP_PORT"]) < 65536:
+        raise ConfigError("NOTICE_SMTP_PORT must be a port number")
+    if not 0 < float(values["NOTICE_SMTP_TIMEOUT"]) <= 60:
+        raise ConfigError("NOTICE_SMTP_TIMEOUT must be more than 0 and at most 60 seconds")

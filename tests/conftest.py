@@ -20,6 +20,8 @@ from portal import create_app
 from portal.db import close_pool
 
 TEST_SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"
+NOTICE_FROM = "noreply@portal.invalid"
+PUBLIC_URL = "https://portal.example.test/mail"
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,8 @@ def db(mail_stack, database_url):
                 conn.execute(
                     "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
                     " portal_sessions, portal_login_throttle, portal_sign_in_slots, portal_quota_usage,"
-                    " portal_mailbox_removals, portal_api_tokens, portal_usage_levels"
+                    " portal_mailbox_removals, portal_api_tokens, portal_usage_levels, portal_outbox,"
+                    " portal_recovery_requests"
                     " RESTART IDENTITY CASCADE"
                 )
                 break
@@ -91,6 +94,10 @@ def make_test_config(mail_stack, database_url, **overrides) -> dict:
         "MAIL_ROOT": str(mail_stack.mail_root),
         "DOVEADM_URL": mail_stack.doveadm_url,
         "DOVEADM_API_KEY": stack.stack_secrets()["doveadm_api_key"],
+        # The portal's own mail goes out through the test stack's Postfix.
+        "NOTICE_FROM": NOTICE_FROM,
+        "NOTICE_SMTP_PORT": mail_stack.smtp_port,
+        "PUBLIC_URL": PUBLIC_URL,
     }
     config.update(overrides)
     return config

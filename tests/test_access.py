@@ -25,6 +25,11 @@ GET_EXPECTED = {
     "health.healthz": (200, 200, 200, 200, 200),
     "favicon": (200, 200, 200, 200, 200),
     "auth.login": (200, 302, 302, 302, 302),
+    # Recovery: the request form for anyone; a link page without a valid link is gone (410) for anyone.
+    "auth.forgot": (200, 200, 200, 200, 200),
+    "auth.recover": (410, 410, 410, 410, 410),
+    "auth.verify_recovery": (410, 410, 410, 410, 410),
+    "account.recovery": (302, 200, 302, 200, 200),
     "account.index": (302, 200, 302, 200, 200),
     "account.password": (302, 200, 200, 200, 200),
     "account.forwarding": (302, 200, 302, 200, 200),
@@ -55,12 +60,13 @@ GET_EXPECTED = {
     "helpdesk.index": (302, 403, 302, 200, 200),
     "helpdesk.mailbox": (302, 403, 302, 200, 200),
     "helpdesk.vacation": (302, 403, 302, 200, 200),
+    "helpdesk.recovery": (302, 403, 302, 200, 200),
     "account.api_tokens": (302, 403, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
 URL_ARGS = {"alias_id": 1, "role_id": 1, "token_id": 1, "domain": "m.example", "name": "m.example",
             "address": "user@m.example", "source": "team@m.example",
-            "alias_domain": "m.test", "grant_id": 1}
+            "alias_domain": "m.test", "grant_id": 1, "state": "off"}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
@@ -69,6 +75,7 @@ POST_ONLY = {
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
     "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
     "account.revoke_api_token", "auth.set_colour_mode", "account.save_vacation", "account.save_filters",
+    "account.save_recovery", "helpdesk.switch_recovery",
 }
 
 
@@ -135,6 +142,10 @@ MORE_EXPECTED = {
     "health.healthz": (200, 200),
     "favicon": (200, 200),
     "auth.login": (302, 302),
+    "auth.forgot": (200, 200),
+    "auth.recover": (410, 410),
+    "auth.verify_recovery": (410, 410),
+    "account.recovery": (200, 200),
     "account.index": (200, 200),
     "account.password": (200, 200),
     "account.forwarding": (200, 200),
@@ -163,6 +174,7 @@ MORE_EXPECTED = {
     "helpdesk.index": (200, 200),
     "helpdesk.mailbox": (200, 403),
     "helpdesk.vacation": (200, 403),
+    "helpdesk.recovery": (200, 200),
     "account.api_tokens": (200, 200),
 }
 
@@ -188,7 +200,9 @@ STATE = (
     " (SELECT count(*) FROM portal_roles) AS r, (SELECT count(*) FROM portal_audit_log) AS l,"
     " (SELECT count(*) FILTER (WHERE active) || '/' || count(*) FROM portal_alias_domains) AS ad,"
     " (SELECT count(*) FROM portal_send_as) AS s,"
-    " (SELECT count(*) FROM portal_vacations) AS v, (SELECT count(*) FROM portal_mail_filters) AS f"
+    " (SELECT count(*) FROM portal_vacations) AS v, (SELECT count(*) FROM portal_mail_filters) AS f,"
+    " (SELECT string_agg(name || allow_password_recovery::text, ',' ORDER BY name) FROM virtual_domains) AS rec,"
+    " (SELECT count(*) FROM portal_mailbox_settings WHERE recovery_address IS NOT NULL) AS ra"
 )
 
 
@@ -239,7 +253,7 @@ def test_post_only_routes_refuse_get(app, clients):
 
 
 @pytest.mark.parametrize("path", ["/account/forwarding", "/account/aliases", "/account/aliases/1/delete",
-                                  "/account/vacation", "/account/filters"])
+                                  "/account/vacation", "/account/filters", "/account/recovery"])
 def test_self_service_posts_need_a_finished_sign_in(app, clients, path):
     anonymous = clients["anonymous"]
     token = csrf_token(anonymous, "/auth/login")

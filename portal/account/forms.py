@@ -146,3 +146,10 @@ class FiltersForm(FlaskForm):
         SelectChoice("keep", _l("Keep them, and run my settings here first")),
         SelectChoice("replace", _l("Replace them with my settings here (they stay stored, switched off)"))],
         validators=[Optional()], validate_choice=False)
+
+
+class RecoveryAddressForm(FlaskForm):
+    """An address outside the mailbox where a forgotten password can be reset (empty: none)."""
+
+    address = StringField(_l("Recovery address"),
+                          validators=[Length(max=254, message=_l("This address is too long."))])

@@ -17,11 +17,13 @@ from flask import redirect
 from flask import render_template
 from flask import session
 from flask import url_for
+from flask_babel import get_locale
 from flask_login import current_user
 from flask_login import login_user
 from wtforms import SelectChoice
 
 from .. import doveadm
+from .. import notices
 from .. import passwords
 from .. import quota
 from .. import sessions
@@ -50,6 +52,7 @@ from ..rules import addressing
 from ..rules import api_tokens as token_rules
 from ..rules import forwarding as forwarding_rules
 from ..rules import mail_rules
+from ..rules import recovery as recovery_rules
 from ..rules import send_as as send_as_rules
 from .forms import ApiTokenForm
 from .forms import DeleteForm
@@ -57,6 +60,7 @@ from .forms import FiltersForm
 from .forms import ForwardingForm
 from .forms import PasswordChangeForm
 from .forms import PersonalAliasForm
+from .forms import RecoveryAddressForm
 from .forms import VacationForm
 
 bp = Blueprint("account", __name__)
@@ -79,6 +83,7 @@ def index():
                            send_as=send_as_rules.send_as_of(conn, mailbox["id"]),
                            vacation=mail_rule_queries.vacation_of(conn, mailbox["id"]), today=date.today(),
                            filter_count=len(mail_rule_queries.filters_of(conn, mailbox["id"])),
+                           recovery=recovery_rules.recovery_of(conn, mailbox),
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 
@@ -446,3 +451,46 @@ def save_filters():
         return _mail_rules_failure(exc, _filters_page, form)
     flash(_("Your filters are saved (%(count)s).", count=len(wanted)), "success")
     return redirect(url_for("account.filters"))
+
+
+def _recovery_page(form=None, status: int = 200):
+    conn = get_db()
+    mailbox = mailboxes.get_mailbox(conn, current_user.email)
+    state = recovery_rules.recovery_of(conn, mailbox)
+    if form is None:
+        form = RecoveryAddressForm(formdata=None, address=state["address"] or "")
+    return render_template("account/recovery.html", form=form, state=state, sends=notices.enabled()), status
+
+
+@bp.get("/account/recovery")
+@account_required
+def recovery():
+    """The recovery address: where a link to choose a new password can be sent."""
+    return _recovery_page()
+
+
+@bp.post("/account/recovery")
+@account_required
+def save_recovery():
+    """Set, change or remove the recovery address; a new one gets a link that makes it count."""
+    form = RecoveryAddressForm()
+    if not form.validate_on_submit():
+        return _recovery_page(form, 400)
+    conn = get_db()
+    try:
+        link = recovery_rules.set_recovery_address(conn, Actor.of_user(current_user, client_address()),
+                                                   form.address.data or "", language=str(get_locale()))
+    except recovery_rules.RecoveryRefused as exc:
+        form.address.errors = [*form.address.errors, str(exc)]
+        return _recovery_page(form, 400)
+    if link is None:
+        flash(_("Your recovery address is saved.") if form.address.data else _("Your recovery address is removed."),
+              "success")
+    elif notices.send_now(conn, link.mailbox["id"], link.recipient, notices.verify_link, link.mailbox["email"],
+                          link.recipient, notices.public_link(url_for("auth.verify_recovery", token=link.token))):
+        flash(_("A link was sent to %(address)s. Open it within 24 hours to confirm the address.",
+                address=link.recipient), "success")
+    else:
+        flash(_("The address is saved, but the link could not be sent just now. Save it again later to get one."),
+              "error")
+    return redirect(url_for("account.recovery"))

@@ -7,6 +7,7 @@ from wtforms import HiddenField
 from wtforms import PasswordField
 from wtforms import StringField
 from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import ValidationError
 
@@ -63,3 +64,32 @@ class LanguageForm(FlaskForm):
 
     lang = HiddenField()
     next = HiddenField()
+
+
+class ForgotPasswordForm(FlaskForm):
+    """The address whose password was forgotten."""
+
+    address = StringField(
+        _l("E-mail address"),
+        validators=[
+            DataRequired(_l("Enter your e-mail address.")),
+            Length(max=254, message=_l("This address is too long.")),
+        ],
+    )
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password, twice, chosen through a recovery link."""
+
+    new_password = PasswordField(
+        _l("New password"),
+        validators=[DataRequired(_l("Enter a new password.")),
+                    Length(max=1024, message=_l("This password is too long."))],
+    )
+    confirm_password = PasswordField(
+        _l("New password again"),
+        validators=[
+            DataRequired(_l("Enter the new password a second time.")),
+            EqualTo("new_password", message=_l("The two new passwords are not the same.")),
+        ],
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import UTC
 from datetime import datetime
 
@@ -16,26 +17,34 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from flask_babel import get_locale
 from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 
 from .. import appearance
+from .. import notices
+from .. import passwords
 from .. import sessions
 from .. import signin
+from ..access import Actor
 from ..access import safe_next_url
 from ..access import signed_in
 from ..clientaddr import client_address
+from ..clientaddr import throttle_key
 from ..db import get_db
 from ..i18n import COOKIE
 from ..i18n import LANGUAGES
 from ..i18n import _
 from ..i18n import _l
 from ..imap import ImapUnavailable
+from ..rules import recovery as recovery_rules
 from .forms import ColourModeForm
+from .forms import ForgotPasswordForm
 from .forms import LanguageForm
 from .forms import LoginForm
 from .forms import LogoutForm
+from .forms import NewPasswordForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger(__name__)
@@ -106,6 +115,7 @@ def login():
         return render_template("auth/login.html", form=form), 403
 
     user = sessions.start_session(get_db(), outcome.mailbox, client_address())
+    recovery_rules.remember_language(get_db(), Actor.of_user(user, client_address()), str(get_locale()))
     # A fresh cookie for the new identity (no fixation of a pre-login session).
     session.clear()
     session.permanent = True
@@ -145,6 +155,8 @@ def set_language():
     form = LanguageForm()
     if not form.validate_on_submit() or form.lang.data not in LANGUAGES:
         abort(400)
+    if current_user.is_authenticated:
+        recovery_rules.remember_language(get_db(), Actor.of_user(current_user, client_address()), form.lang.data)
     return _remembered(COOKIE, form.lang.data, form.next.data)
 
 
@@ -154,3 +166,85 @@ def _remembered(cookie: str, value: str, next_url: str | None):
     response.set_cookie(cookie, value, max_age=365 * 24 * 3600, httponly=True, samesite="Lax",
                         secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
     return response
+
+
+# "Forgot password" answers no sooner than this, whatever happened: the answer and its time are the same for a
+# mailbox with a recovery address, one without, and an address that does not exist. The link is sent after it.
+FORGOT_ANSWER_SECONDS = 0.5
+RESET_LINK_KEY = "recovery_link"
+
+
+def recovery_offered() -> bool:
+    """Whether this portal can send recovery links at all (it sends mail, and knows its own address)."""
+    return notices.enabled() and notices.public_link("/") is not None
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+def forgot():
+    """Ask for a link to choose a new password, sent to the mailbox's verified recovery address."""
+    if not recovery_offered():
+        return render_template("auth/forgot.html", form=None), 404
+    form = ForgotPasswordForm()
+    if not form.validate_on_submit():
+        return render_template("auth/forgot.html", form=form), 400 if form.errors else 200
+    started = time.monotonic()
+    try:
+        link = recovery_rules.request_reset(get_db(), form.address.data, throttle_key(client_address()))
+    except recovery_rules.TooManyRequests:
+        form.form_errors.append(_("Too many requests from your network. Please try again in an hour."))
+        response = current_app.make_response((render_template("auth/forgot.html", form=form), 429))
+        response.headers["Retry-After"] = str(int(recovery_rules.RATE_WINDOW.total_seconds()))
+        return response
+    response = current_app.make_response(render_template("auth/forgot_sent.html"))
+    if link is not None:
+        url = notices.public_link(url_for("auth.recover", token=link.token))
+        notices.send_after_response(response, link.mailbox["id"], link.recipient, notices.reset_link,
+                                    link.mailbox["email"], url)
+        log.info("recovery link for a mailbox queued")
+    time.sleep(max(0.0, FORGOT_ANSWER_SECONDS - (time.monotonic() - started)))
+    return response
+
+
+@bp.route("/recover", methods=["GET", "POST"])
+def recover():
+    """Choose a new password through a recovery link: every session ends, and the user is told by mail."""
+    if request.method == "GET" and request.args.get("token"):
+        # Out of the address bar (and any Referer) at once: kept in the session until used.
+        session[RESET_LINK_KEY] = request.args["token"][:100]
+        return redirect(url_for("auth.recover"))
+    token = session.get(RESET_LINK_KEY) or ""
+    mailbox = recovery_rules.reset_link_mailbox(get_db(), token) if token else None
+    if mailbox is None:
+        session.pop(RESET_LINK_KEY, None)
+        return render_template("auth/recover.html", form=None, mailbox=None), 410
+    form = NewPasswordForm()
+    if not form.validate_on_submit():
+        return render_template("auth/recover.html", form=form, mailbox=mailbox), 400 if form.errors else 200
+    problems = passwords.configured_policy_problems(current_app.config, form.new_password.data,
+                                                    address=mailbox["email"])
+    if problems:
+        form.new_password.errors = list(form.new_password.errors) + problems
+        return render_template("auth/recover.html", form=form, mailbox=mailbox), 400
+    try:
+        recovery_rules.reset_password(get_db(), token, form.new_password.data, config=current_app.config,
+                                      client_addr=client_address())
+    except recovery_rules.RecoveryRefused as exc:
+        session.pop(RESET_LINK_KEY, None)
+        form.form_errors.append(str(exc))
+        return render_template("auth/recover.html", form=None, mailbox=None), 410
+    session.clear()
+    flash(_("Your new password is set, and every session was signed out. Sign in with it now."), "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/verify-recovery")
+def verify_recovery():
+    """Open the link sent to a new recovery address: from now on it counts."""
+    address = recovery_rules.verify_recovery_address(get_db(), (request.args.get("token") or "")[:100],
+                                                     client_address())
+    return render_template("auth/verify_recovery.html", address=address), 200 if address else 410
+
+
+@bp.app_context_processor
+def _recovery_offered():
+    return {"recovery_offered": recovery_offered}

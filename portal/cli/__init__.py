@@ -45,6 +45,7 @@ def register(app) -> None:
     from .domains import domain_cli
     from .mailboxes import mailbox_cli
     from .mailserver import mailserver_cli
+    from .notices import notices_cli
     from .quota import quota_cli
     from .roles import admin_cli
     from .schema import db_cli
@@ -53,7 +54,8 @@ def register(app) -> None:
     from .transfer import import_command
 
     for command in (admin_cli, alias_cli, alias_domain_cli, config_cli, db_cli, domain_cli, doctor_command,
-                    export_command, import_command, mailbox_cli, mailserver_cli, quota_cli, send_as_cli):
+                    export_command, import_command, mailbox_cli, mailserver_cli, notices_cli, quota_cli,
+                    send_as_cli):
         app.cli.add_command(command)
 
 

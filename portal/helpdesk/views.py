@@ -40,6 +40,7 @@ from ..queries import quota as quota_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
 from ..rules import addressing
+from ..rules import domains as domain_rules
 from ..rules import helpdesk as helpdesk_rules
 from ..rules import mail_rules
 from .forms import ActionForm
@@ -226,3 +227,38 @@ def vacation(address: str):
     flash(_("The out-of-office reply of %(address)s is saved; they see that an administrator changed it.",
             address=mailbox["email"]), "success")
     return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
+
+
+RECOVERY_PAGE_DOMAINS = 500
+
+
+@bp.get("/recovery")
+@support_required
+def recovery():
+    """Whether each domain one helps with lets its users reset a forgotten password through a recovery address."""
+    return render_template("helpdesk/recovery.html", form=ActionForm(formdata=None),
+                           domains=domain_queries.recovery_switches(get_db(), current_user.support_scope,
+                                                                    RECOVERY_PAGE_DOMAINS),
+                           limit=RECOVERY_PAGE_DOMAINS)
+
+
+@bp.post("/recovery/<domain>/<state>")
+@support_required
+def switch_recovery(domain: str, state: str):
+    """Switch self-service password recovery on or off (``state``) for one domain."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if state not in ("on", "off"):
+        abort(404)
+    found = domain_queries.get_domain_by_name(get_db(), domain.lower())
+    scope = current_user.support_scope
+    if found is None or (scope is not None and found["id"] not in scope):
+        abort(403)
+    try:
+        changed = domain_rules.set_password_recovery(get_db(), _actor(), found["id"], state == "on")
+    except domain_rules.RecoverySwitchRefused as exc:
+        abort(403, str(exc))
+    if changed:
+        flash(_("Password recovery is now on for %(domain)s.", domain=found["name"]) if state == "on"
+              else _("Password recovery is now off for %(domain)s.", domain=found["name"]), "success")
+    return redirect(url_for("helpdesk.recovery"))

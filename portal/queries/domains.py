@@ -31,7 +31,8 @@ def get_domain(conn, domain_id: int) -> dict | None:
     return conn.execute(
         """
         SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
-               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at
+               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at,
+               allow_password_recovery
           FROM virtual_domains WHERE id = %s
         """,
         (domain_id,),
@@ -82,11 +83,30 @@ def lock_domain(conn, domain_id: int) -> dict | None:
     return conn.execute(
         """
         SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
-               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at
+               allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at,
+               allow_password_recovery
           FROM virtual_domains WHERE id = %s FOR UPDATE
         """,
         (domain_id,),
     ).fetchone()
+
+
+def set_password_recovery(conn, domain_id: int, allowed: bool) -> None:
+    """Switch self-service password recovery on or off for the domain's mailboxes."""
+    conn.execute("UPDATE virtual_domains SET allow_password_recovery = %s, updated_at = now() WHERE id = %s",
+                 (allowed, domain_id))
+
+
+def recovery_switches(conn, scope: list[int] | None, limit: int) -> list[dict]:
+    """Name, id and recovery switch of the domains in ``scope`` (None: all), by name, at most ``limit``."""
+    return conn.execute(
+        """
+        SELECT id, name, allow_password_recovery FROM virtual_domains
+         WHERE %(scope)s::int[] IS NULL OR id = ANY(%(scope)s::int[])
+         ORDER BY name LIMIT %(limit)s
+        """,
+        {"scope": scope, "limit": limit},
+    ).fetchall()
 
 
 def delete_domain(conn, domain_id: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import doveadm
+from .. import notices
 from .. import passwords
 from ..access import Actor
 from ..i18n import _
@@ -33,6 +34,8 @@ def change_own_password(conn, actor: Actor, new_password: str, scheme: str, new_
         audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
                      action="password.change", target=mailbox["email"], domain=mailbox["domain"],
                      summary={"scheme": scheme, "sessions_ended": ended, "was_forced": mailbox["password_must_change"]})
+        notices.queue(conn, mailbox, "password_changed", notices.password_changed, mailbox["email"],
+                      notices.Change("user", actor.client_addr))
         started = new_session({**mailbox, "password_must_change": False})
     # Committed: mail clients still connected with the old password sign in again with the new one.
     doveadm.end_mail_sessions(mailbox["email"])

@@ -134,3 +134,27 @@ def update_domain(conn, actor: Actor, *, domain: dict, settings: dict, expected_
 def current_settings(domain: dict) -> dict:
     """The settings part of a full domain row (queries.domains.get_domain)."""
     return {key: domain[key] for key in DEFAULT_SETTINGS}
+
+
+class RecoverySwitchRefused(DomainRuleError):
+    """The actor may not switch recovery for this domain (answered with 403)."""
+
+
+def set_password_recovery(conn, actor: Actor, domain_id: int, allowed: bool) -> bool:
+    """Switch self-service password recovery on or off for a domain; return False if it was so already.
+
+    Switched off, "forgot password" sends no link for its mailboxes and open links stop working."""
+    with conn.transaction():
+        domain = domain_queries.lock_domain(conn, domain_id)
+        if domain is None:
+            raise RecoverySwitchRefused(_("The domain no longer exists."))
+        powers = access.powers_of(conn, actor)
+        refusal = access.refusal_to_switch_recovery(actor, powers, domain)
+        if refusal:
+            raise RecoverySwitchRefused(refusal)
+        if domain["allow_password_recovery"] == allowed:
+            return False
+        domain_queries.set_password_recovery(conn, domain["id"], allowed)
+        audit.record(conn, **access.audit_fields(actor, powers, domain["id"]), action="domain.recovery",
+                     target=domain["name"], domain=domain["name"], summary={"allowed": allowed})
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import access
+from .. import notices
 from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
@@ -42,6 +43,10 @@ def _replace_forwarding(conn, mailbox: dict, wanted: Forwarding, max_destination
             summary={"before": {"destinations": list(before.destinations), "keep_copy": before.keep_copy},
                      "after": {"destinations": list(after.destinations), "keep_copy": after.keep_copy}},
         )
+        if after.destinations:
+            # Mail now goes somewhere new: the owner hears of it, and so does their recovery address.
+            notices.queue(conn, mailbox, "forwarding_changed", notices.forwarding_changed, address,
+                          list(after.destinations), after.keep_copy, notices.Change.of_audit(who))
     return before, after
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import access
 from .. import doveadm
+from .. import notices
 from .. import passwords
 from ..access import Actor
 from ..i18n import _
@@ -54,7 +55,10 @@ def reset_password(conn, actor: Actor, mailbox: dict, *, scheme: str) -> str:
         ended = session_queries.delete_user_sessions(conn, row["id"])
         # Whoever may have taken the account over may have made tokens with it: they go with the password.
         revoked = token_queries.revoke_all_of(conn, row["id"])
-        audit.record(conn, **access.audit_fields(actor, powers, row["domain_id"]),
+        who = access.audit_fields(actor, powers, row["domain_id"])
+        notices.queue(conn, row, "password_changed", notices.password_changed, row["email"],
+                      notices.Change.of_audit(who))
+        audit.record(conn, **who,
                      action="mailbox.password_reset", target=row["email"], domain=row["domain"],
                      summary={"must_change": True, "sessions_ended": ended, "scheme": scheme,
                               **({"api_tokens_revoked": revoked} if revoked else {})})

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from .. import access
 from .. import doveadm
+from .. import notices
 from .. import sieve
 from ..access import Actor
 from ..addresses import InvalidAddress
@@ -352,7 +353,12 @@ def save_filters(conn, actor: Actor, wanted: list[dict], *, config, max_destinat
     with conn.transaction():
         mailbox = _own_mailbox(conn, actor)
         filters = checked_filters(conn, mailbox["email"], wanted, max_destinations, delimiter)
+        forwarded_before = {f["argument"] for f in queries.filters_of(conn, mailbox["id"]) if f["action"] == "redirect"}
         queries.replace_filters(conn, mailbox["id"], filters)
+        forwards = list(dict.fromkeys(f["argument"] for f in filters if f["action"] == "redirect"))
+        if set(forwards) - forwarded_before:
+            notices.queue(conn, mailbox, "forwarding_changed", notices.forwarding_changed, mailbox["email"], forwards,
+                          True, notices.Change("user", actor.client_addr), by_filter=True)
         _install(conn, config, mailbox, choice, {
             "actor": mailbox["email"], "actor_role": "user", "client_addr": actor.client_addr,
             "token_id": actor.token.token_id if actor.token else None, "action": "filters.update",

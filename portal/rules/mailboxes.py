@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import access
 from .. import doveadm
 from .. import maildirs
+from .. import notices
 from .. import quota
 from ..access import Actor
 from ..addresses import InvalidAddress
@@ -218,8 +219,12 @@ def change_locked_mailbox(
         revoked = token_queries.revoke_all_of(conn, current["id"])
         if revoked:
             changes["api_tokens_revoked"] = revoked
-    audit.record(conn, **access.audit_fields(actor, powers, current["domain_id"]), action="mailbox.update",
-                 target=current["email"], domain=domain["name"], summary=changes)
+    who = access.audit_fields(actor, powers, current["domain_id"])
+    if password_hash is not None:
+        notices.queue(conn, current, "password_changed", notices.password_changed, current["email"],
+                      notices.Change.of_audit(who))
+    audit.record(conn, **who, action="mailbox.update", target=current["email"], domain=domain["name"],
+                 summary=changes)
     return changes
 
 

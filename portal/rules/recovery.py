@@ -1,0 +1,215 @@
+"""Self-service recovery: a recovery address proven by a link, and a new password chosen through a link sent to it.
+
+A link's token is random, sent once and stored only as its SHA-256; it is used once
+and expires (30 minutes for a new password). "Forgot password" answers alike for
+every address, so it tells nobody which mailboxes exist or have a recovery address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .. import doveadm
+from .. import notices
+from .. import passwords
+from ..access import Actor
+from ..addresses import InvalidAddress
+from ..addresses import canonical_address
+from ..i18n import _
+from ..queries import api_tokens as token_queries
+from ..queries import audit
+from ..queries import domains as domain_queries
+from ..queries import mailboxes as mailbox_queries
+from ..queries import notices as notice_queries
+from ..queries import recovery as queries
+from ..queries import sessions as session_queries
+from ..queries import throttle
+from . import mail_rules
+
+VERIFY_VALID = timedelta(hours=24)
+RESET_VALID = timedelta(minutes=30)
+# Links to one mailbox per hour, and "forgot password" requests per client address (or IPv6 /64) per hour.
+MOST_RESETS_PER_ACCOUNT = 3
+MOST_REQUESTS_PER_CLIENT = 10
+RATE_WINDOW = timedelta(hours=1)
+
+
+class RecoveryRefused(ValueError):
+    """The change cannot be made; the message says why."""
+
+
+class TooManyRequests(Exception):
+    """This client asked too often; it is told so, whatever the address it gave."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to send once, and where to."""
+
+    mailbox: dict
+    recipient: str
+    token: str
+
+
+def token_hash(token: str) -> bytes:
+    """The SHA-256 a link's token is stored and looked up by."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _new_link(conn, mailbox: dict, purpose: str, address: str, valid: timedelta) -> Link:
+    token = secrets.token_urlsafe(32)
+    queries.new_token(conn, token_hash(token), mailbox["id"], purpose, address, valid)
+    return Link(mailbox, address, token)
+
+
+def recovery_of(conn, mailbox: dict) -> dict:
+    """The mailbox's recovery address, whether it counts yet, and whether its domain allows recovery."""
+    settings = notice_queries.settings_of(conn, mailbox["id"])
+    domain = domain_queries.get_domain(conn, mailbox["domain_id"])
+    return {"address": settings["recovery_address"], "verified_at": settings["recovery_verified_at"],
+            "allowed": bool(domain["allow_password_recovery"])}
+
+
+def _outside_problem(conn, mailbox: dict, address: str) -> str | None:
+    own = {row["address"] for row in mail_rules.reply_addresses(conn, mailbox["email"])} | {mailbox["email"]}
+    if address in own:
+        return _("Use an address outside this mailbox: mail to %(address)s arrives here.", address=address)
+    return None
+
+
+def set_recovery_address(conn, actor: Actor, wanted: str, *, language: str) -> Link | None:
+    """Set (or with an empty ``wanted``, remove) the actor's own recovery address; return the verification link to
+    send once this has committed (None: removed or unchanged).
+
+    The new address counts only once that link is opened. The mailbox, and the old address if it counted, are
+    told of the change."""
+    wanted = (wanted or "").strip()
+    address = None
+    if wanted:
+        try:
+            address = canonical_address(wanted)
+        except InvalidAddress as exc:
+            raise RecoveryRefused(_("The recovery address %(problem)s.", problem=str(exc))) from None
+    with conn.transaction():
+        mailbox = mailbox_queries.lock_mailbox(conn, actor.mailbox_id) if actor.mailbox_id else None
+        if mailbox is None:
+            raise RecoveryRefused(_("The mailbox no longer exists."))
+        before = recovery_of(conn, mailbox)
+        if address and not before["allowed"]:
+            raise RecoveryRefused(_("Password recovery is switched off for %(domain)s.", domain=mailbox["domain"]))
+        if address == before["address"] and (address is None or before["verified_at"]):
+            return None
+        if address:
+            problem = _outside_problem(conn, mailbox, address)
+            if problem:
+                raise RecoveryRefused(problem)
+        queries.set_address(conn, mailbox["id"], address, language)
+        queries.drop_open_tokens(conn, mailbox["id"], "verify")
+        queries.drop_open_tokens(conn, mailbox["id"], "reset")
+        link = _new_link(conn, mailbox, "verify", address, VERIFY_VALID) if address else None
+        audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
+                     action="recovery.update", target=mailbox["email"], domain=mailbox["domain"],
+                     summary={"before": before["address"], "after": address, "verified": False})
+        if before["address"] != address:
+            old = (before["address"],) if before["verified_at"] else ()
+            notices.queue(conn, mailbox, "recovery_changed", notices.recovery_changed, mailbox["email"], address,
+                          notices.Change("user", actor.client_addr), also_recovery=False, extra_recipients=old)
+    return link
+
+
+def verify_recovery_address(conn, token: str, client_addr: str | None) -> str | None:
+    """Open a verification link: its address now counts as the mailbox's recovery address; return it (None: the
+    link is unknown, used, expired, or for an address that is no longer the mailbox's)."""
+    with conn.transaction():
+        row = queries.lock_token(conn, token_hash(token), "verify")
+        if row is None:
+            return None
+        mailbox = mailbox_queries.lock_mailbox(conn, row["mailbox_id"])
+        queries.use_token(conn, token_hash(token))
+        if mailbox is None or not queries.mark_verified(conn, mailbox["id"], row["address"]):
+            return None
+        audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=client_addr,
+                     action="recovery.verify", target=mailbox["email"], domain=mailbox["domain"],
+                     summary={"address": row["address"]})
+    return row["address"]
+
+
+def request_reset(conn, typed_address: str, client_key: str | None) -> Link | None:
+    """A "forgot password" request: return the link to send to the mailbox's verified recovery address, or None
+    (no such mailbox, no verified address, recovery off, or too many links lately) and say nothing of which.
+
+    Raises TooManyRequests when this client asked too often, for any address."""
+    with conn.transaction():
+        if queries.count_request(conn, client_key, RATE_WINDOW) > MOST_REQUESTS_PER_CLIENT:
+            raise TooManyRequests
+        queries.forget_old(conn)
+        try:
+            address = canonical_address(typed_address)
+        except InvalidAddress:
+            return None
+        found = mailbox_queries.get_mailbox(conn, address)
+        if found is None or not found["active"] or not found["domain_active"]:
+            return None
+        mailbox = mailbox_queries.lock_mailbox(conn, found["id"])
+        recovery = recovery_of(conn, mailbox)
+        if not (recovery["allowed"] and recovery["verified_at"]):
+            return None
+        if queries.recent_resets(conn, mailbox["id"], RATE_WINDOW) >= MOST_RESETS_PER_ACCOUNT:
+            return None
+        return _new_link(conn, mailbox, "reset", recovery["address"], RESET_VALID)
+
+
+def _usable_reset(conn, token: str) -> tuple[dict, dict] | None:
+    row = queries.lock_token(conn, token_hash(token), "reset")
+    if row is None:
+        return None
+    mailbox = mailbox_queries.lock_mailbox(conn, row["mailbox_id"])
+    if mailbox is None or not mailbox["active"] or not mailbox["domain_active"]:
+        return None
+    recovery = recovery_of(conn, mailbox)
+    # The link counts only while it went to the address that counts now, in a domain that still allows it.
+    if not (recovery["allowed"] and recovery["verified_at"] and recovery["address"] == row["address"]):
+        return None
+    return row, mailbox
+
+
+def reset_link_mailbox(conn, token: str) -> dict | None:
+    """The mailbox a reset link is good for now (None: unknown, used, expired or no longer valid)."""
+    with conn.transaction():
+        usable = _usable_reset(conn, token)
+    return usable[1] if usable else None
+
+
+def reset_password(conn, token: str, new_password: str, *, config, client_addr: str | None) -> dict:
+    """Use a reset link: store the new password, end every session and API token, forget failed sign-ins, and tell
+    the mailbox and its recovery address; return the mailbox. The password meets the policy (checked before)."""
+    new_hash = passwords.hash_password(new_password, config["PASSWORD_SCHEME"])
+    with conn.transaction():
+        usable = _usable_reset(conn, token)
+        if usable is None:
+            raise RecoveryRefused(_("This link is no longer valid. Ask for a new one."))
+        _row, mailbox = usable
+        queries.use_token(conn, token_hash(token))
+        queries.drop_open_tokens(conn, mailbox["id"], "reset")
+        mailbox_queries.set_password(conn, mailbox["id"], new_hash)
+        ended = session_queries.delete_user_sessions(conn, mailbox["id"])
+        revoked = token_queries.revoke_all_of(conn, mailbox["id"])
+        throttle.clear_account(conn, mailbox["email"])
+        audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=client_addr,
+                     action="password.recover", target=mailbox["email"], domain=mailbox["domain"],
+                     summary={"scheme": config["PASSWORD_SCHEME"], "sessions_ended": ended,
+                              **({"api_tokens_revoked": revoked} if revoked else {})})
+        notices.queue(conn, mailbox, "password_changed", notices.password_changed, mailbox["email"],
+                      notices.Change("recovery", client_addr))
+    doveadm.end_mail_sessions(mailbox["email"])
+    return mailbox
+
+
+def remember_language(conn, actor: Actor, language: str) -> None:
+    """Keep the language the user uses the portal in, for the mail it writes them."""
+    if actor.mailbox_id and language in ("en", "ko"):
+        with conn.transaction():
+            notice_queries.remember_language(conn, actor.mailbox_id, language)
