@@ -16,6 +16,7 @@ import pytest
 import stack
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import NOTICE_FROM
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +72,10 @@ def portal_url(mail_stack, database_url):
         # doveadm's HTTP API, as production has it: the storage page lists folders through it.
         "PORTAL_DOVEADM_URL": mail_stack.doveadm_url,
         "PORTAL_DOVEADM_API_KEY": stack.stack_secrets()["doveadm_api_key"],
+        # Notices and recovery links go out through the test stack's Postfix, with links to this server.
+        "PORTAL_NOTICE_FROM": NOTICE_FROM,
+        "PORTAL_NOTICE_SMTP_PORT": str(mail_stack.smtp_port),
+        "PORTAL_PUBLIC_URL": f"http://127.0.0.1:{port}",
     })
     assert "PORTAL_CONFIG" not in env
     SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)

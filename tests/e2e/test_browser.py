@@ -22,6 +22,7 @@ from playwright.sync_api import expect
 from portal import sieve
 from portal.access import Actor
 from portal.rules import mail_rules
+from tests.conftest import NOTICE_FROM
 from tests.conftest import new_client_ip
 from tests.e2e.conftest import PHONE
 from tests.e2e.conftest import ROOT
@@ -421,6 +422,8 @@ A11Y_PAGES = [
     ("vacation", "/account/vacation", 200),
     ("filters", "/account/filters", 200),
     ("helpdesk-vacation", "/helpdesk/mailboxes/alice@a11y.example/vacation", 200),
+    ("recovery", "/account/recovery", 200),
+    ("helpdesk-recovery", "/helpdesk/recovery", 200),
     ("error-404", "/no/such/page", 404),
 ]
 
@@ -611,3 +614,93 @@ def test_out_of_office_and_a_filter_set_in_the_browser(app, db, mail_stack, new_
     page.locator("form[action$='/account/filters'] button[type=submit]").click()
     expect(page.locator(".flash").first).to_be_visible()
     assert not findings, findings
+
+
+def _portal_mail(mail_stack, address: str, password: str, subject_part: str, seconds: float = 20):
+    """The portal's message to ``address`` whose subject holds ``subject_part``, read over IMAP."""
+    deadline = time.monotonic() + seconds
+    while True:
+        client = imap_login(mail_stack.imap_port, address, password, client_ip=new_client_ip())
+        try:
+            client.select_folder("INBOX", readonly=True)
+            uids = client.search(["FROM", NOTICE_FROM])
+            found = [email.message_from_bytes(data[b"BODY[]"], policy=email.policy.default)
+                     for data in (client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}).values()]
+        finally:
+            client.logout()
+        found = [m for m in found if subject_part in str(m["Subject"])]
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, f"no {subject_part!r} for {address}"
+        time.sleep(0.2)
+
+
+def _link(message, portal_url: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    url = re.search(r"(http://\S+)", text).group(1)
+    assert url.startswith(portal_url + "/")
+    return url
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_a_forgotten_password_is_reset_in_the_browser(app, db, mail_stack, portal_url, new_context, screenshot,
+                                                      lang):
+    """Alice sets a recovery address, confirms it from the link, forgets her password, asks for a link on the
+    sign-in page and chooses a new password through it: IMAP takes the new one and refuses the old one."""
+    domain = f"rec-{lang}.example"
+    alice, carol = f"alice@{domain}", f"carol@other-{lang}.example"
+    make_mailbox(db, alice, PASSWORD)
+    make_mailbox(db, carol, PASSWORD)
+    locale = "en-US" if lang == "en" else "ko-KR"
+    page = new_context(locale=locale).new_page()
+    sign_in(page, alice, PASSWORD, by_label=lang == "en")
+    page.goto("/account/recovery")
+    if lang == "en":
+        page.get_by_label("Recovery address").fill(carol)
+        page.get_by_role("button", name="Save").click()
+    else:
+        page.locator("input[name=address]").fill(carol)
+        page.locator("form[action$='/account/recovery'] button[type=submit]").click()
+    expect(page.locator(".flash").first).to_contain_text(carol)
+    screenshot(page, "flow-recovery-link-sent", lang)
+    confirm = _portal_mail(mail_stack, carol, PASSWORD, "Confirm" if lang == "en" else "복구 주소 확인")
+    assert confirm["Content-Language"] == lang
+    page.goto(_link(confirm, portal_url))
+    expect(page.locator(".flash-success")).to_contain_text(carol)
+
+    stranger = new_context(locale=locale).new_page()
+    stranger.goto("/auth/login")
+    stranger.locator("a[href$='/auth/forgot']").click()
+    findings = serious_findings(axe_violations(stranger))
+    screenshot(stranger, "forgot", lang)
+    stranger.locator("input[name=address]").fill(alice)
+    stranger.locator("form[action$='/auth/forgot'] button[type=submit]").click()
+    heading = "Check your recovery address" if lang == "en" else "복구 주소를 확인하세요"
+    expect(stranger.locator("h1")).to_have_text(heading)
+    findings += serious_findings(axe_violations(stranger))
+    screenshot(stranger, "forgot-sent", lang)
+
+    reset = _portal_mail(mail_stack, carol, PASSWORD, alice if lang == "en" else "새 비밀번호")
+    stranger.goto(_link(reset, portal_url))
+    expect(stranger).to_have_url(re.compile(r"/auth/recover$"))  # the token left the address bar
+    findings += serious_findings(axe_violations(stranger))
+    screenshot(stranger, "recover", lang)
+    stranger.locator("input[name=new_password]").fill(NEW)
+    stranger.locator("input[name=confirm_password]").fill(NEW)
+    stranger.locator("form[action$='/auth/recover'] button[type=submit]").click()
+    expect(stranger).to_have_url(re.compile(r"/auth/login$"))
+    expect(stranger.locator(".flash-success")).to_be_visible()
+    assert findings == []
+
+    assert_imap_accepts(mail_stack, alice, NEW)
+    assert_imap_refuses(mail_stack, alice, PASSWORD)
+    page.goto("/")  # alice's old session ended with the reset
+    expect(page).to_have_url(re.compile(r"/auth/login"))
+    sign_in(stranger, alice, NEW, by_label=lang == "en")
+    expect(stranger).to_have_url(re.compile(r"/$"))
+    notice = _portal_mail(mail_stack, alice, NEW, alice)
+    assert notice["Content-Language"] == lang
+    # The link works once.
+    again = new_context(locale=locale).new_page()
+    again.goto(_link(reset, portal_url))
+    expect(again.locator(".flash-error")).to_be_visible()
