@@ -346,6 +346,11 @@ def test_forwarding_set_through_the_api_is_delivered_by_postfix(app, people, db,
                    {"destinations": ["other@a.example"], "keep_copy": True})
     assert_matches_schema(response, "PUT", "/mailboxes/{address}/forwarding")
     assert response.get_json() == {"destinations": ["other@a.example"], "keep_copy": True}
+    response.close()  # as the server does once the answer is out: the owner's notice goes then
+    notice = wait_for_maildir_message(mail_stack.mail_root / "a.example" / "user",
+                                      "Mail to user@a.example is now forwarded")
+    text = notice.get_payload()[0].get_payload(decode=True).decode()
+    assert "other@a.example" in text and "an administrator" in text and PEOPLE["admin"] not in text
     send_mail(mail_stack.smtp_port, "user@a.example", "forwarded by the api")
     for local in ("other", "user"):
         wait_for_maildir_message(mail_stack.mail_root / "a.example" / local, "forwarded by the api")

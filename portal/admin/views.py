@@ -40,6 +40,7 @@ from ..queries import aliases as alias_queries
 from ..queries import domains as domain_queries
 from ..queries import listing
 from ..queries import mailboxes as mailbox_queries
+from ..queries import notices as notice_queries
 from ..queries import overview as overview_queries
 from ..queries import roles as role_queries
 from ..rules import addressing
@@ -97,7 +98,9 @@ def index():
     return render_template("admin/index.html", domains=page.rows, more=page.next_after is not None,
                            roles=current_user.roles, figures=overview_queries.figures(conn, scope), only=only,
                            removals=removals, removal_count=removal_count,
-                           removals_counted=overview_queries.REMOVALS_COUNTED, changes=changes)
+                           removals_counted=overview_queries.REMOVALS_COUNTED, changes=changes,
+                           # Notices Postfix did not take: the operator's business, so the superadmin's.
+                           unsent=notice_queries.unsent(conn) if current_user.is_superadmin else None)
 
 
 def _scope_names(scope: list[int] | None) -> list[str] | None:
