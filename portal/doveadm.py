@@ -153,6 +153,19 @@ def sieve_script(config, address: str, name: str) -> str:
         raise DoveadmUnavailable("doveadm sieveGet answered in an unexpected shape") from None
 
 
+def save_to_inbox(config, address: str, message: bytes) -> None:
+    """Put a message straight into the mailbox's INBOX (doveadm save): past Postfix's aliases and the mailbox's
+    own forwarding and filters. DoveadmUnavailable if Dovecot does not store it."""
+    answers = _post(config, [["save", {"user": address, "mailbox": "INBOX",
+                                       "file": message.decode("ascii", errors="replace")}, "save"]])
+    try:
+        kind, body = answers[0][0], answers[0][1]
+    except (IndexError, TypeError):
+        raise DoveadmUnavailable("doveadm save answered in an unexpected shape") from None
+    if kind != "doveadmResponse":
+        raise DoveadmUnavailable(f"doveadm save failed: {body}")
+
+
 def put_sieve_script(config, address: str, name: str, script: str, activate: bool) -> None:
     """Store (and compile) a Sieve script for the mailbox, making it the active one when asked;
     SieveScriptRefused if Dovecot cannot compile it (nothing is stored then)."""

@@ -1,16 +1,26 @@
 """Mail the portal writes to its users, in their language: notices of changes, links, quota warnings.
 
 A notice is queued in the transaction of the change it reports (portal_outbox), so it
-exists exactly when the change does, and sent once that transaction has committed:
-after the response in a request, at the end of a command. A failed send never undoes
-the change and never fails the request; it is logged, kept and retried by
-``flask notices send``. Mail that carries a link with a token is never queued: it is
-sent at once, and a failure only means the user asks again.
+exists exactly when the change does, and sent once that transaction has committed: by a
+background thread after the response in a request (never by the thread that serves the
+connection, so neither the page nor the next request on it waits for the mail server),
+at the end of a command. A failed send never undoes the change and never fails the
+request; it is logged, kept and retried by ``flask notices send``. Mail that carries a
+link with a token is never queued: it is sent once, and a failure only means the user
+asks again.
+
+The mailbox's own copy of a notice is saved straight into its INBOX through Dovecot
+(doveadm save) when the doveadm API is configured: whoever changed the forwarding or the
+filters cannot divert or delete the notice of it with those very settings. Copies to the
+recovery address, and quota warnings, go through Postfix.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -24,6 +34,7 @@ from flask import render_template
 from flask_babel import force_locale
 
 from . import db
+from . import doveadm
 from . import mailer
 from .i18n import _
 from .queries import notices as notice_queries
@@ -127,6 +138,14 @@ def forwarding_changed(address: str, destinations: list[str], keep_copy: bool, c
                   [what, _when_and_where(change), _if_not_you()], _sign_in_link())
 
 
+def api_token_created(address: str, name: str, change: Change) -> Letter:
+    """The notice that an API token was made with the mailbox's roles."""
+    return Letter(_("A new API token for %(address)s", address=address),
+                  [_("An API token named \u201c%(name)s\u201d was made for %(address)s. It can act with this mailbox's "
+                     "roles until it is revoked.", name=name, address=address),
+                   _when_and_where(change), _if_not_you()], _sign_in_link())
+
+
 def recovery_changed(address: str, new_recovery: str | None, change: Change) -> Letter:
     """The notice that the mailbox's recovery address was set, changed or removed."""
     if new_recovery:
@@ -196,17 +215,21 @@ def _recipients(conn, mailbox: dict, *, also_recovery: bool) -> list[str]:
 
 
 def queue(conn, mailbox: dict, kind: str, build, *args, also_recovery: bool = True,
-          extra_recipients: tuple[str, ...] = (), **kwargs) -> list[int]:
+          extra_recipients: tuple[str, ...] = (), through_postfix: bool = False, **kwargs) -> list[int]:
     """Queue a notice about ``mailbox`` (in the caller's transaction), written by ``build(*args, **kwargs)`` in
     the owner's language, to the mailbox and (``also_recovery``) its verified recovery address; it is sent
-    after the transaction commits. Nothing when the portal sends no mail."""
+    after the transaction commits. The mailbox's copy is saved into its INBOX unless ``through_postfix`` or
+    the doveadm API is not configured. Nothing when the portal sends no mail."""
     if not enabled():
         return []
     letter, language = _written(conn, mailbox["id"], build, *args, **kwargs)
     recipients = _recipients(conn, mailbox, also_recovery=also_recovery)
     recipients += [r for r in extra_recipients if r and r not in recipients]
+    direct = not through_postfix and doveadm.is_configured(current_app.config)
     with force_locale(language):
-        ids = [notice_queries.queue(conn, kind, recipient, _message(letter, recipient, language))
+        ids = [notice_queries.queue(conn, kind, recipient,
+                                    "mailbox" if direct and recipient == mailbox["email"] else "smtp",
+                                    _message(letter, recipient, language))
                for recipient in recipients]
     _send_after_commit(ids)
     return ids
@@ -228,19 +251,33 @@ def send_now(conn, mailbox_id: int | None, recipient: str, build, *args, **kwarg
     return True
 
 
+# Senders in the background, per process (made after gunicorn's fork, on first use).
+_SENDERS: dict[int, ThreadPoolExecutor] = {}
+_SENDERS_LOCK = threading.Lock()
+SENDER_THREADS = 2
+
+
+def _in_background(work) -> None:
+    with _SENDERS_LOCK:
+        executor = _SENDERS.get(os.getpid())
+        if executor is None:
+            executor = _SENDERS[os.getpid()] = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="portal-notices")
+    executor.submit(work)
+
+
 def send_after_response(response, mailbox_id: int, recipient: str, build, *args) -> None:
-    """Send a letter that must not be stored once ``response`` has gone out: the request takes as long whether or
-    not there is anything to send."""
+    """Send a letter that must not be stored, in the background once ``response`` has gone out: the request,
+    and the next one on its connection, take as long whether or not there is anything to send."""
     app = current_app._get_current_object()
 
     def send():
         try:
             with app.app_context(), db.get_pool(app).connection(timeout=float(app.config["DB_POOL_TIMEOUT"])) as conn:
                 send_now(conn, mailbox_id, recipient, build, *args)
-        except Exception:  # noqa: BLE001 - after the response, nothing may surface as an error page
+        except Exception:  # noqa: BLE001 - in the background, nothing may surface as an error page
             log.exception("a message with a link could not be written")
 
-    response.call_on_close(send)
+    response.call_on_close(lambda: _in_background(send))
 
 
 def _send_after_commit(ids: list[int]) -> None:
@@ -262,9 +299,8 @@ def send_due(app, ids: list[int] | None = None, limit: int = SEND_BATCH) -> dict
                     rows = notice_queries.lock_due(conn, ids, limit)
                     for row in rows:
                         try:
-                            mailer.send(app.config, app.config["NOTICE_FROM"], row["recipient"],
-                                        bytes(row["message"]))
-                        except mailer.MailerUnavailable as exc:
+                            _deliver(app.config, row)
+                        except (mailer.MailerUnavailable, doveadm.DoveadmUnavailable) as exc:
                             log.warning("notice %s not sent (try %s): %s", row["id"], row["attempts"] + 1, exc)
                             notice_queries.mark_failed(conn, row["id"], str(exc))
                             failed += 1
@@ -278,6 +314,14 @@ def send_due(app, ids: list[int] | None = None, limit: int = SEND_BATCH) -> dict
     return {"sent": sent, "failed": failed}
 
 
+def _deliver(config, row: dict) -> None:
+    message = bytes(row["message"])
+    if row["delivery"] == "mailbox":
+        doveadm.save_to_inbox(config, row["recipient"], message.replace(b"\r\n", b"\n"))
+    else:
+        mailer.send(config, config["NOTICE_FROM"], row["recipient"], message)
+
+
 def init_app(app) -> None:
     """Send the notices a request or command queued once it is over."""
 
@@ -285,7 +329,7 @@ def init_app(app) -> None:
     def _send_after_response(response):
         ids = g.pop("queued_notices", None)
         if ids:
-            response.call_on_close(lambda: send_due(app, ids[:SEND_NOW_LIMIT]))
+            response.call_on_close(lambda: _in_background(lambda: send_due(app, ids[:SEND_NOW_LIMIT])))
         return response
 
     @app.teardown_appcontext

@@ -149,7 +149,20 @@ class FiltersForm(FlaskForm):
 
 
 class RecoveryAddressForm(FlaskForm):
-    """An address outside the mailbox where a forgotten password can be reset (empty: none)."""
+    """An address outside the mailbox where a forgotten password can be reset (empty: none), and the current
+    password: whoever holds only a session must not move where a new password can be sent."""
 
     address = StringField(_l("Recovery address"),
                           validators=[Length(max=254, message=_l("This address is too long."))])
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[
+            DataRequired(_l("Enter your current password.")),
+            Length(max=1024, message=_l("This password is too long.")),
+        ],
+    )
+
+    def validate_current_password(self, field):
+        # SASL PLAIN separates its fields with NUL: such a password could never match.
+        if "\x00" in (field.data or ""):
+            raise ValidationError(_("The password contains a character that cannot be used."))

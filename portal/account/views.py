@@ -459,6 +459,7 @@ def _recovery_page(form=None, status: int = 200):
     state = recovery_rules.recovery_of(conn, mailbox)
     if form is None:
         form = RecoveryAddressForm(formdata=None, address=state["address"] or "")
+    form.current_password.data = ""
     return render_template("account/recovery.html", form=form, state=state, sends=notices.enabled()), status
 
 
@@ -476,21 +477,38 @@ def save_recovery():
     form = RecoveryAddressForm()
     if not form.validate_on_submit():
         return _recovery_page(form, 400)
-    conn = get_db()
+    try:
+        outcome = signin.check_password(current_user.email, form.current_password.data, client_address())
+    except ImapUnavailable as exc:
+        log.error("recovery address change could not check the current password: %s", exc)
+        form.form_errors.append(MAIL_SERVER_DOWN)
+        return _recovery_page(form, 503)
+    if outcome.status == "locked":
+        form.form_errors.append(_("Too many wrong passwords. Please wait a few minutes and try again."))
+        return _recovery_page(form, 429)
+    busy = signin.busy_refusal(outcome)
+    if busy:
+        form.form_errors.append(busy[0])
+        return _recovery_page(form, busy[1])
+    if outcome.status != "ok":
+        form.current_password.errors = [*form.current_password.errors, _("The current password is not correct.")]
+        return _recovery_page(form, 400)
+    conn = get_db()  # the check gave the request's connection back while Dovecot answered
     try:
         link = recovery_rules.set_recovery_address(conn, Actor.of_user(current_user, client_address()),
-                                                   form.address.data or "", language=str(get_locale()))
+                                                   form.address.data or "", language=str(get_locale()),
+                                                   delimiter=current_app.config["RECIPIENT_DELIMITER"])
     except recovery_rules.RecoveryRefused as exc:
         form.address.errors = [*form.address.errors, str(exc)]
         return _recovery_page(form, 400)
+    response = redirect(url_for("account.recovery"))
     if link is None:
         flash(_("Your recovery address is saved.") if form.address.data else _("Your recovery address is removed."),
               "success")
-    elif notices.send_now(conn, link.mailbox["id"], link.recipient, notices.verify_link, link.mailbox["email"],
-                          link.recipient, notices.public_link(url_for("auth.verify_recovery", token=link.token))):
-        flash(_("A link was sent to %(address)s. Open it within 24 hours to confirm the address.",
-                address=link.recipient), "success")
     else:
-        flash(_("The address is saved, but the link could not be sent just now. Save it again later to get one."),
-              "error")
-    return redirect(url_for("account.recovery"))
+        notices.send_after_response(response, link.mailbox["id"], link.recipient, notices.verify_link,
+                                    link.mailbox["email"], link.recipient,
+                                    notices.public_link(url_for("auth.verify_recovery", token=link.token)))
+        flash(_("A link is on its way to %(address)s. Open it within 24 hours to confirm the address. Nothing "
+                "came? Save the address again later.", address=link.recipient), "success")
+    return response

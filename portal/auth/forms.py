@@ -93,3 +93,9 @@ class NewPasswordForm(FlaskForm):
             EqualTo("new_password", message=_l("The two new passwords are not the same.")),
         ],
     )
+
+
+class VerifyRecoveryForm(FlaskForm):
+    """The confirmation button of a recovery address, with the link's token."""
+
+    token = HiddenField()

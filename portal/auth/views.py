@@ -45,6 +45,7 @@ from .forms import LanguageForm
 from .forms import LoginForm
 from .forms import LogoutForm
 from .forms import NewPasswordForm
+from .forms import VerifyRecoveryForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ def forgot():
         return render_template("auth/forgot.html", form=form), 400 if form.errors else 200
     started = time.monotonic()
     try:
-        link = recovery_rules.request_reset(get_db(), form.address.data, throttle_key(client_address()))
+        link = recovery_rules.request_reset(get_db(), form.address.data, throttle_key(client_address()),
+                                            current_app.config["RECIPIENT_DELIMITER"])
     except recovery_rules.TooManyRequests:
         form.form_errors.append(_("Too many requests from your network. Please try again in an hour."))
         response = current_app.make_response((render_template("auth/forgot.html", form=form), 429))
@@ -237,12 +239,20 @@ def recover():
     return redirect(url_for("auth.login"))
 
 
-@bp.get("/verify-recovery")
+@bp.route("/verify-recovery", methods=["GET", "POST"])
 def verify_recovery():
-    """Open the link sent to a new recovery address: from now on it counts."""
-    address = recovery_rules.verify_recovery_address(get_db(), (request.args.get("token") or "")[:100],
-                                                     client_address())
-    return render_template("auth/verify_recovery.html", address=address), 200 if address else 410
+    """Confirm a new recovery address from the link sent to it: by a button, so a mail scanner that opens links
+    confirms nothing."""
+    form = VerifyRecoveryForm()
+    if request.method == "GET":
+        form.token.data = (request.args.get("token") or "")[:100]
+        if not form.token.data:
+            return render_template("auth/verify_recovery.html", form=None, address=None), 410
+        return render_template("auth/verify_recovery.html", form=form, address=None)
+    if not form.validate_on_submit():
+        return render_template("auth/verify_recovery.html", form=None, address=None), 410
+    address = recovery_rules.verify_recovery_address(get_db(), form.token.data[:100], client_address())
+    return render_template("auth/verify_recovery.html", form=None, address=address), 200 if address else 410
 
 
 @bp.app_context_processor

@@ -45,5 +45,5 @@ def quota_warning_command(percent: int, address: str):
             return
         with conn.transaction():
             ids = notices.queue(conn, mailbox, "quota_warning", notices.quota_warning, mailbox["email"], percent,
-                                quota.format_size(limit), also_recovery=False)
+                                quota.format_size(limit), also_recovery=False, through_postfix=True)
     click.echo(f"warning queued for {mailbox['email']}" if ids else "notice_from is not set: no warning sent")

@@ -42,6 +42,9 @@ CREATE TABLE portal_outbox (
     id bigserial PRIMARY KEY,
     kind text NOT NULL,
     recipient text NOT NULL,
+    -- "mailbox": saved straight into the recipient mailbox's INBOX through Dovecot, past its
+    -- forwarding and filters (which whoever made the change may have set); "smtp": through Postfix.
+    delivery text NOT NULL DEFAULT 'smtp' CHECK (delivery IN ('mailbox', 'smtp')),
     message bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     attempts integer NOT NULL DEFAULT 0,

@@ -14,12 +14,12 @@ ON CONFLICT (mailbox_id) DO UPDATE SET language = excluded.language
 """
 
 _QUEUE = """
-INSERT INTO portal_outbox (kind, recipient, message) VALUES (%s, %s, %s) RETURNING id
+INSERT INTO portal_outbox (kind, recipient, delivery, message) VALUES (%s, %s, %s, %s) RETURNING id
 """
 
 # Due notices, oldest first; a row another sender holds is skipped, not waited for.
 _LOCK_DUE = """
-SELECT id, recipient, message, attempts FROM portal_outbox
+SELECT id, recipient, delivery, message, attempts FROM portal_outbox
  WHERE sent_at IS NULL AND next_attempt_at <= now() AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s))
  ORDER BY id
  LIMIT %(limit)s
@@ -56,9 +56,9 @@ def remember_language(conn, mailbox_id: int, language: str) -> None:
     conn.execute(_REMEMBER_LANGUAGE, (mailbox_id, language))
 
 
-def queue(conn, kind: str, recipient: str, message: bytes) -> int:
-    """Add a message to the outbox (in the caller's transaction); return its id."""
-    return conn.execute(_QUEUE, (kind, recipient, message)).fetchone()["id"]
+def queue(conn, kind: str, recipient: str, delivery: str, message: bytes) -> int:
+    """Add a message to the outbox (in the caller's transaction), to go by ``delivery``; return its id."""
+    return conn.execute(_QUEUE, (kind, recipient, delivery, message)).fetchone()["id"]
 
 
 def lock_due(conn, ids: list[int] | None, limit: int) -> list[dict]:

@@ -31,14 +31,15 @@ SELECT t.mailbox_id, t.address, t.purpose, t.expires_at
 
 _USE_LINK = "UPDATE portal_recovery_tokens SET used_at = now() WHERE token_sha256 = %s"
 
-# A new address or a new password makes every other open link of that kind worthless.
+# A new address or a new password makes every other open link of that kind worthless. They are marked used,
+# not deleted, so they still count against the limits of links per mailbox.
 _DROP_OPEN = """
-DELETE FROM portal_recovery_tokens WHERE mailbox_id = %s AND purpose = %s AND used_at IS NULL
+UPDATE portal_recovery_tokens SET used_at = now() WHERE mailbox_id = %s AND purpose = %s AND used_at IS NULL
 """
 
-_RECENT_RESETS = """
+_RECENT_LINKS = """
 SELECT count(*) AS n FROM portal_recovery_tokens
- WHERE mailbox_id = %s AND purpose = 'reset' AND created_at > now() - %s
+ WHERE mailbox_id = %s AND purpose = %s AND created_at > now() - %s
 """
 
 _COUNT_REQUEST = """
@@ -83,13 +84,13 @@ def use_token(conn, token_sha256: bytes) -> None:
 
 
 def drop_open_tokens(conn, mailbox_id: int, purpose: str) -> int:
-    """Delete the mailbox's unused links of this kind; return how many."""
+    """Make the mailbox's unused links of this kind worthless; return how many."""
     return conn.execute(_DROP_OPEN, (mailbox_id, purpose)).rowcount
 
 
-def recent_resets(conn, mailbox_id: int, window: timedelta) -> int:
-    """Reset links made for the mailbox within ``window``."""
-    return conn.execute(_RECENT_RESETS, (mailbox_id, window)).fetchone()["n"]
+def recent_links(conn, mailbox_id: int, purpose: str, window: timedelta) -> int:
+    """Links of this kind made for the mailbox within ``window``, used or not."""
+    return conn.execute(_RECENT_LINKS, (mailbox_id, purpose, window)).fetchone()["n"]
 
 
 def count_request(conn, client_key: str | None, window: timedelta) -> int:

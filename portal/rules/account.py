@@ -11,6 +11,7 @@ from ..access import Actor
 from ..i18n import _
 from ..queries import audit
 from ..queries import mailboxes as mailbox_queries
+from ..queries import recovery as recovery_queries
 from ..queries import sessions as session_queries
 
 
@@ -30,6 +31,7 @@ def change_own_password(conn, actor: Actor, new_password: str, scheme: str, new_
         if mailbox is None:
             raise AccountRuleError(_("The mailbox no longer exists."))
         mailbox_queries.set_password(conn, mailbox["id"], new_hash)
+        recovery_queries.drop_open_tokens(conn, mailbox["id"], "reset")
         ended = session_queries.delete_user_sessions(conn, mailbox["id"])
         audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
                      action="password.change", target=mailbox["email"], domain=mailbox["domain"],

@@ -10,6 +10,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from .. import access
+from .. import notices
 from ..access import Actor
 from ..i18n import _
 from ..queries import api_tokens as token_queries
@@ -97,6 +98,9 @@ def create_token(conn, actor: Actor, *, name: str, domains: list[str] | None, re
                      summary={"token": token_id, "name": name, "read_only": read_only,
                               "domains": sorted(set(domains)) if domains is not None else None,
                               "expires_at": expires_at.isoformat() if expires_at else None})
+        # A token acts with its holder's roles: its owner, and their recovery address, hear of every new one.
+        notices.queue(conn, {"id": actor.mailbox_id, "email": actor.address}, "api_token_created",
+                      notices.api_token_created, actor.address, name, notices.Change("user", actor.client_addr))
     return f"{PREFIX}{token_id}_{secret}"
 
 

@@ -17,6 +17,7 @@ from ..i18n import _
 from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import mailboxes as mailbox_queries
+from ..queries import recovery as recovery_queries
 from ..queries import roles as role_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
@@ -52,6 +53,7 @@ def reset_password(conn, actor: Actor, mailbox: dict, *, scheme: str) -> str:
     with conn.transaction():
         row, powers = _lock(conn, actor, mailbox)
         mailbox_queries.set_password(conn, row["id"], password_hash, must_change=True)
+        recovery_queries.drop_open_tokens(conn, row["id"], "reset")
         ended = session_queries.delete_user_sessions(conn, row["id"])
         # Whoever may have taken the account over may have made tokens with it: they go with the password.
         revoked = token_queries.revoke_all_of(conn, row["id"])

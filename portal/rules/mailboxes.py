@@ -25,6 +25,7 @@ from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
+from ..queries import recovery as recovery_queries
 from ..queries import sessions as session_queries
 from ..text import is_one_line
 from . import addressing
@@ -212,6 +213,7 @@ def change_locked_mailbox(
     mailbox_queries.update_settings(conn, current["id"], quota_bytes, active, display_name)
     if password_hash is not None:
         mailbox_queries.set_password(conn, current["id"], password_hash, must_change)
+        recovery_queries.drop_open_tokens(conn, current["id"], "reset")
     if password_hash is not None or not active:
         changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
     if password_hash is not None:

@@ -19,15 +19,16 @@ from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
 from ..i18n import _
+from ..queries import aliases as alias_queries
 from ..queries import api_tokens as token_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
 from ..queries import notices as notice_queries
 from ..queries import recovery as queries
+from ..queries import roles as role_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
-from . import mail_rules
 
 VERIFY_VALID = timedelta(hours=24)
 RESET_VALID = timedelta(minutes=30)
@@ -35,6 +36,8 @@ RESET_VALID = timedelta(minutes=30)
 MOST_RESETS_PER_ACCOUNT = 3
 MOST_REQUESTS_PER_CLIENT = 10
 RATE_WINDOW = timedelta(hours=1)
+# Confirmation links a mailbox may have sent in a day: the portal mails outside addresses for nobody.
+MOST_CONFIRMATIONS_PER_DAY = 3
 
 
 class RecoveryRefused(ValueError):
@@ -66,23 +69,57 @@ def _new_link(conn, mailbox: dict, purpose: str, address: str, valid: timedelta)
 
 
 def recovery_of(conn, mailbox: dict) -> dict:
-    """The mailbox's recovery address, whether it counts yet, and whether its domain allows recovery."""
+    """The mailbox's recovery address, whether it counts yet, whether its domain allows recovery, and whether
+    the mailbox holds a role (then it never may: a mailbox outside would hold the keys to the portal)."""
     settings = notice_queries.settings_of(conn, mailbox["id"])
     domain = domain_queries.get_domain(conn, mailbox["domain_id"])
     return {"address": settings["recovery_address"], "verified_at": settings["recovery_verified_at"],
-            "allowed": bool(domain["allow_password_recovery"])}
+            "allowed": bool(domain["allow_password_recovery"]),
+            "holds_role": bool(role_queries.roles_of(conn, mailbox["id"]))}
 
 
-def _outside_problem(conn, mailbox: dict, address: str) -> str | None:
-    own = {row["address"] for row in mail_rules.reply_addresses(conn, mailbox["email"])} | {mailbox["email"]}
-    if address in own:
+def reaches_mailbox(conn, address: str, mailbox: str, delimiter: str) -> bool:
+    """Whether mail to ``address`` would (also) land in ``mailbox``, as Postfix expands the shipped alias map: its
+    own rows, else its rows without the recipient-delimiter extension, else a mailbox, else the domain's
+    catch-all, through alias domains, following every destination (a copy kept on the way included)."""
+    seen = {address}
+    frontier = [address]
+    while frontier:
+        if len(seen) > alias_queries.MAX_WALK:
+            return True  # too tangled to tell: taken as the mailbox's own
+        bases = {a: alias_queries.split_extension(a, delimiter) for a in frontier}
+        steps = alias_queries.expand_step(conn, list(dict.fromkeys([*frontier, *(b for b, _ in bases.values())])))
+        following = []
+        for current in frontier:
+            base, extension = bases[current]
+            if mailbox in (current, base):
+                return True
+            step = steps[current]
+            if not step["rows"] and extension:
+                step = steps[base]
+            if step["rows"]:
+                targets = [t for t in step["rows"] if t != current]
+            elif step["mailbox"]:
+                continue  # delivered into another mailbox
+            else:
+                targets = step["catch_all"]
+            for target in targets:
+                if target not in seen:
+                    seen.add(target)
+                    following.append(target)
+        frontier = following
+    return False
+
+
+def _outside_problem(conn, mailbox: dict, address: str, delimiter: str) -> str | None:
+    if reaches_mailbox(conn, address, mailbox["email"], delimiter):
         return _("Use an address outside this mailbox: mail to %(address)s arrives here.", address=address)
     return None
 
 
-def set_recovery_address(conn, actor: Actor, wanted: str, *, language: str) -> Link | None:
+def set_recovery_address(conn, actor: Actor, wanted: str, *, language: str, delimiter: str = "+") -> Link | None:
     """Set (or with an empty ``wanted``, remove) the actor's own recovery address; return the verification link to
-    send once this has committed (None: removed or unchanged).
+    send once this has committed (None: removed or unchanged). The caller has checked the current password.
 
     The new address counts only once that link is opened. The mailbox, and the old address if it counted, are
     told of the change."""
@@ -100,12 +137,17 @@ def set_recovery_address(conn, actor: Actor, wanted: str, *, language: str) -> L
         before = recovery_of(conn, mailbox)
         if address and not before["allowed"]:
             raise RecoveryRefused(_("Password recovery is switched off for %(domain)s.", domain=mailbox["domain"]))
+        if address and before["holds_role"]:
+            raise RecoveryRefused(_("A mailbox with an administrative or helpdesk role cannot use password recovery:"
+                                    " a superadmin gives it a new password."))
         if address == before["address"] and (address is None or before["verified_at"]):
             return None
         if address:
-            problem = _outside_problem(conn, mailbox, address)
+            problem = _outside_problem(conn, mailbox, address, delimiter)
             if problem:
                 raise RecoveryRefused(problem)
+            if queries.recent_links(conn, mailbox["id"], "verify", timedelta(days=1)) >= MOST_CONFIRMATIONS_PER_DAY:
+                raise RecoveryRefused(_("Too many confirmation links were sent today. Please try again tomorrow."))
         queries.set_address(conn, mailbox["id"], address, language)
         queries.drop_open_tokens(conn, mailbox["id"], "verify")
         queries.drop_open_tokens(conn, mailbox["id"], "reset")
@@ -137,7 +179,7 @@ def verify_recovery_address(conn, token: str, client_addr: str | None) -> str | 
     return row["address"]
 
 
-def request_reset(conn, typed_address: str, client_key: str | None) -> Link | None:
+def request_reset(conn, typed_address: str, client_key: str | None, delimiter: str = "+") -> Link | None:
     """A "forgot password" request: return the link to send to the mailbox's verified recovery address, or None
     (no such mailbox, no verified address, recovery off, or too many links lately) and say nothing of which.
 
@@ -155,9 +197,12 @@ def request_reset(conn, typed_address: str, client_key: str | None) -> Link | No
             return None
         mailbox = mailbox_queries.lock_mailbox(conn, found["id"])
         recovery = recovery_of(conn, mailbox)
-        if not (recovery["allowed"] and recovery["verified_at"]):
+        if not (recovery["allowed"] and recovery["verified_at"]) or recovery["holds_role"]:
             return None
-        if queries.recent_resets(conn, mailbox["id"], RATE_WINDOW) >= MOST_RESETS_PER_ACCOUNT:
+        # Asked again now: an alias or catch-all made since may bring that address's mail into this mailbox.
+        if reaches_mailbox(conn, recovery["address"], mailbox["email"], delimiter):
+            return None
+        if queries.recent_links(conn, mailbox["id"], "reset", RATE_WINDOW) >= MOST_RESETS_PER_ACCOUNT:
             return None
         return _new_link(conn, mailbox, "reset", recovery["address"], RESET_VALID)
 
@@ -170,8 +215,10 @@ def _usable_reset(conn, token: str) -> tuple[dict, dict] | None:
     if mailbox is None or not mailbox["active"] or not mailbox["domain_active"]:
         return None
     recovery = recovery_of(conn, mailbox)
-    # The link counts only while it went to the address that counts now, in a domain that still allows it.
-    if not (recovery["allowed"] and recovery["verified_at"] and recovery["address"] == row["address"]):
+    # The link counts only while it went to the address that counts now, in a domain that still allows it,
+    # for a mailbox that holds no role.
+    if not (recovery["allowed"] and recovery["verified_at"] and recovery["address"] == row["address"]) or (
+            recovery["holds_role"]):
         return None
     return row, mailbox
 

@@ -657,15 +657,18 @@ def test_a_forgotten_password_is_reset_in_the_browser(app, db, mail_stack, porta
     page.goto("/account/recovery")
     if lang == "en":
         page.get_by_label("Recovery address").fill(carol)
+        page.get_by_label("Current password").fill(PASSWORD)
         page.get_by_role("button", name="Save").click()
     else:
         page.locator("input[name=address]").fill(carol)
+        page.locator("input[name=current_password]").fill(PASSWORD)
         page.locator("form[action$='/account/recovery'] button[type=submit]").click()
     expect(page.locator(".flash").first).to_contain_text(carol)
     screenshot(page, "flow-recovery-link-sent", lang)
     confirm = _portal_mail(mail_stack, carol, PASSWORD, "Confirm" if lang == "en" else "복구 주소 확인")
     assert confirm["Content-Language"] == lang
     page.goto(_link(confirm, portal_url))
+    page.locator("form[action$='/auth/verify-recovery'] button[type=submit]").click()
     expect(page.locator(".flash-success")).to_contain_text(carol)
 
     stranger = new_context(locale=locale).new_page()
