@@ -163,3 +163,67 @@ def leftover_old_variables(settings: DovecotSettings) -> list[str]:
             if OLD_VARIABLE.search(value):
                 lines.append(key)
     return lines
+
+
+@dataclass
+class QuotaWarningHook:
+    """The storage percentages whose quota warning runs a service, and that service's executable and user."""
+
+    percentages: list[int]
+    executable: str
+    user: str
+
+
+def _sections(text: str):
+    """Every setting of ``doveconf -n`` output with the headers of the sections it sits in (outermost first)."""
+    stack: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("{"):
+            stack.append(line[:-1].strip())
+            yield tuple(stack), None, None
+        elif line == "}":
+            if stack:
+                stack.pop()
+        else:
+            key, _, value = line.partition(" = ")
+            yield tuple(stack), key.rstrip(" ="), value
+
+
+def quota_warning_hook(settings: DovecotSettings, service: str = "quota-warning") -> QuotaWarningHook:
+    """Which storage warnings run ``service``, and how Dovecot runs it (empty executable: no such service).
+
+    2.3 has ``quota_warning*`` plugin settings; 2.4 ``warning NAME {}`` filters (``doveconf -n`` prints
+    ``quota_warning NAME {}``) with an ``execute NAME {}`` filter, inside a quota section."""
+    percentages: set[int] = set()
+    executable = user = ""
+    warnings: dict[tuple[str, ...], dict[str, str]] = {}
+    for path, key, value in _sections(settings.text):
+        if path and path[0].split()[:2] == ["service", service] and len(path) == 1 and key:
+            executable = value if key == "executable" else executable
+            user = value if key == "user" else user
+        if settings.series == "2.3":
+            if path == ("plugin",) and key and key.startswith("quota_warning"):
+                match = re.match(r"\+?storage=(\d+)%{1,2}\s+(\S+)", value)
+                if match and match.group(2) == service:
+                    percentages.add(int(match.group(1)))
+            continue
+        # 2.4: a warning filter, inside a quota section, with its percentage, threshold and execute filter.
+        at = next((i for i, header in enumerate(path) if header.split()[0] in ("warning", "quota_warning")), None)
+        if at is None:
+            continue
+        warning = warnings.setdefault(path[:at + 1], {})
+        inner = path[at + 1:]
+        if key is None and len(inner) == 1 and inner[0].split()[0] in ("execute", "quota_warning_execute"):
+            warning["execute"] = inner[0].split()[1].strip('"') if len(inner[0].split()) > 1 else ""
+        elif key and not inner:
+            warning[key] = value
+    for values in warnings.values():
+        storage = values.get("quota_warning_resource", values.get("resource", "storage")) == "storage"
+        over = values.get("quota_warning_threshold", values.get("threshold", "over")) == "over"
+        percentage = values.get("quota_storage_percentage", "")
+        if values.get("execute") == service and storage and over and percentage.isdigit():
+            percentages.add(int(percentage))
+    return QuotaWarningHook(sorted(percentages), executable, user)

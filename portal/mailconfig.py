@@ -78,3 +78,24 @@ def dovecot_series(version_text: str | None = None) -> str | None:
 def dovecot_template(name: str, series: str) -> str:
     """The template (under config/) of one Dovecot file for that series."""
     return f"dovecot/{name}" if series == "2.3" else f"dovecot-{series}/{name}"
+
+
+# Dovecot's quota-warning service runs this script (the same for 2.3 and 2.4), which calls the portal's
+# "notices quota-warning" command; it lives beside Dovecot's files.
+QUOTA_WARNING_TEMPLATE = "quota-warning.sh"
+QUOTA_WARNING_SCRIPT = "mail-portal-quota-warning.sh"
+PORTAL_DIR = CONFIG_DIR.parent
+
+
+def quota_warning_context(script: str, user: str, portal_config: str, python: str | None = None) -> dict:
+    """Template values of the quota-warning service and its script: paths shell-quoted for the script.
+
+    ``python`` defaults to the interpreter running this (the portal's virtualenv)."""
+    import shlex
+    import sys
+
+    return {
+        "quota_warning_script": script, "quota_warning_user": user,
+        "portal_config": shlex.quote(portal_config), "python": shlex.quote(python or sys.executable),
+        "portal_dir": shlex.quote(str(PORTAL_DIR)), "portal_app": shlex.quote(str(PORTAL_DIR / "app")),
+    }

@@ -457,6 +457,10 @@ def render_dovecot(
         "tls_cert": str(instance.tls_cert) if instance.imaps_port else "",
         "tls_key": str(instance.tls_key) if instance.imaps_port else "",
         "postfix_auth_socket": str(instance.sasl_socket),
+        # Dovecot's quota-warning service runs the portal's command with the instance's portal.toml, which
+        # is root's only (0600): the service runs as root here, as the portal's own user on a server.
+        **mailconfig.quota_warning_context(str(conf_dir / mailconfig.QUOTA_WARNING_SCRIPT), "root",
+                                           str(instance.portal_config)),
     }
     if instance.imaps_port:
         ensure_tls_cert(instance)
@@ -486,6 +490,8 @@ def render_dovecot(
             doveadm_port=instance.doveadm_port, doveadm_api_key=stack_secrets()["doveadm_api_key"]), 0o600)
     for name in ("auth-sql.conf.ext", "99-mail-portal.conf"):
         changed |= mailconfig.write(conf_dir / "conf.d" / name, mailconfig.render(template(name), **context), 0o644)
+    changed |= mailconfig.write(conf_dir / mailconfig.QUOTA_WARNING_SCRIPT,
+                                mailconfig.render(mailconfig.QUOTA_WARNING_TEMPLATE, **context), 0o755)
     changed |= mailconfig.write(instance.dovecot_conf, mailconfig.render(template("dovecot.conf"), **context), 0o644)
     return changed
 
@@ -612,6 +618,10 @@ def write_portal_config(instance: Instance) -> Path:
         f'doveadm_api_key = "{values["doveadm_api_key"]}"\n'
         "# The demo serves plain HTTP on loopback.\n"
         "cookie_secure = false\n"
+        "# Notices and recovery links go out through this stack's Postfix; links point at the demo's address.\n"
+        'notice_from = "noreply@portal.invalid"\n'
+        f"notice_smtp_port = {instance.smtp_port}\n"
+        f'public_url = "http://{os.environ.get("PORTAL_DEMO_BIND", "127.0.0.1:8000")}"\n'
     )
     mailconfig.write(instance.portal_config, text, 0o600)
     write_purge_config(instance)

@@ -48,7 +48,12 @@ def database_url(mail_stack) -> str:
 def db(mail_stack, database_url):
     """A connection to the test database, emptied first (and the maildirs with it)."""
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        for attempt in range(3):
+        # Postfix's lookups and Dovecot's quota_clone write for the previous test's last deliveries (its
+        # notices and bounces included) can hold the tables while they are being emptied. The TRUNCATE gives
+        # up first (lock_timeout, well below deadlock_timeout), so PostgreSQL never cancels their query
+        # instead: a lookup Postfix sees fail makes it defer every delivery for a minute. Then it tries again.
+        conn.execute("SET lock_timeout = '300ms'")
+        for attempt in range(20):
             try:
                 conn.execute(
                     "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
@@ -58,12 +63,11 @@ def db(mail_stack, database_url):
                     " RESTART IDENTITY CASCADE"
                 )
                 break
-            except psycopg.errors.DeadlockDetected:
-                # Dovecot's quota_clone write for the previous test's last delivery can land while the tables
-                # are being emptied; PostgreSQL then cancels one of the two. Empty them again.
-                if attempt == 2:
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+                if attempt == 19:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.1)
+        conn.execute("RESET lock_timeout")
         for child in mail_stack.mail_root.iterdir():
             remove_tree(child)
         yield conn

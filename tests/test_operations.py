@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import stack  # noqa: E402
 
 from portal import dovecotconf  # noqa: E402
+from portal.cli.config import warning_service_user  # noqa: E402
 from tests.mail import make_mailbox  # noqa: E402
 
 # Touches Dovecot or Postfix: scripts/test runs it on the other Debian release too.
@@ -51,7 +52,7 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
         "postfix/main.cf.portal": 0o644, "postfix/master.cf.portal": 0o644,
         "dovecot/dovecot-sql.conf.ext": 0o600,
         "dovecot/conf.d/auth-sql.conf.ext": 0o644, "dovecot/conf.d/99-mail-portal.conf": 0o644,
-        "dovecot/mail-portal-doveadm.conf.ext": 0o600,
+        "dovecot/mail-portal-doveadm.conf.ext": 0o600, "dovecot/mail-portal-quota-warning.sh": 0o755,
         # Dovecot 2.4's config process reads it as root; 2.3's dict process as the dovecot group.
         "dovecot/dovecot-dict-quota.conf.ext": 0o640 if stack.dovecot_series() == "2.3" else 0o600,
     }
@@ -81,6 +82,19 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
     assert f"virtual_alias_maps = pgsql:{mail_stack.postfix_dir}/pgsql-aliases.cf" in main_cf
     assert "login_trusted_networks = 127.0.0.1/32 ::1/128" in (
         tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
+    # Dovecot's quota-warning service runs the script beside its files, as a user that may read the settings
+    # (the portal's own, mail-portal, where it exists), and the script the portal's command with them.
+    user = warning_service_user()
+    script_path = f"{mail_stack.dovecot_conf.parent}/mail-portal-quota-warning.sh"
+    # Without PORTAL_CONFIG, the settings file the installed script names (here the stack's): a second run keeps it.
+    assert f"quota warnings: Dovecot runs {script_path} as {user}, which reads {mail_stack.portal_config}" in (
+        result.output)
+    conf = (tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
+    assert f"executable = script {script_path}\n  # " in conf and f"  user = {user}\n" in conf
+    script = (tmp_path / "dovecot" / "mail-portal-quota-warning.sh").read_text()
+    assert script.startswith("#!/bin/sh\n") and f"PORTAL_CONFIG={mail_stack.portal_config}\n" in script
+    repository = Path(__file__).resolve().parent.parent
+    assert f'exec {sys.executable} -m flask --app {repository}/app notices quota-warning -- "$1" "$2"' in script
 
 
 def test_render_refuses_a_url_without_credentials(app, tmp_path):
@@ -106,6 +120,8 @@ def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
                  "ok    disabled accounts:", "ok    one-time passwords:", "ok    mail root: Dovecot keeps mail in",
                  "ok    mail sessions: Dovecot's doveadm API answers at http://127.0.0.1:", "ok    auth cache: off",
                  "ok    mail filters: LMTP runs Sieve", "ok    old sieve scripts: no active script left",
+                 f"ok    quota warnings: Dovecot runs {mail_stack.dovecot_conf.parent}/mail-portal-quota-warning.sh"
+                 " as root at 80 % and 95 % of a mailbox's limit",
                  "ok    secret key:", "ok    cookies:",
                  "all checks passed"):
         assert line in result.output, line
@@ -342,6 +358,47 @@ def test_doctor_fails_when_lmtp_does_not_run_sieve(app_factory, db, mail_stack, 
     assert "dovecot-sieve" in result.output
 
 
+def test_doctor_fails_without_the_quota_warning_hook(app_factory, db, mail_stack, mail_data, tmp_path):
+    # Copies of the stack's main file and conf.d/, the 99 file without the service, or with a script that cannot run.
+    conf_dir = mail_stack.dovecot_conf.parent
+    shutil.copytree(conf_dir / "conf.d", tmp_path / "conf.d")
+    (tmp_path / "dovecot.conf").write_text(
+        mail_stack.dovecot_conf.read_text().replace(f"{conf_dir}/conf.d/", f"{tmp_path}/conf.d/"))
+    ours = (conf_dir / "conf.d" / "99-mail-portal.conf").read_text()
+    app = app_factory(TESTING=False, SECRET_KEY=os.urandom(24).hex(), COOKIE_SECURE=True)
+
+    (tmp_path / "conf.d" / "99-mail-portal.conf").write_text(
+        re.sub(r"(?ms)^service quota-warning \{.*?^\}\n", "", ours))
+    result = doctor(app, mail_stack, dovecot_config=str(tmp_path / "dovecot.conf"))
+    assert result.exit_code == 1
+    assert "FAIL  quota warnings: Dovecot has no quota-warning service: users are not warned" in result.output
+    assert "mail-portal-quota-warning.sh from flask --app app config render" in result.output
+
+    script = tmp_path / "mail-portal-quota-warning.sh"
+    shutil.copy(conf_dir / "mail-portal-quota-warning.sh", script)
+    script.chmod(0o644)
+    (tmp_path / "conf.d" / "99-mail-portal.conf").write_text(
+        ours.replace(str(conf_dir / "mail-portal-quota-warning.sh"), str(script)))
+    result = doctor(app, mail_stack, dovecot_config=str(tmp_path / "dovecot.conf"))
+    assert result.exit_code == 1
+    assert f"FAIL  quota warnings: {script}, which Dovecot's quota-warning service runs, is not executable" in (
+        result.output)
+    script.chmod(0o755)
+    result = doctor(app, mail_stack, dovecot_config=str(tmp_path / "dovecot.conf"))
+    assert f"ok    quota warnings: Dovecot runs {script} as root at 80 % and 95 %" in result.output
+
+    # A service user that cannot read the settings the script names (the stack's portal.toml is root's only).
+    assert ours.count("\n  user = root\n") == 1
+    (tmp_path / "conf.d" / "99-mail-portal.conf").write_text(
+        ours.replace(str(conf_dir / "mail-portal-quota-warning.sh"), str(script)).replace(
+            "\n  user = root\n", f"\n  user = {stack.VMAIL}\n"))
+    result = doctor(app, mail_stack, dovecot_config=str(tmp_path / "dovecot.conf"))
+    assert result.exit_code == 1
+    assert (f"FAIL  quota warnings: {script} runs the portal as {stack.VMAIL}, but {mail_stack.portal_config} is not"
+            f" readable by {stack.VMAIL} (mode 600)") in result.output
+    assert "root:mail-portal, mode 0640" in result.output
+
+
 def test_doctor_finds_scripts_active_at_the_old_place(app_factory, db, mail_stack, mail_data):
     # A server that ran Sieve with Debian's default before: its active links no longer count.
     home = mail_stack.mail_root / "ops.example" / "known"
@@ -366,7 +423,7 @@ def test_render_writes_the_same_files_for_either_dovecot(app, mail_stack, tmp_pa
                for p in (tmp_path / "dovecot").rglob("*") if p.is_file()}
     assert set(dovecot) == {"dovecot/dovecot-sql.conf.ext", "dovecot/dovecot-dict-quota.conf.ext",
                             "dovecot/conf.d/auth-sql.conf.ext", "dovecot/conf.d/99-mail-portal.conf",
-                            "dovecot/mail-portal-doveadm.conf.ext"}
+                            "dovecot/mail-portal-doveadm.conf.ext", "dovecot/mail-portal-quota-warning.sh"}
     text = "\n".join(line for name in dovecot for line in (tmp_path / name).read_text().splitlines()
                      if not line.lstrip().startswith("#"))
     sql = (tmp_path / "dovecot" / "dovecot-sql.conf.ext").read_text()

@@ -117,13 +117,17 @@ def test_no_usage_row_yet_shows_zero(user, db):
 
 
 def test_limit_bar_and_warning(app, user, db, mail_stack):
-    assert set_quota(app, ADDRESS, "40 KB").exit_code == 0
-    deliver(mail_stack, "fills it", 36000)
+    # Large enough that Dovecot's 80 % warning (tests/test_quota_warning.py) does not itself take it past 95 %.
+    assert set_quota(app, ADDRESS, "400 KB").exit_code == 0
+    deliver(mail_stack, "fills it", 365000)
     wait_for_usage(db, ADDRESS, 1)
     page = user.get("/account/storage").get_data(as_text=True)
-    assert re.search(r"of 40 KB used\s+\((9\d) ?&nbsp;%\)", page)
-    assert "<meter" in page and 'max="40960"' in page
+    assert re.search(r"of 400 KB used\s+\((9\d) ?&nbsp;%\)", page)
+    assert "<meter" in page and 'max="409600"' in page
     assert "Your mailbox is almost full" in page
+    # Passing 80 % ran Dovecot's quota-warning service: its mail must arrive now, not in the next test's mailbox.
+    wait_for_maildir_message(mail_stack.mail_root / "quota.example" / "quinn",
+                             "Your mailbox quinn@quota.example is 80 percent full")
 
 
 # --- enforcement by Dovecot -------------------------------------------------------------------------------

@@ -36,7 +36,9 @@ def dovecot_files(series: str, doveadm: bool) -> list[tuple[str, str, int]]:
              ("99-mail-portal.conf", "dovecot/conf.d/99-mail-portal.conf", 0o644)]
     if doveadm:
         names.append(("mail-portal-doveadm.conf.ext", "dovecot/mail-portal-doveadm.conf.ext", 0o600))
-    return [(mailconfig.dovecot_template(name, series), target, mode) for name, target, mode in names]
+    # The quota-warning service's script, the same for both series: root's, run by the service's user.
+    return [*((mailconfig.dovecot_template(name, series), target, mode) for name, target, mode in names),
+            (mailconfig.QUOTA_WARNING_TEMPLATE, f"dovecot/{mailconfig.QUOTA_WARNING_SCRIPT}", 0o755)]
 
 
 def doveadm_context(config) -> dict:
@@ -68,6 +70,47 @@ def database_context(url: str) -> dict:
 
 
 POSTFIX_AUTH_SOCKET = "/var/spool/postfix/private/auth"
+# Dovecot's quota-warning service runs the portal's command as the portal's own user (README "Production"),
+# who may read the portal's settings.
+PORTAL_USER = "mail-portal"
+PORTAL_CONFIG = "/etc/mail-portal/portal.toml"
+
+
+def warning_service_user(user: str | None = None) -> str:
+    """The user Dovecot's quota-warning service runs as: ``user``, else the portal's own where it exists, else root.
+
+    A service user that does not exist stops Dovecot, so where the portal has no user of its own
+    (it runs as root) the script runs as root too."""
+    import pwd
+
+    if user:
+        return user
+    try:
+        pwd.getpwnam(PORTAL_USER)
+    except KeyError:
+        return "root"
+    return PORTAL_USER
+
+
+def portal_config_path(path: str | None = None, dovecot_dir: str | None = None) -> str:
+    """The settings file the quota-warning script names: ``path``, else $PORTAL_CONFIG, else the one the script
+    installed in ``dovecot_dir`` names (a second run changes nothing), else README's /etc/mail-portal/portal.toml."""
+    import os
+    import re
+    import shlex
+
+    path = path or os.environ.get("PORTAL_CONFIG")
+    if not path and dovecot_dir:
+        try:
+            installed = (Path(dovecot_dir) / mailconfig.QUOTA_WARNING_SCRIPT).read_text()
+        except (OSError, UnicodeDecodeError):
+            installed = ""
+        named = re.search(r"(?m)^PORTAL_CONFIG=(.+)$", installed)
+        try:
+            path = shlex.split(named.group(1))[0] if named else None
+        except (ValueError, IndexError):
+            path = None
+    return os.path.abspath(path or PORTAL_CONFIG)
 
 
 def postfix_auth_socket_option(command):
@@ -79,9 +122,13 @@ def postfix_auth_socket_option(command):
 
 def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str | None,
                    vmail_user: str, portal_networks: str, dovecot_series: str,
-                   postfix_auth_socket: str = POSTFIX_AUTH_SOCKET) -> tuple[str, list, list[str]]:
+                   postfix_auth_socket: str = POSTFIX_AUTH_SOCKET, service_user: str | None = None,
+                   portal_config: str | None = None) -> tuple[str, list, list[str]]:
     """(the Dovecot series, [(file under DIR, text, mode)], the secrets in them) of the portal's files."""
     context = {
+        **mailconfig.quota_warning_context(f"{dovecot_dir.rstrip('/')}/{mailconfig.QUOTA_WARNING_SCRIPT}",
+                                           warning_service_user(service_user),
+                                           portal_config_path(portal_config, dovecot_dir)),
         **database_context(database_url or current_app.config["DATABASE_URL"]),
         "mail_root": (mail_root or current_app.config["MAIL_ROOT"]).rstrip("/"), "vmail_user": vmail_user,
         "portal_networks": portal_networks,
@@ -119,19 +166,30 @@ def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str,
               show_default=True, help="The Dovecot the files are for: 2.3 (Debian 12), 2.4 (Debian 13), or the one"
                                       " installed here (dovecot --version).")
 @postfix_auth_socket_option
+@click.option("--quota-warning-user", help="The user Dovecot's quota-warning service runs the portal's command as:"
+                                           " one that may read the portal's settings. Default: mail-portal where"
+                                           " that user exists, else root.")
+@click.option("--portal-config", help="The portal's settings file that command reads. Default: $PORTAL_CONFIG,"
+                                      " else the one the installed script names, else /etc/mail-portal/portal.toml.")
 def render_command(directory: Path, database_url: str | None, postfix_dir: str, dovecot_dir: str, mail_root: str,
-                   vmail_user: str, portal_networks: str, dovecot_series: str, postfix_auth_socket: str):
+                   vmail_user: str, portal_networks: str, dovecot_series: str, postfix_auth_socket: str,
+                   quota_warning_user: str | None, portal_config: str | None):
     """Write the Postfix maps and Dovecot SQL, auth and quota files into DIRECTORY (never printing a password).
 
     Then install them as README "Production", step 5, says: the pgsql-*.cf maps and
     the Dovecot files replace the guide's, and the lines of postfix/main.cf.portal
     replace the guide's three lines in main.cf (it is not a file to copy). Reload both."""
     series, files, _ = rendered_files(database_url, postfix_dir, dovecot_dir, mail_root, vmail_user, portal_networks,
-                                      dovecot_series, postfix_auth_socket)
+                                      dovecot_series, postfix_auth_socket, quota_warning_user, portal_config)
     click.echo(f"for Dovecot {series}")
     for target, text, mode in files:
         path = directory / target
         changed = mailconfig.write(path, text, mode)
         click.echo(f"{'wrote' if changed else 'unchanged'} {path} ({mode:o})")
+    user, settings = warning_service_user(quota_warning_user), portal_config_path(portal_config, dovecot_dir)
+    click.echo(f"quota warnings: Dovecot runs {dovecot_dir.rstrip('/')}/{mailconfig.QUOTA_WARNING_SCRIPT} as {user},"
+               f" which reads {settings}")
     if not current_app.config["DOVEADM_URL"]:
         click.echo("doveadm_url is not set: open IMAP sessions are not ended when a mailbox is disabled (README)")
+    if not current_app.config["NOTICE_FROM"]:
+        click.echo("notice_from is not set: Dovecot runs the quota-warning service, but the portal sends no warning")

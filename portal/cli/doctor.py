@@ -56,7 +56,8 @@ class Doctor:
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
             ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
             ("dovecot variables", self.old_variables), ("user names", self.user_names),
-            ("quota plugins", self.quota_plugins), ("mail filters", self.mail_filters),
+            ("quota plugins", self.quota_plugins), ("quota warnings", self.quota_warnings),
+            ("mail filters", self.mail_filters),
             ("old sieve scripts", self.old_sieve_scripts),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
@@ -320,6 +321,44 @@ class Doctor:
                            " Sieve) sets mail_plugins without the quota plugins: add quota quota_clone there")
         return Finding(OK, "LMTP and IMAP load quota and quota_clone (IMAP also imap_quota)")
 
+    def quota_warnings(self) -> Finding:
+        """Users are warned at 80 % and 95 % only where Dovecot runs the portal's quota-warning script."""
+        dovecot = self._dovecot()
+        if isinstance(dovecot, Finding):
+            return dovecot
+        hook = dovecotconf.quota_warning_hook(dovecot)
+        fix = ("install conf.d/99-mail-portal.conf and mail-portal-quota-warning.sh from flask --app app config"
+               " render (README, Production), then reload Dovecot")
+        missing = [f"{percent} %" for percent in (95, 80) if percent not in hook.percentages]
+        if not hook.executable or missing:
+            what = (f"no quota warning at {' and '.join(missing)} runs Dovecot's quota-warning service"
+                    if hook.executable else "Dovecot has no quota-warning service")
+            return Finding(FAIL, f"{what}: users are not warned before their mailbox is full and refuses mail", fix)
+        words = hook.executable.split()
+        script = Path(words[1] if len(words) > 1 and Path(words[0]).name == "script" else words[0])
+        try:
+            info = script.stat()
+            text = script.read_text(errors="replace") if info.st_mode & 0o111 else ""
+        except PermissionError:
+            return Finding(SKIP, f"cannot read {script}, which Dovecot's quota-warning service runs",
+                           "run doctor as root on the Dovecot host")
+        except OSError as exc:
+            return Finding(FAIL, f"Dovecot's quota-warning service runs {script}: {exc.strerror}", fix)
+        if not info.st_mode & 0o111:
+            return Finding(FAIL, f"{script}, which Dovecot's quota-warning service runs, is not executable",
+                           f"chmod 0755 {script}")
+        if "notices quota-warning" not in text:
+            return Finding(FAIL, f"{script}, which Dovecot's quota-warning service runs, does not call the portal's"
+                                 " notices quota-warning command", fix)
+        unreadable = settings_unreadable(text, hook.user or "root")
+        if unreadable:
+            return Finding(FAIL, f"{script} runs the portal as {hook.user or 'root'}, but {unreadable}",
+                           "make the portal's settings readable by that user (README, Production: root:mail-portal,"
+                           " mode 0640) or render with --portal-config and --quota-warning-user")
+        limits = " and ".join(f"{percent} %" for percent in hook.percentages)
+        sender = "" if self.config.get("NOTICE_FROM") else "; notice_from is not set, so the portal sends no warning"
+        return Finding(OK, f"Dovecot runs {script} as {hook.user or 'root'} at {limits} of a mailbox's limit{sender}")
+
     def mail_filters(self) -> Finding:
         """Out-of-office replies and filters run only where LMTP loads Sieve, and are checked before they are
         installed only where Pigeonhole's compiler is."""
@@ -387,6 +426,46 @@ class Doctor:
             return Finding(OK, "cookies are HTTPS-only (no proxy is trusted: client addresses are the socket's;"
                                " behind nginx set trusted_proxy_count = 1)")
         return Finding(OK, f"cookies are HTTPS-only; {self.config['TRUSTED_PROXY_COUNT']} proxy hop trusted")
+
+
+def settings_unreadable(script_text: str, user: str) -> str:
+    """Why ``user`` cannot read the settings file a quota-warning script names ("" when it can, or it names none)."""
+    import grp
+    import os
+    import pwd
+    import shlex
+
+    named = re.search(r"(?m)^PORTAL_CONFIG=(.+)$", script_text)
+    if not named:
+        return ""
+    try:
+        path = Path(shlex.split(named.group(1))[0])
+        info = path.stat()
+    except (ValueError, IndexError):
+        return "the settings file it names cannot be read from the script"
+    except FileNotFoundError:
+        return f"the settings file it names, {named.group(1).strip()}, does not exist"
+    except OSError:
+        return ""  # doctor itself cannot look: nothing to say
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return f"there is no user {user} on this host (Dovecot would not start the service)"
+    if account.pw_uid == 0:
+        return ""
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+
+    def allows(status: os.stat_result, bit: int) -> bool:  # bit: 4 read, 1 search, for owner, group or others
+        if status.st_uid == account.pw_uid:
+            return bool(status.st_mode & (bit << 6))
+        return bool(status.st_mode & (bit << 3 if status.st_gid in groups else bit))
+
+    for folder in path.absolute().parents:
+        if not allows(folder.stat(), 1):
+            return f"{user} cannot enter {folder}, where the settings file {path} is"
+    if not allows(info, 4):
+        return f"{path} is not readable by {user} (mode {info.st_mode & 0o777:o})"
+    return ""
 
 
 def run_checks(doctor: Doctor, prefix: str = "") -> int:
