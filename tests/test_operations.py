@@ -122,9 +122,25 @@ def test_doctor_passes_on_the_stack(app_factory, db, mail_stack, mail_data):
                  "ok    mail filters: LMTP runs Sieve", "ok    old sieve scripts: no active script left",
                  f"ok    quota warnings: Dovecot runs {mail_stack.dovecot_conf.parent}/mail-portal-quota-warning.sh"
                  " as root at 80 % and 95 % of a mailbox's limit",
+                 f"ok    notices: sent from noreply@portal.invalid through 127.0.0.1:{mail_stack.smtp_port}; links to"
+                 " https://portal.example.test/mail",
                  "ok    secret key:", "ok    cookies:",
                  "all checks passed"):
         assert line in result.output, line
+
+
+def test_doctor_on_notices_that_cannot_go_out(app_factory, db, mail_stack, mail_data):
+    from tests.conftest import free_port
+
+    config = {"TESTING": False, "SECRET_KEY": os.urandom(24).hex(), "COOKIE_SECURE": True}
+    result = doctor(app_factory(**config, NOTICE_FROM=""), mail_stack)
+    assert "skip  notices: notice_from is not set" in result.output and result.exit_code == 0, result.output
+    result = doctor(app_factory(**config, NOTICE_SMTP_PORT=free_port()), mail_stack)
+    assert "FAIL  notices: the SMTP server 127.0.0.1:" in result.output and result.exit_code == 1
+    db.execute("INSERT INTO portal_outbox (kind, recipient, message, attempts, last_error)"
+               " VALUES ('password_changed', 'a@ops.example', 'x', 3, 'ConnectionRefusedError')")
+    result = doctor(app_factory(**config), mail_stack)
+    assert "FAIL  notices: 1 notices wait" in result.output and "flask --app app notices send" in result.output
 
 
 def test_doctor_fails_when_mail_root_is_not_where_dovecot_keeps_mail(app_factory, db, mail_stack, mail_data):

@@ -24,10 +24,12 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Who may call these without signing in: the sign-in page, the language and colour switches, health,
 # static files and the icon.
 PUBLIC = {"auth.login", "auth.set_language", "auth.set_colour_mode", "favicon", "health.healthz", "static",
-          "bootstrap.static", "api.openapi"}
+          "bootstrap.static", "api.openapi",
+          # For who cannot sign in: they act only on a link's token (tests/test_notices.py).
+          "auth.forgot", "auth.recover", "auth.verify_recovery"}
 URL_ARGS = {"name": "s.example", "address": "user@s.example", "source": "team@s.example", "role_id": 1,
             "alias_id": 1, "filename": "style.css", "alias_domain": "s.test", "grant_id": 1, "token_id": 1,
-            "domain": "s.example"}
+            "domain": "s.example", "state": "off"}
 
 PAYLOADS = ["' OR '1'='1' --", '"', "\\", ";", "$$", "%", "_", "<script>alert(1)</script>", "{{7*7}}",
             "a\r\nb", "a\x00b", "x" * 5000, "\u212aelvin", "b\u00fccher.example", "\u0430dmin"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
+import smtplib
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .. import dovecotconf
 from .. import imap
 from .. import migrate
 from .. import sieve
+from ..queries import notices as notice_queries
 from ..settings import DEV_SECRET_KEY
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
@@ -59,6 +61,7 @@ class Doctor:
             ("quota plugins", self.quota_plugins), ("quota warnings", self.quota_warnings),
             ("mail filters", self.mail_filters),
             ("old sieve scripts", self.old_sieve_scripts),
+            ("notices", self.notices),
             ("secret key", self.secret_key),
             ("debug mode", self.debug_mode), ("cookies", self.cookies), ("proxy", self.proxy),
         ]
@@ -394,6 +397,34 @@ class Doctor:
                            f'move each link: for l in {root}/*/*/.dovecot.sieve; do mv -n "$l"'
                            ' "$(dirname "$l")/sieve-active"; done')
         return Finding(OK, "no active script left at the old place (~/.dovecot.sieve)")
+
+    def notices(self) -> Finding:
+        config = self.config
+        if not config.get("NOTICE_FROM"):
+            return Finding(SKIP, "notice_from is not set: users are not told of password or forwarding changes,"
+                                 " and there is no 'forgot password'",
+                           "set notice_from (an address Postfix takes mail from on loopback) and public_url")
+        try:
+            with smtplib.SMTP(config["NOTICE_SMTP_HOST"], int(config["NOTICE_SMTP_PORT"]),
+                              timeout=float(config["NOTICE_SMTP_TIMEOUT"])) as smtp:
+                code, _banner = smtp.noop()
+        except (OSError, smtplib.SMTPException) as exc:
+            return Finding(FAIL, f"the SMTP server {config['NOTICE_SMTP_HOST']}:{config['NOTICE_SMTP_PORT']} does"
+                                 f" not answer: {exc}", "check notice_smtp_host and notice_smtp_port, and Postfix")
+        if code != 250:
+            return Finding(FAIL, f"the SMTP server answers NOOP with {code}", "check Postfix")
+        if self.conn is not None:
+            waiting = notice_queries.unsent(self.conn)
+            if waiting["count"] and waiting["most_attempts"] >= 3:
+                return Finding(FAIL, f"{waiting['count']} notices wait, the oldest since"
+                                     f" {waiting['oldest']:%Y-%m-%d %H:%M} UTC, after failed tries",
+                               "see the log for why; then run flask --app app notices send (the"
+                               " mail-portal-notices timer does every 5 minutes)")
+        if not config.get("PUBLIC_URL"):
+            return Finding(SKIP, f"sent from {config['NOTICE_FROM']}, but public_url is not set: no links, and no"
+                                 " 'forgot password'", "set public_url to the address users reach the portal at")
+        return Finding(OK, f"sent from {config['NOTICE_FROM']} through {config['NOTICE_SMTP_HOST']}:"
+                           f"{config['NOTICE_SMTP_PORT']}; links to {config['PUBLIC_URL']}")
 
     def secret_key(self) -> Finding:
         secret = self.config.get("SECRET_KEY") or ""
