@@ -75,7 +75,7 @@ POST_ONLY = {
     "helpdesk.unlock", "helpdesk.disable", "helpdesk.enable", "auth.set_language", "admin.link_alias_domain",
     "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
     "account.revoke_api_token", "auth.set_colour_mode", "account.save_vacation", "account.save_filters",
-    "account.save_recovery", "helpdesk.switch_recovery",
+    "account.save_recovery", "helpdesk.switch_recovery", "helpdesk.remove_recovery",
 }
 
 

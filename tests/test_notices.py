@@ -502,3 +502,33 @@ def test_a_new_api_token_is_told_to_its_holder_without_its_secret(app, db, peopl
     text, html = parts(notice)
     assert "nightly <sync>" in text and "nightly &lt;sync&gt;" in html and "<sync>" not in html
     assert secret not in notice.as_string() and secret.split("_", 2)[2] not in notice.as_string()
+
+
+def test_the_helpdesk_removes_a_recovery_address_and_both_are_told(app, db, people, mail_stack):
+    set_recovery(app, mail_stack, signed_in(app, ALICE))
+    helpdesk = signed_in(app, "bob@n.example")
+    page = helpdesk.get(f"/helpdesk/mailboxes/{ALICE}").get_data(as_text=True)
+    assert CAROL in page and "confirmed on" in page
+    # The helpdesk of another domain may not.
+    make_mailbox(db, "otto@other.example", PASSWORD)
+    assert app.test_cli_runner().invoke(args=["admin", "grant", "helpdesk", "otto@other.example", "other.example"]
+                                        ).exit_code == 0
+    outsider = signed_in(app, "otto@other.example")
+    token = csrf_token(outsider, "/helpdesk/")
+    assert outsider.post(f"/helpdesk/mailboxes/{ALICE}/recovery/remove", data={"csrf_token": token}
+                         ).status_code == 403
+    token = csrf_token(helpdesk, f"/helpdesk/mailboxes/{ALICE}")
+    response = done(helpdesk.post(f"/helpdesk/mailboxes/{ALICE}/recovery/remove", data={"csrf_token": token}))
+    assert response.status_code == 302
+    assert db.execute("SELECT recovery_address FROM portal_mailbox_settings").fetchone()["recovery_address"] is None
+    for address, before in ((ALICE, 1), (CAROL, 0)):  # alice was told when she set it, too
+        found = mail_for(mail_stack, address, subject="recovery address of alice@n.example was changed",
+                         count=before + 1)
+        [notice] = [n for n in found if "was removed" in parts(n)[0]]
+        assert "the helpdesk" in parts(notice)[0]
+    audit = db.execute("SELECT actor, actor_role FROM portal_audit_log WHERE action = 'recovery.update'"
+                       " ORDER BY id DESC LIMIT 1").fetchone()
+    assert audit["actor"] == "bob@n.example" and audit["actor_role"] == "helpdesk"
+    forgot(make_client(app), ALICE)
+    time.sleep(2)
+    assert mail_for(mail_stack, CAROL, subject="A new password", seconds=0) == []

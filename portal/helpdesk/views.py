@@ -43,6 +43,7 @@ from ..rules import addressing
 from ..rules import domains as domain_rules
 from ..rules import helpdesk as helpdesk_rules
 from ..rules import mail_rules
+from ..rules import recovery as recovery_rules
 from .forms import ActionForm
 from .forms import DisableForm
 from .forms import EnableForm
@@ -108,6 +109,8 @@ def _mailbox_page(mailbox: dict, disable_form=None, enable_form=None, status: in
         vacation=mail_rule_queries.vacation_of(conn, mailbox["id"]),
         filter_forwards=[f["argument"] for f in mail_rule_queries.filters_of(conn, mailbox["id"])
                          if f["action"] == "redirect"],
+        # Where a new password can be sent: after a stolen password, the second thing to look at.
+        recovery=recovery_rules.recovery_of(conn, mailbox),
     ), status
 
 
@@ -154,6 +157,24 @@ def unlock(address: str):
     else:
         flash(_("%(address)s is unlocked: %(count)s failed sign-ins forgotten.", address=mailbox["email"],
                 count=cleared["failures"]), "success")
+    return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
+
+
+@bp.post("/mailboxes/<address>/recovery/remove")
+@support_required
+def remove_recovery(address: str):
+    """Remove the user's recovery address (lost, or set by an intruder); the user is told."""
+    mailbox = _checked_target(address)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        removed = recovery_rules.remove_recovery_address_of(get_db(), _actor(), mailbox)
+    except helpdesk_rules.SupportRefused as exc:
+        _refused(exc)
+    if removed:
+        flash(_("The recovery address of %(address)s is removed.", address=mailbox["email"]), "success")
+    else:
+        flash(_("%(address)s had no recovery address.", address=mailbox["email"]), "info")
     return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
 
 

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .. import access
 from .. import doveadm
 from .. import notices
 from .. import passwords
@@ -29,6 +30,7 @@ from ..queries import recovery as queries
 from ..queries import roles as role_queries
 from ..queries import sessions as session_queries
 from ..queries import throttle
+from .helpdesk import SupportRefused
 
 VERIFY_VALID = timedelta(hours=24)
 RESET_VALID = timedelta(minutes=30)
@@ -160,6 +162,27 @@ def set_recovery_address(conn, actor: Actor, wanted: str, *, language: str, deli
             notices.queue(conn, mailbox, "recovery_changed", notices.recovery_changed, mailbox["email"], address,
                           notices.Change("user", actor.client_addr), also_recovery=False, extra_recipients=old)
     return link
+
+
+def remove_recovery_address_of(conn, actor: Actor, mailbox: dict) -> bool:
+    """The helpdesk (or an admin) removes a user's recovery address, e.g. one the user lost or an intruder set;
+    return False if there was none. The user, and the removed address if it counted, are told. SupportRefused
+    (asked under the row lock) where the actor may not help with this mailbox."""
+    with conn.transaction():
+        row, powers = access.lock_and_ask(conn, actor, mailbox, access.refusal_to_help, SupportRefused)
+        before = recovery_of(conn, row)
+        if before["address"] is None:
+            return False
+        queries.set_address(conn, row["id"], None, notice_queries.settings_of(conn, row["id"])["language"] or "en")
+        queries.drop_open_tokens(conn, row["id"], "verify")
+        queries.drop_open_tokens(conn, row["id"], "reset")
+        who = access.audit_fields(actor, powers, row["domain_id"])
+        audit.record(conn, **who, action="recovery.update", target=row["email"], domain=row["domain"],
+                     summary={"before": before["address"], "after": None, "verified": False})
+        notices.queue(conn, row, "recovery_changed", notices.recovery_changed, row["email"], None,
+                      notices.Change.of_audit(who), also_recovery=False,
+                      extra_recipients=(before["address"],) if before["verified_at"] else ())
+    return True
 
 
 def verify_recovery_address(conn, token: str, client_addr: str | None) -> str | None:
