@@ -190,9 +190,8 @@ def reset_link(address: str, url: str) -> Letter:
 
 def _message(letter: Letter, recipient: str, language: str) -> bytes:
     config = current_app.config
-    paragraphs = list(letter.paragraphs)
     text = render_template("notices/notice.txt", letter=letter)
-    html = render_template("notices/notice.html", letter=letter, paragraphs=paragraphs, language=language)
+    html = render_template("notices/notice.html", letter=letter, language=language)
     message = mailer.compose(sender=config["NOTICE_FROM"], recipient=recipient, subject=letter.subject,
                              text=text, html=html, language=language)
     return bytes(message)

@@ -33,7 +33,6 @@ from ..access import Actor
 from ..access import account_required
 from ..access import signed_in
 from ..auth.views import MAIL_SERVER_DOWN
-from ..auth.views import busy_response
 from ..clientaddr import client_address
 from ..db import get_db
 from ..db import release_db
@@ -87,6 +86,28 @@ def index():
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 
+def current_password_refusal(form, purpose: str) -> tuple[int, dict] | None:
+    """Check the form's current password with Dovecot: None if it is right, else the status and headers to
+    answer with, the form's errors filled in (wrong, locked, too many checks waiting, Dovecot away)."""
+    try:
+        outcome = signin.check_password(current_user.email, form.current_password.data, client_address())
+    except ImapUnavailable as exc:
+        log.error("%s could not check the current password: %s", purpose, exc)
+        form.form_errors.append(MAIL_SERVER_DOWN)
+        return 503, {}
+    if outcome.status == "locked":
+        form.form_errors.append(_("Too many wrong passwords. Please wait a few minutes and try again."))
+        return 429, {}
+    busy = signin.busy_refusal(outcome)
+    if busy:
+        form.form_errors.append(busy[0])
+        return busy[1], {"Retry-After": str(signin.BUSY_RETRY_AFTER)}
+    if outcome.status != "ok":
+        form.current_password.errors = [*form.current_password.errors, _("The current password is not correct.")]
+        return 400, {}
+    return None
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @signed_in
 def password():
@@ -101,23 +122,9 @@ def password():
         form.new_password.errors = list(form.new_password.errors) + problems
         return render_template("account/password.html", form=form), 400
 
-    try:
-        outcome = signin.check_password(current_user.email, form.current_password.data, client_address())
-    except ImapUnavailable as exc:
-        log.error("password change could not check the current password: %s", exc)
-        form.form_errors.append(MAIL_SERVER_DOWN)
-        return render_template("account/password.html", form=form), 503
-    if outcome.status == "locked":
-        form.form_errors.append(_("Too many wrong passwords. Please wait a few minutes and try again."))
-        return render_template("account/password.html", form=form), 429
-    busy = signin.busy_refusal(outcome)
-    if busy:
-        return busy_response("account/password.html", form, *busy)
-    if outcome.status != "ok":
-        form.current_password.errors = list(form.current_password.errors) + [
-            _("The current password is not correct.")
-        ]
-        return render_template("account/password.html", form=form), 400
+    refusal = current_password_refusal(form, "password change")
+    if refusal:
+        return render_template("account/password.html", form=form), *refusal
 
     conn = get_db()  # the check gave the request's connection back while Dovecot answered
     user = account_rules.change_own_password(
@@ -453,14 +460,15 @@ def save_filters():
     return redirect(url_for("account.filters"))
 
 
-def _recovery_page(form=None, status: int = 200):
+def _recovery_page(form=None, status: int = 200, headers: dict | None = None):
     conn = get_db()
     mailbox = mailboxes.get_mailbox(conn, current_user.email)
     state = recovery_rules.recovery_of(conn, mailbox)
     if form is None:
         form = RecoveryAddressForm(formdata=None, address=state["address"] or "")
     form.current_password.data = ""
-    return render_template("account/recovery.html", form=form, state=state, sends=notices.enabled()), status
+    return render_template("account/recovery.html", form=form, state=state, sends=notices.enabled()), status, (
+        headers or {})
 
 
 @bp.get("/account/recovery")
@@ -477,22 +485,9 @@ def save_recovery():
     form = RecoveryAddressForm()
     if not form.validate_on_submit():
         return _recovery_page(form, 400)
-    try:
-        outcome = signin.check_password(current_user.email, form.current_password.data, client_address())
-    except ImapUnavailable as exc:
-        log.error("recovery address change could not check the current password: %s", exc)
-        form.form_errors.append(MAIL_SERVER_DOWN)
-        return _recovery_page(form, 503)
-    if outcome.status == "locked":
-        form.form_errors.append(_("Too many wrong passwords. Please wait a few minutes and try again."))
-        return _recovery_page(form, 429)
-    busy = signin.busy_refusal(outcome)
-    if busy:
-        form.form_errors.append(busy[0])
-        return _recovery_page(form, busy[1])
-    if outcome.status != "ok":
-        form.current_password.errors = [*form.current_password.errors, _("The current password is not correct.")]
-        return _recovery_page(form, 400)
+    refusal = current_password_refusal(form, "recovery address change")
+    if refusal:
+        return _recovery_page(form, *refusal)
     conn = get_db()  # the check gave the request's connection back while Dovecot answered
     try:
         link = recovery_rules.set_recovery_address(conn, Actor.of_user(current_user, client_address()),
