@@ -29,13 +29,29 @@ def signed_in(view):
     return login_required(view)
 
 
-def account_required(view):
-    """A signed-in mailbox that has no pending forced password change."""
+def enrolment_allowed(view):
+    """A signed-in mailbox with no pending forced password change, enrolled or not: the pages where a role holder
+    sets up the second factor their role asks for."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if current_user.is_authenticated and current_user.must_change_password:
             return redirect(url_for("account.password"))
+        return view(*args, **kwargs)
+
+    return login_required(wrapped)
+
+
+def account_required(view):
+    """A signed-in mailbox that has no pending forced password change, and has enrolled a second factor if one
+    of its roles asks for it (until then it reaches only the enrolment page)."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user.is_authenticated and current_user.must_change_password:
+            return redirect(url_for("account.password"))
+        if current_user.is_authenticated and current_user.must_enrol_second_factor:
+            return redirect(url_for("account.security"))
         return view(*args, **kwargs)
 
     return login_required(wrapped)
@@ -246,6 +262,20 @@ def refusal_to_help(actor: Actor, powers: Powers, mailbox: dict, target_roles: l
         return _("You do not help with mailboxes of %(domain)s.", domain=mailbox["domain"])
     if not powers.superadmin and target_roles:
         return _("Only a superadmin can act on the mailbox of an admin or helpdesk member.")
+    return None
+
+
+def refusal_to_remove_second_factor(actor: Actor, powers: Powers, mailbox: dict,
+                                    target_roles: list[dict]) -> str | None:
+    """May the actor remove someone's second factors (a lost phone)? The helpdesk's reach on ordinary mailboxes;
+    a superadmin on an admin's or helpdesk member's too, but a superadmin's only at the server's command line."""
+    if actor.is_command_line:
+        return None
+    refusal = refusal_to_help(actor, powers, mailbox, target_roles)
+    if refusal:
+        return refusal
+    if any(role["role"] == "superadmin" for role in target_roles):
+        return _("A superadmin's second factors can be removed only at the server's command line.")
     return None
 
 

@@ -75,6 +75,26 @@ def dovecot_series(version_text: str | None = None) -> str | None:
     return "2.4" if major == 2 and minor >= 4 else None
 
 
+# Dovecot checks a mailbox's app passwords in this many passdbs, one per slot (migration 0024 allows 1-8).
+APP_PASSWORD_SLOTS = 8
+# The IMAP ports mail clients use. A portal that signs in elsewhere gets a listener of its own (Dovecot's
+# only door where a mailbox kept to app passwords may still use its main password).
+MAIL_CLIENT_IMAP_PORTS = (143, 993)
+
+
+def app_password_context(imap_host: str, imap_port: int) -> dict:
+    """Template values of the app-password passdbs and the portal's own IMAP listener (port 0: none, when the
+    portal signs in on a port mail clients use)."""
+    own_port = int(imap_port) not in MAIL_CLIENT_IMAP_PORTS
+    return {"app_password_slots": list(range(1, APP_PASSWORD_SLOTS + 1)),
+            "portal_imap_host": imap_host, "portal_imap_port": int(imap_port) if own_port else 0}
+
+
+def app_password_file(slot: int) -> str:
+    """Dovecot 2.3's SQL file of one app-password slot (beside dovecot-sql.conf.ext)."""
+    return f"dovecot-sql-app-password-{slot}.conf.ext"
+
+
 def dovecot_template(name: str, series: str) -> str:
     """The template (under config/) of one Dovecot file for that series."""
     return f"dovecot/{name}" if series == "2.3" else f"dovecot-{series}/{name}"

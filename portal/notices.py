@@ -146,6 +146,26 @@ def api_token_created(address: str, name: str, change: Change) -> Letter:
                    _when_and_where(change), _if_not_you()], _sign_in_link())
 
 
+def app_password_created(address: str, name: str, change: Change) -> Letter:
+    """The notice that an app password was made for the mailbox's mail clients."""
+    return Letter(_("A new app password for %(address)s", address=address),
+                  [_("An app password named \u201c%(name)s\u201d was made for %(address)s. A mail client can read "
+                     "or send this mailbox's mail with it until it is revoked.", name=name, address=address),
+                   _when_and_where(change), _if_not_you()], _sign_in_link())
+
+
+def second_factor_changed(address: str, event: str, change: Change) -> Letter:
+    """The notice that the mailbox's two-step sign-in changed (``event``: added, removed, or removed_by_other)."""
+    what = {
+        "added": _("A second step was added to the portal sign-in of %(address)s.", address=address),
+        "removed": _("A second step was removed from the portal sign-in of %(address)s.", address=address),
+        "removed_by_other": _("Every second step of the portal sign-in of %(address)s was removed by someone who "
+                              "supports your domain. The password alone now signs in.", address=address),
+    }[event]
+    return Letter(_("The two-step sign-in of %(address)s was changed", address=address),
+                  [what, _when_and_where(change), _if_not_you()], _sign_in_link())
+
+
 def recovery_changed(address: str, new_recovery: str | None, change: Change) -> Letter:
     """The notice that the mailbox's recovery address was set, changed or removed."""
     if new_recovery:

@@ -53,6 +53,18 @@ class MailboxUser(UserMixin):
         return self._roles
 
     @property
+    def must_enrol_second_factor(self) -> bool:
+        """Whether this user holds a role that must sign in with a second factor and has none yet."""
+        required = current_app.config["SECOND_FACTOR_REQUIRED_ROLES"]
+        if not any(r["role"] in required for r in self.roles):
+            return False
+        if not hasattr(self, "_enrolled"):
+            from .rules.second_factors import state_of
+
+            self._enrolled = state_of(get_db(), self.mailbox_id)["enrolled"]
+        return not self._enrolled
+
+    @property
     def is_superadmin(self) -> bool:
         return any(r["role"] == "superadmin" for r in self.roles)
 

@@ -102,6 +102,9 @@ DEFAULTS = {
     "NOTICE_SMTP_PORT": 25,
     # Seconds for each step of a send; a failed notice is kept and retried ("flask notices send").
     "NOTICE_SMTP_TIMEOUT": 5.0,
+    # Roles whose holders must sign in with a second factor (TOTP app or passkey) and are taken to enrol one
+    # straight after their password until they have: any of superadmin, domain_admin, helpdesk.
+    "SECOND_FACTOR_REQUIRED_ROLES": ["superadmin", "domain_admin", "helpdesk"],
     # Logs: "json" (one object a line, for journald and log shippers) or "text"; and the level.
     "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO",
@@ -215,6 +218,9 @@ def validate(values: dict, *, debug: bool, testing: bool) -> None:
     reserved = values["RESERVED_LOCAL_PARTS"]
     if not isinstance(reserved, list) or not all(isinstance(r, str) and r == r.lower() for r in reserved):
         raise ConfigError("RESERVED_LOCAL_PARTS must be a list of lower-case local parts")
+    required = values["SECOND_FACTOR_REQUIRED_ROLES"]
+    if not isinstance(required, list) or not set(required) <= {"superadmin", "domain_admin", "helpdesk"}:
+        raise ConfigError("SECOND_FACTOR_REQUIRED_ROLES must list some of superadmin, domain_admin, helpdesk")
     doveadm_url = str(values["DOVEADM_URL"] or "")
     if doveadm_url:
         if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", doveadm_url):

@@ -67,15 +67,18 @@ def _longest_check(config) -> timedelta:
     return timedelta(seconds=3 * float(config["IMAP_TIMEOUT"]) + float(config["IMAP_AUTH_TIMEOUT"]) + 5)
 
 
-def _temporary_password_matches(conn, address: str, password: str) -> bool:
-    """Whether ``password`` is the mailbox's one-time password, which Dovecot refuses to mail clients.
+def _portal_checked_password_matches(conn, address: str, password: str) -> bool:
+    """Whether ``password`` is a main password Dovecot refuses to mail clients, which the portal checks itself.
 
     A password someone other than the owner has seen (a helpdesk reset, one an
     admin set and did not mark final) is stored with ``password_must_change``;
     Dovecot's shipped password_query refuses such rows, so the portal checks it
     here, and only for the sign-in that forces the owner to choose a new one.
+    So too the main password of a mailbox kept to app passwords in mail clients,
+    where the portal signs in on a port mail clients use (its own listener lets
+    Dovecot accept it there): slower, by Dovecot's failure delay, but it works.
     """
-    stored = mailboxes.temporary_password_hash(conn, address)
+    stored = mailboxes.portal_checked_password_hash(conn, address)
     return stored is not None and passwords.verify_password(password, stored)
 
 
@@ -139,46 +142,41 @@ def _check_in_worker(config, address: str, password: str, client_addr: str | Non
         worker_sign_ins.release()
 
 
-def _counted_check(config, address: str, password: str, client_addr: str | None) -> Outcome:
-    """Count the attempt, ask Dovecot, and lock or clear the counters by its answer."""
+def _begin(conn, config, keys: list[tuple[str, str]]) -> tuple[dict, Outcome | None]:
+    """Count an attempt against each key before it is checked: (the counts, a "locked" outcome if it may not be)."""
     window = timedelta(seconds=int(config["LOGIN_FAILURE_WINDOW"]))
     lockout = timedelta(seconds=int(config["LOGIN_LOCKOUT"]))
     limits = _limits(config)
-    client_key = throttle_key(client_addr)
-    keys = _throttle_keys(address, client_key)
-    conn = get_db()
     with conn.transaction():
         counts = {kind: throttle.begin_attempt(conn, kind, key, window) for kind, key in keys}
     locked = [until for _, until in counts.values() if until is not None]
     if locked:
         _take_back(conn, keys)
-        return Outcome("locked", locked_until=max(locked))
+        return counts, Outcome("locked", locked_until=max(locked))
     over = [(kind, key) for kind, key in keys if counts[kind][0] > limits[kind]]
     if over:  # parallel guesses past a limit, before any of them was answered
         with conn.transaction():
             until = max(throttle.lock(conn, kind, key, lockout) for kind, key in over)
         _take_back(conn, keys)
-        return Outcome("locked", locked_until=until)
+        return counts, Outcome("locked", locked_until=until)
+    return counts, None
 
-    # Dovecot may take seconds to answer a failure: hold no pooled connection meanwhile.
-    release_db()
-    try:
-        accepted = imap.authenticate(config, address, password, client_addr)
-    except imap.ImapUnavailable:
-        _take_back(get_db(), keys)
-        raise
-    conn = get_db()
-    if not accepted:
-        accepted = _temporary_password_matches(conn, address, password)
 
-    if not accepted:
-        reached = [(kind, key) for kind, key in keys if counts[kind][0] >= limits[kind]]
-        if reached:
-            with conn.transaction():
-                for kind, key in reached:
-                    throttle.lock(conn, kind, key, lockout)
-        return Outcome("invalid")
+def _failed(conn, config, keys: list[tuple[str, str]], counts: dict) -> Outcome:
+    """A counted attempt failed: lock each key it took to its limit."""
+    lockout = timedelta(seconds=int(config["LOGIN_LOCKOUT"]))
+    limits = _limits(config)
+    reached = [(kind, key) for kind, key in keys if counts[kind][0] >= limits[kind]]
+    if reached:
+        with conn.transaction():
+            for kind, key in reached:
+                throttle.lock(conn, kind, key, lockout)
+    return Outcome("invalid")
 
+
+def _succeeded(conn, config, address: str, keys: list[tuple[str, str]], client_key: str | None) -> None:
+    """A counted attempt succeeded: the account's failures are forgotten, the client's attempt taken back."""
+    window = timedelta(seconds=int(config["LOGIN_FAILURE_WINDOW"]))
     with conn.transaction():
         throttle.clear(conn, "pair", keys[0][1])
         throttle.clear(conn, "account", address)
@@ -191,8 +189,48 @@ def _counted_check(config, address: str, password: str, client_addr: str | None)
                 timedelta(seconds=int(config["SESSION_IDLE_TIMEOUT"])),
                 timedelta(seconds=int(config["SESSION_ABSOLUTE_TIMEOUT"])),
             )
+
+
+def _counted_check(config, address: str, password: str, client_addr: str | None) -> Outcome:
+    """Count the attempt, ask Dovecot, and lock or clear the counters by its answer."""
+    client_key = throttle_key(client_addr)
+    keys = _throttle_keys(address, client_key)
+    conn = get_db()
+    counts, refused = _begin(conn, config, keys)
+    if refused:
+        return refused
+
+    # Dovecot may take seconds to answer a failure: hold no pooled connection meanwhile.
+    release_db()
+    try:
+        accepted = imap.authenticate(config, address, password, client_addr)
+    except imap.ImapUnavailable:
+        _take_back(get_db(), keys)
+        raise
+    conn = get_db()
+    if not accepted:
+        accepted = _portal_checked_password_matches(conn, address, password)
+    if not accepted:
+        return _failed(conn, config, keys, counts)
+    _succeeded(conn, config, address, keys, client_key)
     mailbox = mailboxes.get_mailbox(conn, address)
     # Dovecot's own queries may not know about the portal's active flags yet.
     if mailbox is None or not mailbox["active"] or not mailbox["domain_active"]:
         return Outcome("disabled")
     return Outcome("ok", mailbox=mailbox)
+
+
+def check_second_factor(address: str, client_addr: str | None, check) -> Outcome:
+    """Count a second-factor attempt exactly as a password attempt (the same keys, limits and locks), and make
+    it with ``check(conn)`` (True: the factor holds). "ok", "invalid" or "locked"."""
+    config = current_app.config
+    client_key = throttle_key(client_addr)
+    keys = _throttle_keys(address, client_key)
+    conn = get_db()
+    counts, refused = _begin(conn, config, keys)
+    if refused:
+        return refused
+    if not check(conn):
+        return _failed(conn, config, keys, counts)
+    _succeeded(conn, config, address, keys, client_key)
+    return Outcome("ok")

@@ -64,6 +64,8 @@ class Instance:
     submission_port: int = 0
     # ManageSieve, for the tests of scripts other clients write (0: none).
     managesieve_port: int = 0
+    # The portal's own IMAP listener, where it checks sign-in passwords (0: the portal uses imap_port).
+    portal_imap_port: int = 0
 
     @property
     def sasl_socket(self) -> Path:
@@ -109,9 +111,9 @@ class Instance:
 
 INSTANCES = {
     "dev": Instance("dev", "mailportal", imap_port=10143, lmtp_port=10024, smtp_port=10025, imaps_port=10993,
-                    doveadm_port=10808, submission_port=10587, managesieve_port=10419),
+                    doveadm_port=10808, submission_port=10587, managesieve_port=10419, portal_imap_port=10144),
     "test": Instance("test", "mailportal_test", imap_port=11143, lmtp_port=11024, smtp_port=11025, imaps_port=11993,
-                     doveadm_port=11808, submission_port=11587, managesieve_port=11419),
+                     doveadm_port=11808, submission_port=11587, managesieve_port=11419, portal_imap_port=11144),
 }
 
 
@@ -365,6 +367,8 @@ def grant_mail_reader(conn) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON portal_alias_domains TO {}").format(reader))
     if cursor.execute("SELECT to_regclass('portal_send_as') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_send_as TO {}").format(reader))
+    if cursor.execute("SELECT to_regclass('portal_app_passwords') IS NOT NULL").fetchone()[0]:
+        conn.execute(sql.SQL("GRANT SELECT ON portal_mailbox_settings, portal_app_passwords TO {}").format(reader))
 
 
 def grant_purger(conn) -> None:
@@ -457,6 +461,7 @@ def render_dovecot(
         "tls_cert": str(instance.tls_cert) if instance.imaps_port else "",
         "tls_key": str(instance.tls_key) if instance.imaps_port else "",
         "postfix_auth_socket": str(instance.sasl_socket),
+        **mailconfig.app_password_context("127.0.0.1", instance.portal_imap_port or instance.imap_port),
         # Dovecot's quota-warning service runs the portal's command with the instance's portal.toml, which
         # is root's only (0600): the service runs as root here, as the portal's own user on a server.
         **mailconfig.quota_warning_context(str(conf_dir / mailconfig.QUOTA_WARNING_SCRIPT), "root",
@@ -483,6 +488,10 @@ def render_dovecot(
     else:  # 2.4's config process, as root, reads every file and hands the settings out
         changed |= mailconfig.write(dict_conf, mailconfig.render(template("dovecot-dict-quota.conf.ext"), **context),
                                     0o600)
+    if series == "2.3":  # one SQL file per app-password slot
+        for slot in context["app_password_slots"]:
+            changed |= mailconfig.write(conf_dir / mailconfig.app_password_file(slot), mailconfig.render(
+                template("dovecot-sql-app-password.conf.ext"), **context, slot=slot), 0o600)
     doveadm_conf = conf_dir / "mail-portal-doveadm.conf.ext"
     if instance.doveadm_port:
         changed |= mailconfig.write(doveadm_conf, mailconfig.render(
@@ -609,7 +618,8 @@ def write_portal_config(instance: Instance) -> Path:
         f'database_url = "{database_url(instance.db_name)}"\n'
         f'secret_key = "{values["secret_key"]}"\n'
         'imap_host = "127.0.0.1"\n'
-        f"imap_port = {instance.imap_port}\n"
+        "# The portal signs in on its own IMAP listener (mail clients use imap_port).\n"
+        f"imap_port = {instance.portal_imap_port or instance.imap_port}\n"
         'imap_security = "plain"\n'
         "# Where this stack's Dovecot keeps mail (mail_location = maildir:<mail_root>/%d/%n).\n"
         f'mail_root = "{instance.mail_root}"\n'

@@ -92,7 +92,7 @@ def make_test_config(mail_stack, database_url, **overrides) -> dict:
         "SECRET_KEY": TEST_SECRET_KEY,
         "DATABASE_URL": database_url,
         "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": mail_stack.imap_port,
+        "IMAP_PORT": mail_stack.portal_imap_port,
         "IMAP_SECURITY": "plain",
         "IMAP_TIMEOUT": 3.0,
         "MAIL_ROOT": str(mail_stack.mail_root),
@@ -102,6 +102,8 @@ def make_test_config(mail_stack, database_url, **overrides) -> dict:
         "NOTICE_FROM": NOTICE_FROM,
         "NOTICE_SMTP_PORT": mail_stack.smtp_port,
         "PUBLIC_URL": PUBLIC_URL,
+        # Second factors are asked of role holders only in their own tests (tests/test_second_factors.py).
+        "SECOND_FACTOR_REQUIRED_ROLES": [],
     }
     config.update(overrides)
     return config

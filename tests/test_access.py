@@ -62,11 +62,18 @@ GET_EXPECTED = {
     "helpdesk.vacation": (302, 403, 302, 200, 200),
     "helpdesk.recovery": (302, 403, 302, 200, 200),
     "account.api_tokens": (302, 403, 302, 200, 200),
+    # Two-step sign-in: the second step without a right password a moment ago goes back to the sign-in page;
+    # the QR page without a pending secret, and the recovery codes page without new codes, go back too.
+    "auth.second_factor": (302, 302, 302, 302, 302),
+    "account.security": (302, 200, 302, 200, 200),
+    "account.totp": (302, 302, 302, 302, 302),
+    "account.new_recovery_codes": (302, 302, 302, 302, 302),
+    "account.app_passwords": (302, 200, 302, 200, 200),
 }
 # Values for the URL arguments: things that exist and are in the domain admin's domain.
 URL_ARGS = {"alias_id": 1, "role_id": 1, "token_id": 1, "domain": "m.example", "name": "m.example",
             "address": "user@m.example", "source": "team@m.example",
-            "alias_domain": "m.test", "grant_id": 1, "state": "off"}
+            "alias_domain": "m.test", "grant_id": 1, "state": "off", "passkey_id": 1, "app_password_id": 1}
 # Routes that only take POST; without a CSRF token every one of them answers 400,
 # whoever asks (tests/test_app.py). Here: with a token, who may use them.
 POST_ONLY = {
@@ -76,6 +83,9 @@ POST_ONLY = {
     "admin.alias_domain_state", "admin.grant_send_as", "admin.revoke_send_as", "account.create_api_token",
     "account.revoke_api_token", "auth.set_colour_mode", "account.save_vacation", "account.save_filters",
     "account.save_recovery", "helpdesk.switch_recovery", "helpdesk.remove_recovery",
+    "auth.passkey_sign_in_options", "auth.passkey_sign_in", "account.start_totp", "account.remove_totp",
+    "account.renew_recovery_codes", "account.passkey_options", "account.add_passkey", "account.remove_passkey",
+    "account.mail_clients", "account.revoke_app_password", "helpdesk.remove_second_factors",
 }
 
 
@@ -103,6 +113,9 @@ def clients(app, db):
                           ("helpdesk", "help@m.example"), ("admin_b", "badmin@b.example")):
         made[role] = make_client(app)
         assert sign_in(made[role], address, PASSWORD).status_code == 302
+    # Second factors for the removal routes to (not) remove: the user's session is live already.
+    db.execute("INSERT INTO portal_totp (mailbox_id, secret, confirmed_at) SELECT id, 'JBSWY3DPEHPK3PXP', now()"
+               " FROM virtual_users WHERE email IN ('user@m.example', 'dadmin@m.example')")
     return made
 
 
@@ -176,6 +189,11 @@ MORE_EXPECTED = {
     "helpdesk.vacation": (200, 403),
     "helpdesk.recovery": (200, 200),
     "account.api_tokens": (200, 200),
+    "auth.second_factor": (302, 302),
+    "account.security": (200, 200),
+    "account.totp": (302, 302),
+    "account.new_recovery_codes": (302, 302),
+    "account.app_passwords": (200, 200),
 }
 
 
@@ -202,7 +220,10 @@ STATE = (
     " (SELECT count(*) FROM portal_send_as) AS s,"
     " (SELECT count(*) FROM portal_vacations) AS v, (SELECT count(*) FROM portal_mail_filters) AS f,"
     " (SELECT string_agg(name || allow_password_recovery::text, ',' ORDER BY name) FROM virtual_domains) AS rec,"
-    " (SELECT count(*) FROM portal_mailbox_settings WHERE recovery_address IS NOT NULL) AS ra"
+    " (SELECT count(*) FROM portal_mailbox_settings WHERE recovery_address IS NOT NULL) AS ra,"
+    " (SELECT count(*) FROM portal_totp) AS totp, (SELECT count(*) FROM portal_webauthn_credentials) AS pk,"
+    " (SELECT count(*) FROM portal_app_passwords) AS ap,"
+    " (SELECT string_agg(name || require_app_passwords::text, ',' ORDER BY name) FROM virtual_domains) AS rap"
 )
 
 
@@ -253,7 +274,9 @@ def test_post_only_routes_refuse_get(app, clients):
 
 
 @pytest.mark.parametrize("path", ["/account/forwarding", "/account/aliases", "/account/aliases/1/delete",
-                                  "/account/vacation", "/account/filters", "/account/recovery"])
+                                  "/account/vacation", "/account/filters", "/account/recovery",
+                                  "/account/app-passwords", "/account/security/mail-clients",
+                                  "/account/security/totp/start", "/account/security/passkeys/options"])
 def test_self_service_posts_need_a_finished_sign_in(app, clients, path):
     anonymous = clients["anonymous"]
     token = csrf_token(anonymous, "/auth/login")

@@ -26,10 +26,12 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PUBLIC = {"auth.login", "auth.set_language", "auth.set_colour_mode", "favicon", "health.healthz", "static",
           "bootstrap.static", "api.openapi",
           # For who cannot sign in: they act only on a link's token (tests/test_notices.py).
-          "auth.forgot", "auth.recover", "auth.verify_recovery"}
+          "auth.forgot", "auth.recover", "auth.verify_recovery",
+          # The second step acts only for a browser whose password was right a moment ago (test_second_factors.py).
+          "auth.passkey_sign_in_options", "auth.passkey_sign_in"}
 URL_ARGS = {"name": "s.example", "address": "user@s.example", "source": "team@s.example", "role_id": 1,
             "alias_id": 1, "filename": "style.css", "alias_domain": "s.test", "grant_id": 1, "token_id": 1,
-            "domain": "s.example", "state": "off"}
+            "domain": "s.example", "state": "off", "passkey_id": 1, "app_password_id": 1}
 
 PAYLOADS = ["' OR '1'='1' --", '"', "\\", ";", "$$", "%", "_", "<script>alert(1)</script>", "{{7*7}}",
             "a\r\nb", "a\x00b", "x" * 5000, "\u212aelvin", "b\u00fccher.example", "\u0430dmin"]

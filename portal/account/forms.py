@@ -148,12 +148,9 @@ class FiltersForm(FlaskForm):
         validators=[Optional()], validate_choice=False)
 
 
-class RecoveryAddressForm(FlaskForm):
-    """An address outside the mailbox where a forgotten password can be reset (empty: none), and the current
-    password: whoever holds only a session must not move where a new password can be sent."""
+class _CurrentPasswordMixin:
+    """The current password, asked again before a change that weakens or moves the way in."""
 
-    address = StringField(_l("Recovery address"),
-                          validators=[Length(max=254, message=_l("This address is too long."))])
     current_password = PasswordField(
         _l("Current password"),
         validators=[
@@ -166,3 +163,49 @@ class RecoveryAddressForm(FlaskForm):
         # SASL PLAIN separates its fields with NUL: such a password could never match.
         if "\x00" in (field.data or ""):
             raise ValidationError(_("The password contains a character that cannot be used."))
+
+
+class RecoveryAddressForm(_CurrentPasswordMixin, FlaskForm):
+    """An address outside the mailbox where a forgotten password can be reset (empty: none), and the current
+    password: whoever holds only a session must not move where a new password can be sent."""
+
+    address = StringField(_l("Recovery address"),
+                          validators=[Length(max=254, message=_l("This address is too long."))])
+
+
+class TotpConfirmForm(FlaskForm):
+    """The first code of a new authenticator app."""
+
+    code = StringField(_l("Code from the app"),
+                       validators=[DataRequired(_l("Type the six-digit code the app shows.")),
+                                   Length(max=20, message=_l("A code has six digits."))])
+
+
+class SecurityChangeForm(_CurrentPasswordMixin, FlaskForm):
+    """Removing a second factor or renewing the recovery codes: the current password first, so that whoever
+    holds only a session cannot weaken the sign-in."""
+
+
+class PasskeyForm(FlaskForm):
+    """A new passkey: its name, and the browser's answer (JSON, filled in by static/passkeys.js)."""
+
+    name = StringField(_l("Name of the passkey"), description=_l("For example: laptop, or security key."),
+                       validators=[Length(max=60, message=_l("At most 60 characters."))])
+    credential = StringField(validators=[DataRequired(), Length(max=20000)])
+
+
+class MailClientsForm(FlaskForm):
+    """Whether mail clients must use app passwords."""
+
+    app_passwords_only = BooleanField(_l("Mail clients must use app passwords; the main password works only here"
+                                         " in the portal"))
+
+
+class AppPasswordForm(FlaskForm):
+    """A new app password: its name and services."""
+
+    name = StringField(_l("Name"), description=_l("The device or program it is for, for example: phone."),
+                       validators=[DataRequired(_l("Give the app password a name.")),
+                                   Length(max=60, message=_l("At most 60 characters."))])
+    services = SelectMultipleField(_l("Services"), choices=[], validate_choice=False,
+                                   option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))

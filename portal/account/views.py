@@ -52,6 +52,7 @@ from ..rules import api_tokens as token_rules
 from ..rules import forwarding as forwarding_rules
 from ..rules import mail_rules
 from ..rules import recovery as recovery_rules
+from ..rules import second_factors as second_factor_rules
 from ..rules import send_as as send_as_rules
 from .forms import ApiTokenForm
 from .forms import DeleteForm
@@ -83,6 +84,7 @@ def index():
                            vacation=mail_rule_queries.vacation_of(conn, mailbox["id"]), today=date.today(),
                            filter_count=len(mail_rule_queries.filters_of(conn, mailbox["id"])),
                            recovery=recovery_rules.recovery_of(conn, mailbox),
+                           security=second_factor_rules.state_of(conn, mailbox["id"]),
                            history=audit.account_history(conn, current_user.email, mailbox["created_at"]))
 
 

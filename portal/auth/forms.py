@@ -99,3 +99,18 @@ class VerifyRecoveryForm(FlaskForm):
     """The confirmation button of a recovery address, with the link's token."""
 
     token = HiddenField()
+
+
+class SecondFactorForm(FlaskForm):
+    """The second step of a sign-in: a code from the authenticator app, or a recovery code."""
+
+    code = StringField(_l("Code"), description=_l("The six digits your authenticator app shows, or one of your"
+                                                  " recovery codes."),
+                       validators=[DataRequired(_l("Type the code.")),
+                                   Length(max=40, message=_l("This code is too long."))])
+
+
+class PasskeySignInForm(FlaskForm):
+    """The second step with a passkey: the browser's signed answer (JSON, filled in by static/passkeys.js)."""
+
+    credential = StringField(validators=[DataRequired(), Length(max=20000)])

@@ -12,6 +12,7 @@ from flask import Blueprint
 from flask import abort
 from flask import current_app
 from flask import flash
+from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -25,6 +26,7 @@ from flask_login import logout_user
 from .. import appearance
 from .. import notices
 from .. import passwords
+from .. import second_factor as second_factor_mechanics
 from .. import sessions
 from .. import signin
 from ..access import Actor
@@ -38,13 +40,17 @@ from ..i18n import LANGUAGES
 from ..i18n import _
 from ..i18n import _l
 from ..imap import ImapUnavailable
+from ..queries import mailboxes
 from ..rules import recovery as recovery_rules
+from ..rules import second_factors as factor_rules
 from .forms import ColourModeForm
 from .forms import ForgotPasswordForm
 from .forms import LanguageForm
 from .forms import LoginForm
 from .forms import LogoutForm
 from .forms import NewPasswordForm
+from .forms import PasskeySignInForm
+from .forms import SecondFactorForm
 from .forms import VerifyRecoveryForm
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -115,7 +121,18 @@ def login():
         form.form_errors.append(DISABLED)
         return render_template("auth/login.html", form=form), 403
 
-    user = sessions.start_session(get_db(), outcome.mailbox, client_address())
+    if factor_rules.state_of(get_db(), outcome.mailbox["id"])["enrolled"]:
+        # Only the right password gets this far: the first step tells nobody else whether a second one exists.
+        session.clear()
+        session[PENDING_KEY] = {"address": outcome.mailbox["email"], "at": time.time(),
+                                "next": safe_next_url(form.next.data) or ""}
+        return redirect(url_for("auth.second_factor"))
+    return _finish_sign_in(outcome.mailbox, form.next.data)
+
+
+def _finish_sign_in(mailbox: dict, next_url: str | None):
+    """Start the session of a mailbox that passed every step, and go on to where the user was going."""
+    user = sessions.start_session(get_db(), mailbox, client_address())
     recovery_rules.remember_language(get_db(), Actor.of_user(user, client_address()), str(get_locale()))
     # A fresh cookie for the new identity (no fixation of a pre-login session).
     session.clear()
@@ -125,7 +142,114 @@ def login():
     if user.must_change_password:
         flash(_("Please choose a new password before you continue."), "info")
         return redirect(url_for("account.password"))
-    return redirect(safe_next_url(form.next.data) or url_for("account.index"))
+    return redirect(safe_next_url(next_url) or url_for("account.index"))
+
+
+# The second step must follow the password within this many seconds.
+SECOND_STEP_SECONDS = 300
+PENDING_KEY = "second_step"
+PASSKEY_SIGN_IN_CHALLENGE = "passkey_sign_in"
+
+
+def _pending_mailbox() -> tuple[dict | None, str]:
+    """The mailbox whose password was right a moment ago in this browser (None: none, or too long ago), and
+    where the user was going."""
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > SECOND_STEP_SECONDS:
+        session.pop(PENDING_KEY, None)
+        return None, ""
+    mailbox = mailboxes.get_mailbox(get_db(), str(pending.get("address", "")))
+    if mailbox is None or not mailbox["active"] or not mailbox["domain_active"]:
+        session.pop(PENDING_KEY, None)
+        return None, ""
+    return mailbox, str(pending.get("next") or "")
+
+
+def _second_factor_page(form, mailbox: dict, status: int = 200, headers: dict | None = None):
+    state = factor_rules.state_of(get_db(), mailbox["id"])
+    page = render_template("auth/second_factor.html", form=form, state=state, passkey_form=PasskeySignInForm())
+    return page, status, headers or {}
+
+
+def _second_step_refused(form, mailbox: dict, outcome):
+    if outcome.status == "locked":
+        log.warning("second step refused (locked) for %s", mailbox["email"])
+        seconds = max(1, math.ceil((outcome.locked_until - datetime.now(UTC)).total_seconds()))
+        form.form_errors.append(_("Too many wrong codes. Please try again in %(minutes)s minutes.",
+                                  minutes=math.ceil(seconds / 60)))
+        return _second_factor_page(form, mailbox, 429, {"Retry-After": str(seconds)})
+    log.warning("second step refused (invalid) for %s", mailbox["email"])
+    form.form_errors.append(_("That code is not right, or was used already."))
+    return _second_factor_page(form, mailbox, 200)
+
+
+@bp.route("/second-factor", methods=["GET", "POST"])
+def second_factor():
+    """The second step of a sign-in: a TOTP code, a recovery code (once each), or a passkey."""
+    mailbox, next_url = _pending_mailbox()
+    if mailbox is None:
+        flash(_("Please sign in again."), "info")
+        return redirect(url_for("auth.login"))
+    form = SecondFactorForm()
+    if not form.validate_on_submit():
+        return _second_factor_page(form, mailbox, 400 if form.errors else 200)
+    used = []
+
+    def check(conn) -> bool:
+        used.append(factor_rules.check_code(conn, mailbox, form.code.data, client_address()))
+        return used[-1] is not None
+
+    outcome = signin.check_second_factor(mailbox["email"], client_address(), check)
+    if outcome.status != "ok":
+        return _second_step_refused(form, mailbox, outcome)
+    if used[-1] == "recovery_code":
+        flash(_("You signed in with a recovery code, which now no longer works. %(left)s are left.",
+                left=factor_rules.state_of(get_db(), mailbox["id"])["recovery_codes"]), "warning")
+    return _finish_sign_in(mailbox, next_url)
+
+
+@bp.post("/second-factor/passkey-options")
+def passkey_sign_in_options():
+    """The options for the browser to sign with one of the pending mailbox's passkeys (JSON)."""
+    mailbox, _next = _pending_mailbox()
+    if mailbox is None:
+        return jsonify(error=_("Please sign in again.")), 400
+    rp_id, _origin = _relying_party()
+    options, challenge = second_factor_mechanics.authentication_options(
+        rp_id, factor_rules.existing_passkeys(get_db(), mailbox["id"]))
+    session[PASSKEY_SIGN_IN_CHALLENGE] = challenge.hex()
+    return current_app.response_class(options, mimetype="application/json")
+
+
+def _relying_party() -> tuple[str, str]:
+    return second_factor_mechanics.relying_party(current_app.config["PUBLIC_URL"], request.host_url)
+
+
+@bp.post("/second-factor/passkey")
+def passkey_sign_in():
+    """Check the browser's signature with a passkey, counted like a code; answer where to go next (JSON)."""
+    mailbox, next_url = _pending_mailbox()
+    challenge = session.pop(PASSKEY_SIGN_IN_CHALLENGE, None)
+    form = PasskeySignInForm()
+    if mailbox is None or not challenge or not form.validate_on_submit():
+        return jsonify(error=_("Please sign in again.")), 400
+    credential_id = second_factor_mechanics.credential_id_of(form.credential.data)
+    rp_id, origin = _relying_party()
+
+    def verify(public_key: bytes, sign_count: int) -> int:
+        return second_factor_mechanics.verify_authentication(form.credential.data, bytes.fromhex(challenge), rp_id,
+                                                             origin, public_key, sign_count)
+
+    outcome = signin.check_second_factor(
+        mailbox["email"], client_address(),
+        lambda conn: credential_id is not None and factor_rules.check_passkey(conn, mailbox, credential_id, verify))
+    if outcome.status == "locked":
+        return jsonify(error=_("Too many failed attempts. Please try again later.")), 429
+    if outcome.status != "ok":
+        log.warning("second step refused (passkey) for %s", mailbox["email"])
+        return jsonify(error=_("The passkey was not accepted.")), 400
+    response = _finish_sign_in(mailbox, next_url)
+    return jsonify(next=response.location)
 
 
 @bp.post("/logout")

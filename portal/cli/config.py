@@ -23,8 +23,9 @@ POSTFIX_FILES = (
 )
 
 
-def dovecot_files(series: str, doveadm: bool) -> list[tuple[str, str, int]]:
-    """(template, file under DIR, mode) of the Dovecot files for that series: the same names for 2.3 and 2.4.
+def dovecot_files(series: str, doveadm: bool) -> list[tuple[str, str, int, dict]]:
+    """(template, file under DIR, mode, extra values) of the Dovecot files for that series: the same names for 2.3
+    and 2.4, and 2.3's one file per app-password slot.
 
     Dovecot 2.3's dict process reads the quota dict file itself, as the dovecot
     group; 2.4's config process reads everything as root. The doveadm listener
@@ -36,9 +37,13 @@ def dovecot_files(series: str, doveadm: bool) -> list[tuple[str, str, int]]:
              ("99-mail-portal.conf", "dovecot/conf.d/99-mail-portal.conf", 0o644)]
     if doveadm:
         names.append(("mail-portal-doveadm.conf.ext", "dovecot/mail-portal-doveadm.conf.ext", 0o600))
+    files = [(mailconfig.dovecot_template(name, series), target, mode, {}) for name, target, mode in names]
+    if series == "2.3":  # 2.3 reads each SQL passdb's query from a file of its own: one per app-password slot
+        files += [(mailconfig.dovecot_template("dovecot-sql-app-password.conf.ext", series),
+                   f"dovecot/{mailconfig.app_password_file(slot)}", 0o600, {"slot": slot})
+                  for slot in range(1, mailconfig.APP_PASSWORD_SLOTS + 1)]
     # The quota-warning service's script, the same for both series: root's, run by the service's user.
-    return [*((mailconfig.dovecot_template(name, series), target, mode) for name, target, mode in names),
-            (mailconfig.QUOTA_WARNING_TEMPLATE, f"dovecot/{mailconfig.QUOTA_WARNING_SCRIPT}", 0o755)]
+    return [*files, (mailconfig.QUOTA_WARNING_TEMPLATE, f"dovecot/{mailconfig.QUOTA_WARNING_SCRIPT}", 0o755, {})]
 
 
 def doveadm_context(config) -> dict:
@@ -134,6 +139,7 @@ def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str,
         "portal_networks": portal_networks,
         "static_userdb": False,
         "postfix_auth_socket": postfix_auth_socket,
+        **mailconfig.app_password_context(current_app.config["IMAP_HOST"], current_app.config["IMAP_PORT"]),
     }
     if dovecot_series == "auto":
         dovecot_series = mailconfig.dovecot_series()
@@ -144,9 +150,11 @@ def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str,
     if doveadm:
         context |= doveadm_context(current_app.config)
     files = []
-    for template, target, mode in [*POSTFIX_FILES, *dovecot_files(dovecot_series, doveadm)]:
+    for template, target, mode, extra in [*((*entry, {}) for entry in POSTFIX_FILES),
+                                          *dovecot_files(dovecot_series, doveadm)]:
         config_dir = postfix_dir if target.startswith("postfix/") else dovecot_dir
-        files.append((target, mailconfig.render(template, **context, config_dir=config_dir.rstrip("/")), mode))
+        files.append((target, mailconfig.render(template, **context, **extra, config_dir=config_dir.rstrip("/")),
+                      mode))
     secrets = [context["db_password"], *([context["doveadm_api_key"]] if doveadm else [])]
     return dovecot_series, files, secrets
 

@@ -44,6 +44,7 @@ from ..rules import domains as domain_rules
 from ..rules import helpdesk as helpdesk_rules
 from ..rules import mail_rules
 from ..rules import recovery as recovery_rules
+from ..rules import second_factors as factor_rules
 from .forms import ActionForm
 from .forms import DisableForm
 from .forms import EnableForm
@@ -111,6 +112,7 @@ def _mailbox_page(mailbox: dict, disable_form=None, enable_form=None, status: in
                          if f["action"] == "redirect"],
         # Where a new password can be sent: after a stolen password, the second thing to look at.
         recovery=recovery_rules.recovery_of(conn, mailbox),
+        second_factors=factor_rules.state_of(conn, mailbox["id"]),
     ), status
 
 
@@ -175,6 +177,25 @@ def remove_recovery(address: str):
         flash(_("The recovery address of %(address)s is removed.", address=mailbox["email"]), "success")
     else:
         flash(_("%(address)s had no recovery address.", address=mailbox["email"]), "info")
+    return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
+
+
+@bp.post("/mailboxes/<address>/second-factors/remove")
+@support_required
+def remove_second_factors(address: str):
+    """Remove the user's second factors (a lost phone): the password alone signs in again. Never an admin's."""
+    mailbox = _checked_target(address)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        removed = factor_rules.remove_second_factors_of(get_db(), _actor(), mailbox)
+    except factor_rules.SecondFactorRefused as exc:
+        abort(403, str(exc))
+    if removed:
+        flash(_("The second steps of %(address)s are removed; the user is told.", address=mailbox["email"]),
+              "success")
+    else:
+        flash(_("%(address)s had no second step.", address=mailbox["email"]), "info")
     return redirect(url_for("helpdesk.mailbox", address=mailbox["email"]))
 
 

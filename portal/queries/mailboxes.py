@@ -160,12 +160,15 @@ def unsafe_names(conn, pattern: str, limit: int = 50) -> list[str]:
     ).fetchall()]
 
 
-def temporary_password_hash(conn, email: str) -> str | None:
-    """The stored hash of an active mailbox whose password someone else has seen (None: no such mailbox)."""
+def portal_checked_password_hash(conn, email: str) -> str | None:
+    """The stored hash of an active mailbox whose password Dovecot refuses to mail clients: one someone else has
+    seen, or one its mail clients may not use (app passwords only). None: no such mailbox."""
     row = conn.execute(
         """
         SELECT u.password FROM virtual_users u JOIN virtual_domains d ON d.id = u.domain_id
-         WHERE u.email = %s AND u.password_must_change AND u.active AND d.active
+          LEFT JOIN portal_mailbox_settings s ON s.mailbox_id = u.id
+         WHERE u.email = %s AND u.active AND d.active
+           AND (u.password_must_change OR d.require_app_passwords OR coalesce(s.mail_clients_use_app_passwords, false))
         """,
         (email,),
     ).fetchone()

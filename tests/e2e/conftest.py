@@ -63,7 +63,7 @@ def portal_url(mail_stack, database_url):
     env.update({
         "PORTAL_DATABASE_URL": database_url,
         "PORTAL_IMAP_HOST": "127.0.0.1",
-        "PORTAL_IMAP_PORT": str(mail_stack.imap_port),
+        "PORTAL_IMAP_PORT": str(mail_stack.portal_imap_port),
         "PORTAL_IMAP_SECURITY": "plain",
         "PORTAL_SECRET_KEY": secrets.token_hex(32),
         "PORTAL_COOKIE_SECURE": "false",
@@ -76,6 +76,8 @@ def portal_url(mail_stack, database_url):
         "PORTAL_NOTICE_FROM": NOTICE_FROM,
         "PORTAL_NOTICE_SMTP_PORT": str(mail_stack.smtp_port),
         "PORTAL_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # Role holders are not sent to enrol a second factor here (tests/test_second_factors.py proves that).
+        "PORTAL_SECOND_FACTOR_REQUIRED_ROLES": "",
     })
     assert "PORTAL_CONFIG" not in env
     SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
