@@ -293,6 +293,13 @@ def refusal_to_switch_recovery(actor: Actor, powers: Powers, domain: dict) -> st
     return None
 
 
+def refusal_to_require_app_passwords(actor: Actor, powers: Powers, domain: dict) -> str | None:
+    """May the actor require app passwords of every mail client of this domain? Its admins and superadmins."""
+    if not powers.administers(domain["id"]):
+        return _("You do not administer %(domain)s.", domain=domain["name"])
+    return None
+
+
 def refusal_to_grant_send_as(actor: Actor, powers: Powers, mailbox: dict, target_roles: list[dict], address: str,
                              domains: list[str], owner: str | None) -> str | None:
     """May the actor let ``mailbox`` send as ``address``, or take that right back? ``domains``: the mailbox's

@@ -120,8 +120,10 @@ def sql_password_queries(settings: DovecotSettings) -> list[tuple[str, str]]:
     found = []
     for section in settings.of_kind("passdb"):
         if settings.series == "2.4":
-            if section.settings.get("driver", section.name) == "sql" or "query" in section.settings:
-                found.append((f"passdb {section.name}", section.settings.get("query", "")))
+            # "passdb sql { query }", or a passdb of another name: "passdb NAME { driver = sql  sql_query }".
+            query = section.settings.get("query", section.settings.get("sql_query"))
+            if section.settings.get("driver", section.name) == "sql" or query is not None:
+                found.append((f"passdb {section.name}", query or ""))
         elif section.settings.get("driver") == "sql":
             path = section.settings.get("args", "")
             with open(path) as handle:

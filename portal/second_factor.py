@@ -36,8 +36,9 @@ def totp_uri(secret: str, address: str, issuer: str = ISSUER) -> str:
 
 def qr_svg(text: str) -> str:
     """An inline SVG of a QR code for ``text`` (a title, no script, no style element)."""
-    return segno.make(text, error="m").svg_inline(scale=5, dark="#000", light="#fff", svgclass="qr-code",
-                                                  title="QR code")
+    svg = segno.make(text, error="m").svg_inline(scale=5, dark="#000", light="#fff", svgclass="qr-code",
+                                                 title="QR code")
+    return svg.replace("<svg ", '<svg role="img" ', 1)  # named by its title for screen readers
 
 
 def totp_step(secret: str, code: str, after_step: int, now: float | None = None) -> int | None:

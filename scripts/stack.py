@@ -461,12 +461,15 @@ def render_dovecot(
         "tls_cert": str(instance.tls_cert) if instance.imaps_port else "",
         "tls_key": str(instance.tls_key) if instance.imaps_port else "",
         "postfix_auth_socket": str(instance.sasl_socket),
-        **mailconfig.app_password_context("127.0.0.1", instance.portal_imap_port or instance.imap_port),
+        # The portal's own IMAP listener, where instances have one (Dovecots the tests start beside: none).
+        **mailconfig.app_password_context("127.0.0.1", instance.portal_imap_port),
         # Dovecot's quota-warning service runs the portal's command with the instance's portal.toml, which
         # is root's only (0600): the service runs as root here, as the portal's own user on a server.
         **mailconfig.quota_warning_context(str(conf_dir / mailconfig.QUOTA_WARNING_SCRIPT), "root",
                                            str(instance.portal_config)),
     }
+    if sql_conf is not None:  # the guide's own passdb (scripts/guide_server): no app passwords beside it
+        context["app_password_slots"] = []
     if instance.imaps_port:
         ensure_tls_cert(instance)
     series = dovecot_series()
@@ -632,6 +635,8 @@ def write_portal_config(instance: Instance) -> Path:
         'notice_from = "noreply@portal.invalid"\n'
         f"notice_smtp_port = {instance.smtp_port}\n"
         f'public_url = "http://{os.environ.get("PORTAL_DEMO_BIND", "127.0.0.1:8000")}"\n'
+        "# The demo's admins may look around without a second factor; on a server every role must enrol one.\n"
+        "second_factor_required_roles = []\n"
     )
     mailconfig.write(instance.portal_config, text, 0o600)
     write_purge_config(instance)

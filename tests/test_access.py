@@ -86,6 +86,7 @@ POST_ONLY = {
     "auth.passkey_sign_in_options", "auth.passkey_sign_in", "account.start_totp", "account.remove_totp",
     "account.renew_recovery_codes", "account.passkey_options", "account.add_passkey", "account.remove_passkey",
     "account.mail_clients", "account.revoke_app_password", "helpdesk.remove_second_factors",
+    "admin.require_app_passwords",
 }
 
 

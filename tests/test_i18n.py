@@ -79,7 +79,9 @@ def test_flashed_and_raised_messages_go_through_the_catalog():
 # Words that are the same in both languages: names of programs, protocols and units.
 ALLOWED = {"imap", "smtp", "csv", "utc", "dovecot", "postfix", "sha512-crypt", "blf-crypt", "argon2id", "english",
            "mail", "portal", "cli", "gb", "mb", "kb", "tb", "ip", "id", "catch-all", "api",
-           "list-id"}  # a mail header's name, as mail programs show it
+           "list-id",  # a mail header's name, as mail programs show it
+           # protocols and the authenticator apps a user may know by name
+           "pop", "managesieve", "totp", "freeotp", "aegis", "google", "authenticator", "javascript"}
 
 
 def english_left(page: str) -> list[str]:

@@ -55,7 +55,12 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
         "dovecot/mail-portal-doveadm.conf.ext": 0o600, "dovecot/mail-portal-quota-warning.sh": 0o755,
         # Dovecot 2.4's config process reads it as root; 2.3's dict process as the dovecot group.
         "dovecot/dovecot-dict-quota.conf.ext": 0o640 if stack.dovecot_series() == "2.3" else 0o600,
+        # 2.3 reads each app-password slot's query from a file of its own (2.4: in dovecot-sql.conf.ext).
+        **({f"dovecot/dovecot-sql-app-password-{slot}.conf.ext": 0o600 for slot in range(1, 9)}
+           if stack.dovecot_series() == "2.3" else {}),
     }
+    for path in (tmp_path / "dovecot").glob("dovecot-sql-app-password-*.conf.ext"):
+        assert path.read_text() == (mail_stack.dovecot_conf.parent / path.name).read_text()
     assert app.config["DOVEADM_API_KEY"] not in result.output
     # The doveadm listener and key the stack's own Dovecot runs with, included where the 99 file says.
     assert (tmp_path / "dovecot" / "mail-portal-doveadm.conf.ext").read_text() == (
@@ -437,9 +442,22 @@ def test_render_writes_the_same_files_for_either_dovecot(app, mail_stack, tmp_pa
     assert f"for Dovecot {series}" in result.output and reader["db_password"] not in result.output
     dovecot = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode)
                for p in (tmp_path / "dovecot").rglob("*") if p.is_file()}
+    slot_files = {f"dovecot/dovecot-sql-app-password-{slot}.conf.ext" for slot in range(1, 9)}
     assert set(dovecot) == {"dovecot/dovecot-sql.conf.ext", "dovecot/dovecot-dict-quota.conf.ext",
                             "dovecot/conf.d/auth-sql.conf.ext", "dovecot/conf.d/99-mail-portal.conf",
-                            "dovecot/mail-portal-doveadm.conf.ext", "dovecot/mail-portal-quota-warning.sh"}
+                            "dovecot/mail-portal-doveadm.conf.ext", "dovecot/mail-portal-quota-warning.sh",
+                            *(slot_files if series == "2.3" else ())}
+    # App passwords: one passdb per slot, each for its services, and the main password refused to mail clients
+    # that must use them, but on the portal's own listener (the app's imap_port, the stack's portal port).
+    passdbs = "\n".join((tmp_path / name).read_text() for name in dovecot if "sql" in name)
+    assert all(f"a.slot = {slot} " in passdbs for slot in range(1, 9)) and "portal_app_passwords" in passdbs
+    port = app.config["IMAP_PORT"]
+    if series == "2.4":
+        assert f"'%{{real_local_port}}' = '{port}'" in passdbs and "'%{protocol}' = ANY (a.services)" in passdbs
+    else:
+        assert f"'%{{real_lport}}' = '{port}'" in passdbs and "'%s' = ANY (a.services)" in passdbs
+    assert "mail_clients_use_app_passwords" in passdbs and "require_app_passwords" in passdbs
+    assert f"port = {port}" in (tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
     text = "\n".join(line for name in dovecot for line in (tmp_path / name).read_text().splitlines()
                      if not line.lstrip().startswith("#"))
     sql = (tmp_path / "dovecot" / "dovecot-sql.conf.ext").read_text()

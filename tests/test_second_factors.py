@@ -221,11 +221,60 @@ def test_enrolling_keeps_mail_clients_to_app_passwords(app, people, mail_stack):
     assert imap_ok(mail_stack, ALICE, PASSWORD)
 
 
-def test_a_domain_can_require_app_passwords(app, db, people, mail_stack):
-    db.execute("UPDATE virtual_domains SET require_app_passwords = true WHERE name = 'f.example'")
+def require_app_passwords(client, domain: str, on: bool):
+    token = csrf_token(client, f"/admin/domains/{domain}/settings")
+    return client.post(f"/admin/domains/{domain}/app-passwords",
+                       data={"csrf_token": token, **({"required": "1"} if on else {})})
+
+
+def test_a_domain_admin_requires_app_passwords_for_the_domain(app, db, people, mail_stack):
+    assert imap_ok(mail_stack, ALICE, PASSWORD)
+    helpdesk = signed_in(app, BOB)
+    assert require_app_passwords(helpdesk, "f.example", True).status_code == 403  # not the helpdesk's to decide
+    admin = signed_in(app, DORA)
+    assert require_app_passwords(admin, "f.example", True).status_code == 302
     assert not imap_ok(mail_stack, ALICE, PASSWORD)
     client = signed_in(app, ALICE)  # the portal still signs in with it
     assert imap_ok(mail_stack, ALICE, make_app_password(client, "phone", ["imap"]))
+    assert "Your domain asks every mail program" in client.get("/account/security").get_data(as_text=True)
+    assert require_app_passwords(admin, "f.example", False).status_code == 302
+    assert imap_ok(mail_stack, ALICE, PASSWORD)
+    assert db.execute("SELECT count(*) AS n FROM portal_audit_log WHERE action = 'domain.app_passwords'"
+                      ).fetchone()["n"] == 2
+
+
+def test_a_password_reset_by_the_helpdesk_revokes_app_passwords(app, db, people, mail_stack):
+    phone = make_app_password(signed_in(app, ALICE), "phone", ["imap"])
+    helpdesk = signed_in(app, BOB)
+    token = csrf_token(helpdesk, f"/helpdesk/mailboxes/{ALICE}")
+    assert helpdesk.post(f"/helpdesk/mailboxes/{ALICE}/reset", data={"csrf_token": token}).status_code == 200
+    assert not imap_ok(mail_stack, ALICE, phone)
+    summary = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'mailbox.password_reset'"
+                         ).fetchone()["summary"]
+    assert summary["app_passwords_revoked"] == 1
+
+
+def test_a_recovery_link_asks_for_the_second_factor_too(app, db, people):
+    from portal.rules import recovery as recovery_rules
+
+    secret, codes = enrol_totp(signed_in(app, ALICE))
+    db.execute("INSERT INTO portal_mailbox_settings (mailbox_id, recovery_address, recovery_verified_at)"
+               " SELECT id, 'alice.home@elsewhere.example', now() FROM virtual_users WHERE email = %s"
+               " ON CONFLICT (mailbox_id) DO UPDATE SET recovery_address = excluded.recovery_address,"
+               " recovery_verified_at = now()", (ALICE,))
+    with app.app_context():
+        link = recovery_rules.request_reset(db, ALICE, None, "+")
+    assert link is not None
+    client = make_client(app, ip=new_client_ip())
+    assert client.get(f"/auth/recover?token={link.token}").status_code == 302
+    page = client.get("/auth/recover").get_data(as_text=True)
+    assert 'name="code"' in page
+    new = "a brand new passphrase for alice 93"
+    form = {"csrf_token": csrf_token(client, "/auth/recover"), "new_password": new, "confirm_password": new}
+    assert client.post("/auth/recover", data=form).status_code == 400  # no code
+    assert client.post("/auth/recover", data={**form, "code": "000000"}).status_code == 400
+    assert client.post("/auth/recover", data={**form, "code": codes[0]}).status_code == 302
+    assert sign_in(make_client(app, ip=new_client_ip()), ALICE, new).location.endswith("/auth/second-factor")
 
 
 def test_the_portal_on_a_mail_client_port_checks_a_restricted_password_itself(app_factory, db, people, mail_stack):

@@ -446,6 +446,26 @@ def _domain_page(form, domain, status=200, alias_domain_form=None):
                            state_form=AliasDomainStateForm(formdata=None)), status
 
 
+@bp.post("/domains/<name>/app-passwords")
+@admin_required
+def require_app_passwords(name: str):
+    """Whether every mail client of the domain must use an app password (the main password then works only in
+    the portal)."""
+    domain = _domain_or_404(name)
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    required = request.form.get("required") == "1"
+    try:
+        changed = domain_rules.require_app_passwords(get_db(), _actor(), domain["id"], required)
+    except domain_rules.AppPasswordSwitchRefused as exc:
+        abort(403, str(exc))
+    if changed:
+        flash(_("%(domain)s: mail clients must now use app passwords.", domain=domain["name"]) if required
+              else _("%(domain)s: mail clients may use main passwords again, where their users allow it.",
+                     domain=domain["name"]), "success")
+    return redirect(url_for("admin.domain_settings", name=domain["name"]))
+
+
 @bp.post("/domains/<name>/alias-domains")
 @superadmin_required
 def link_alias_domain(name: str):

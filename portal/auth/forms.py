@@ -93,6 +93,9 @@ class NewPasswordForm(FlaskForm):
             EqualTo("new_password", message=_l("The two new passwords are not the same.")),
         ],
     )
+    # Asked only of a mailbox with a second factor: a link to the recovery address is not enough then.
+    code = StringField(_l("Code from your authenticator app, or a recovery code"),
+                       validators=[Length(max=40, message=_l("This code is too long."))])
 
 
 class VerifyRecoveryForm(FlaskForm):

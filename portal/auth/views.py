@@ -344,13 +344,21 @@ def recover():
         session.pop(RESET_LINK_KEY, None)
         return render_template("auth/recover.html", form=None, mailbox=None), 410
     form = NewPasswordForm()
+    # A mailbox with a second factor must present it too: the recovery address alone does not sign in.
+    second_step_asked = factor_rules.state_of(get_db(), mailbox["id"])["enrolled"]
     if not form.validate_on_submit():
-        return render_template("auth/recover.html", form=form, mailbox=mailbox), 400 if form.errors else 200
+        return render_template("auth/recover.html", form=form, mailbox=mailbox,
+                               second_step=second_step_asked), 400 if form.errors else 200
     problems = passwords.configured_policy_problems(current_app.config, form.new_password.data,
                                                     address=mailbox["email"])
     if problems:
         form.new_password.errors = list(form.new_password.errors) + problems
-        return render_template("auth/recover.html", form=form, mailbox=mailbox), 400
+        return render_template("auth/recover.html", form=form, mailbox=mailbox, second_step=second_step_asked), 400
+    if second_step_asked:
+        refused = _recovery_second_step_refused(form, mailbox)
+        if refused:
+            return render_template("auth/recover.html", form=form, mailbox=mailbox,
+                                   second_step=second_step_asked), refused
     try:
         recovery_rules.reset_password(get_db(), token, form.new_password.data, config=current_app.config,
                                       client_addr=client_address())
@@ -361,6 +369,26 @@ def recover():
     session.clear()
     flash(_("Your new password is set, and every session was signed out. Sign in with it now."), "success")
     return redirect(url_for("auth.login"))
+
+
+def _recovery_second_step_refused(form, mailbox: dict) -> int | None:
+    """Check the code given with a new password through a recovery link, counted like a sign-in's second step;
+    the status to answer with when it is wrong, missing or locked (None: right)."""
+    code = (form.code.data or "").strip()
+    if not code:
+        form.code.errors = [*form.code.errors, _("Type a code from your authenticator app, or a recovery code.")]
+        return 400
+    outcome = signin.check_second_factor(
+        mailbox["email"], client_address(),
+        lambda conn: factor_rules.check_code(conn, mailbox, code, client_address()) is not None)
+    if outcome.status == "locked":
+        form.form_errors.append(_("Too many wrong codes. Please try again later."))
+        return 429
+    if outcome.status != "ok":
+        log.warning("recovery refused (second step) for %s", mailbox["email"])
+        form.code.errors = [*form.code.errors, _("That code is not right, or was used already.")]
+        return 400
+    return None
 
 
 @bp.route("/verify-recovery", methods=["GET", "POST"])

@@ -20,12 +20,15 @@ from .. import db
 from .. import doveadm
 from .. import dovecotconf
 from .. import imap
+from .. import mailconfig
 from .. import migrate
 from .. import sieve
 from ..queries import notices as notice_queries
 from ..settings import DEV_SECRET_KEY
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
+# App-password passdbs read this table; the main passdb does not.
+APP_SLOT_TABLE = "portal_app_passwords"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Doctor:
             ("database", self.database), ("migrations", self.migrations), ("dovecot", self.dovecot),
             ("auth penalty", self.trusted_networks), ("postfix maps", self.postfix_maps),
             ("disabled accounts", self.disabled_accounts), ("one-time passwords", self.one_time_passwords),
+            ("app passwords", self.app_passwords),
             ("mail root", self.mail_root), ("mail sessions", self.mail_sessions), ("auth cache", self.auth_cache),
             ("dovecot variables", self.old_variables), ("user names", self.user_names),
             ("quota plugins", self.quota_plugins), ("quota warnings", self.quota_warnings),
@@ -249,7 +253,8 @@ class Doctor:
         size = dovecot.value("auth_cache_size", "0")
         if size not in ("0", ""):
             return Finding(FAIL, f"Dovecot's auth cache is on (auth_cache_size = {size}): a disabled mailbox keeps"
-                                 " logging in and an old password keeps working until the cache forgets them",
+                                 " logging in, and an old password or a revoked app password keeps working, until"
+                                 " the cache forgets them",
                            "set auth_cache_size = 0 (the default) and reload Dovecot")
         return Finding(OK, "off: a disable or a new password counts at the next login")
 
@@ -270,12 +275,39 @@ class Doctor:
         queries = self._password_queries()
         if isinstance(queries, Finding):
             return queries
-        lenient = [where for where, query in queries if "password_must_change" not in query]
+        main = [(where, query) for where, query in queries if APP_SLOT_TABLE not in query]
+        lenient = [where for where, query in main if "password_must_change" not in query]
         if lenient:
             return Finding(FAIL, f"Dovecot's password query ({', '.join(lenient)}) lets mail clients use a password"
                                  " the helpdesk or an admin has seen (a reset or one-time password)",
                            "install the files of flask --app app config render and reload Dovecot")
         return Finding(OK, "Dovecot refuses one-time passwords to mail clients")
+
+    def app_passwords(self) -> Finding:
+        """Dovecot checks every app-password slot, and keeps the main password from mail clients that must use app
+        passwords (on the portal's own listener only is it accepted)."""
+        queries = self._password_queries()
+        if isinstance(queries, Finding):
+            return queries
+        fix = "install the files of flask --app app config render and reload Dovecot"
+        slots = sorted({int(m.group(1)) for _where, query in queries if APP_SLOT_TABLE in query
+                        for m in [re.search(r"\bslot\s*=\s*(\d+)", query)] if m})
+        if slots != list(range(1, mailconfig.APP_PASSWORD_SLOTS + 1)):
+            return Finding(FAIL, f"Dovecot checks app passwords in slots {slots or 'none'} of 1-"
+                                 f"{mailconfig.APP_PASSWORD_SLOTS}: the others fail in mail clients", fix)
+        main = [where for where, query in queries
+                if APP_SLOT_TABLE not in query and "mail_clients_use_app_passwords" not in query]
+        if main:
+            return Finding(FAIL, f"Dovecot's password query ({', '.join(main)}) lets mail clients use the main password"
+                                 " of a mailbox kept to app passwords: its second factor protects nothing", fix)
+        port = int(self.config["IMAP_PORT"])
+        if port in mailconfig.MAIL_CLIENT_IMAP_PORTS:
+            return Finding(OK, f"all {len(slots)} slots; the portal signs in on port {port}, which mail clients use:"
+                               " it checks the main password of a mailbox kept to app passwords itself, after"
+                               " Dovecot's failure delay (give imap_port a port of its own, such as 10143, and"
+                               " render again, for a fast sign-in)")
+        return Finding(OK, f"all {len(slots)} slots; the main password of a mailbox kept to app passwords works on"
+                           f" the portal's own port {port} only")
 
     def old_variables(self) -> Finding:
         """Dovecot 2.4 sends a 2.3 variable such as %u literally: every login fails as a wrong password."""

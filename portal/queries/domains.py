@@ -32,7 +32,7 @@ def get_domain(conn, domain_id: int) -> dict | None:
         """
         SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
                allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at,
-               allow_password_recovery
+               allow_password_recovery, require_app_passwords
           FROM virtual_domains WHERE id = %s
         """,
         (domain_id,),
@@ -84,7 +84,7 @@ def lock_domain(conn, domain_id: int) -> dict | None:
         """
         SELECT id, name, active, max_mailboxes, max_aliases, default_quota_bytes, max_quota_bytes,
                allow_personal_aliases, max_personal_aliases, mailbox_count, alias_count, created_at,
-               allow_password_recovery
+               allow_password_recovery, require_app_passwords
           FROM virtual_domains WHERE id = %s FOR UPDATE
         """,
         (domain_id,),

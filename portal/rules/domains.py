@@ -136,8 +136,32 @@ def current_settings(domain: dict) -> dict:
     return {key: domain[key] for key in DEFAULT_SETTINGS}
 
 
+class AppPasswordSwitchRefused(Exception):
+    """The actor may not decide whether the domain's mail clients must use app passwords (answered with 403)."""
+
+
 class RecoverySwitchRefused(DomainRuleError):
     """The actor may not switch recovery for this domain (answered with 403)."""
+
+
+def require_app_passwords(conn, actor: Actor, domain_id: int, required: bool) -> bool:
+    """Whether every mailbox of the domain must use app passwords in mail clients (Dovecot then refuses them the
+    main password); return False if it was so already. A domain's admins and superadmins decide."""
+    from ..queries import second_factors as factor_queries
+
+    with conn.transaction():
+        domain = domain_queries.lock_domain(conn, domain_id)
+        if domain is None:
+            raise DomainRuleError(_("The domain no longer exists."))
+        powers = access.powers_of(conn, actor)
+        refusal = access.refusal_to_require_app_passwords(actor, powers, domain)
+        if refusal:
+            raise AppPasswordSwitchRefused(refusal)
+        if not factor_queries.set_domain_requires_app_passwords(conn, domain["id"], required):
+            return False
+        audit.record(conn, **access.audit_fields(actor, powers, domain["id"]), action="domain.app_passwords",
+                     target=domain["name"], domain=domain["name"], summary={"required": required})
+    return True
 
 
 def set_password_recovery(conn, actor: Actor, domain_id: int, allowed: bool) -> bool:

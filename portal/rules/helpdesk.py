@@ -15,6 +15,7 @@ from .. import passwords
 from ..access import Actor
 from ..i18n import _
 from ..queries import api_tokens as token_queries
+from ..queries import app_passwords as app_password_queries
 from ..queries import audit
 from ..queries import mailboxes as mailbox_queries
 from ..queries import recovery as recovery_queries
@@ -55,15 +56,18 @@ def reset_password(conn, actor: Actor, mailbox: dict, *, scheme: str) -> str:
         mailbox_queries.set_password(conn, row["id"], password_hash, must_change=True)
         recovery_queries.drop_open_tokens(conn, row["id"], "reset")
         ended = session_queries.delete_user_sessions(conn, row["id"])
-        # Whoever may have taken the account over may have made tokens with it: they go with the password.
+        # Whoever may have taken the account over may have made tokens and app passwords with it: they go with
+        # the password.
         revoked = token_queries.revoke_all_of(conn, row["id"])
+        app_passwords = app_password_queries.delete_all(conn, row["id"])
         who = access.audit_fields(actor, powers, row["domain_id"])
         notices.queue(conn, row, "password_changed", notices.password_changed, row["email"],
                       notices.Change.of_audit(who))
         audit.record(conn, **who,
                      action="mailbox.password_reset", target=row["email"], domain=row["domain"],
                      summary={"must_change": True, "sessions_ended": ended, "scheme": scheme,
-                              **({"api_tokens_revoked": revoked} if revoked else {})})
+                              **({"api_tokens_revoked": revoked} if revoked else {}),
+                              **({"app_passwords_revoked": app_passwords} if app_passwords else {})})
     doveadm.end_mail_sessions(row["email"])
     return temporary
 

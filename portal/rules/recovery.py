@@ -22,6 +22,7 @@ from ..addresses import canonical_address
 from ..i18n import _
 from ..queries import aliases as alias_queries
 from ..queries import api_tokens as token_queries
+from ..queries import app_passwords as app_password_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
@@ -267,11 +268,14 @@ def reset_password(conn, token: str, new_password: str, *, config, client_addr: 
         mailbox_queries.set_password(conn, mailbox["id"], new_hash)
         ended = session_queries.delete_user_sessions(conn, mailbox["id"])
         revoked = token_queries.revoke_all_of(conn, mailbox["id"])
+        # Whoever knew the old password may have made app passwords with it: they go with it.
+        app_passwords = app_password_queries.delete_all(conn, mailbox["id"])
         throttle.clear_account(conn, mailbox["email"])
         audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=client_addr,
                      action="password.recover", target=mailbox["email"], domain=mailbox["domain"],
                      summary={"scheme": config["PASSWORD_SCHEME"], "sessions_ended": ended,
-                              **({"api_tokens_revoked": revoked} if revoked else {})})
+                              **({"api_tokens_revoked": revoked} if revoked else {}),
+                              **({"app_passwords_revoked": app_passwords} if app_passwords else {})})
         notices.queue(conn, mailbox, "password_changed", notices.password_changed, mailbox["email"],
                       notices.Change("recovery", client_addr))
     doveadm.end_mail_sessions(mailbox["email"])

@@ -53,9 +53,9 @@ def _log_tail(lines: int = 40) -> str:
         return "(no log)"
 
 
-@pytest.fixture(scope="session")
-def portal_url(mail_stack, database_url):
-    """Serve the portal with gunicorn (two workers) against the test stack; yield its base URL."""
+def serve(mail_stack, database_url, host: str = "127.0.0.1", log_path: Path | None = None):
+    """Serve the portal with gunicorn (two workers) against the test stack on 127.0.0.1, its public address
+    naming ``host``; yield its base URL."""
     port = free_port()
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("PORTAL_") or name == "PORTAL_STACK_DIR"}
@@ -75,22 +75,22 @@ def portal_url(mail_stack, database_url):
         # Notices and recovery links go out through the test stack's Postfix, with links to this server.
         "PORTAL_NOTICE_FROM": NOTICE_FROM,
         "PORTAL_NOTICE_SMTP_PORT": str(mail_stack.smtp_port),
-        "PORTAL_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "PORTAL_PUBLIC_URL": f"http://{host}:{port}",
         # Role holders are not sent to enrol a second factor here (tests/test_second_factors.py proves that).
         "PORTAL_SECOND_FACTOR_REQUIRED_ROLES": "",
     })
     assert "PORTAL_CONFIG" not in env
-    SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
-    with SERVER_LOG.open("wb") as log:
+    log_path = log_path or SERVER_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(ROOT / ".venv/bin/gunicorn"), "--config", "config/gunicorn.conf.py", "--workers", "2",
              "--bind", f"127.0.0.1:{port}", "app:app"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process)
-        yield url
+        _wait_healthy(f"http://127.0.0.1:{port}", process)
+        yield f"http://{host}:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -98,6 +98,12 @@ def portal_url(mail_stack, database_url):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)  # our own gunicorn's group only
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def portal_url(mail_stack, database_url):
+    """The portal served by gunicorn at http://127.0.0.1:PORT."""
+    yield from serve(mail_stack, database_url)
 
 
 @pytest.fixture(scope="session")

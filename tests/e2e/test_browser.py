@@ -424,6 +424,8 @@ A11Y_PAGES = [
     ("helpdesk-vacation", "/helpdesk/mailboxes/alice@a11y.example/vacation", 200),
     ("recovery", "/account/recovery", 200),
     ("helpdesk-recovery", "/helpdesk/recovery", 200),
+    ("two-step", "/account/security", 200),
+    ("app-passwords", "/account/app-passwords", 200),
     ("error-404", "/no/such/page", 404),
 ]
 
