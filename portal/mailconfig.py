@@ -82,12 +82,14 @@ APP_PASSWORD_SLOTS = 8
 MAIL_CLIENT_IMAP_PORTS = (143, 993)
 
 
-def app_password_context(imap_host: str, imap_port: int) -> dict:
+def app_password_context(imap_host: str, imap_port: int, implicit_tls: bool = False) -> dict:
     """Template values of the app-password passdbs and the portal's own IMAP listener (port 0: none, when the
-    portal signs in on a port mail clients use, or ``imap_port`` is 0)."""
+    portal signs in on a port mail clients use, or ``imap_port`` is 0; ``implicit_tls``: TLS from the first byte,
+    as imap_security = "tls" asks)."""
     own_port = int(imap_port) not in (0, *MAIL_CLIENT_IMAP_PORTS)
     return {"app_password_slots": list(range(1, APP_PASSWORD_SLOTS + 1)),
-            "portal_imap_host": imap_host, "portal_imap_port": int(imap_port) if own_port else 0}
+            "portal_imap_host": imap_host, "portal_imap_port": int(imap_port) if own_port else 0,
+            "portal_imap_ssl": implicit_tls}
 
 
 def app_password_file(slot: int) -> str:

@@ -59,6 +59,8 @@ def _limits(config) -> dict[str, int]:
         "pair": int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
         "account": int(config["LOGIN_ACCOUNT_ALL_CLIENTS_MAX_FAILURES"]),
         "client": int(config["LOGIN_CLIENT_MAX_FAILURES"]),
+        # Wrong codes of one account from all clients, which only a right second factor clears.
+        "second_factor": int(config["LOGIN_ACCOUNT_MAX_FAILURES"]),
     }
 
 
@@ -80,6 +82,18 @@ def _portal_checked_password_matches(conn, address: str, password: str) -> bool:
     """
     stored = mailboxes.portal_checked_password_hash(conn, address)
     return stored is not None and passwords.verify_password(password, stored)
+
+
+def _is_an_app_password(conn, address: str, password: str) -> bool:
+    """Whether what Dovecot accepted is not the main password (so one of the mailbox's app passwords).
+
+    App passwords are for mail clients, never for the portal. Dovecot refuses them on
+    the portal's own IMAP listener; a portal that signs in on a port mail clients
+    use cannot be told apart there, so for a mailbox with app passwords the portal
+    compares the main password's hash itself (one hash more, for those mailboxes only).
+    """
+    stored = mailboxes.main_password_hash_beside_app_passwords(conn, address)
+    return stored is not None and not passwords.verify_password(password, stored)
 
 
 def check_password(address: str, password: str, client_addr: str | None) -> Outcome:
@@ -208,7 +222,9 @@ def _counted_check(config, address: str, password: str, client_addr: str | None)
         _take_back(get_db(), keys)
         raise
     conn = get_db()
-    if not accepted:
+    if accepted:
+        accepted = not _is_an_app_password(conn, address, password)
+    else:
         accepted = _portal_checked_password_matches(conn, address, password)
     if not accepted:
         return _failed(conn, config, keys, counts)
@@ -221,11 +237,14 @@ def _counted_check(config, address: str, password: str, client_addr: str | None)
 
 
 def check_second_factor(address: str, client_addr: str | None, check) -> Outcome:
-    """Count a second-factor attempt exactly as a password attempt (the same keys, limits and locks), and make
-    it with ``check(conn)`` (True: the factor holds). "ok", "invalid" or "locked"."""
+    """Count a second-factor attempt as a password attempt (the same keys, limits and locks), and against the
+    account's second-factor count, which a right password does not clear (LOGIN_ACCOUNT_MAX_FAILURES wrong codes
+    from all clients lock the second step for LOGIN_LOCKOUT); make it with ``check(conn)`` (True: the factor
+    holds). "ok", "invalid" or "locked"."""
     config = current_app.config
     client_key = throttle_key(client_addr)
-    keys = _throttle_keys(address, client_key)
+    # The password's keys, and one of the account's own that a right password does not clear.
+    keys = [*_throttle_keys(address, client_key), ("second_factor", address)]
     conn = get_db()
     counts, refused = _begin(conn, config, keys)
     if refused:
@@ -233,4 +252,6 @@ def check_second_factor(address: str, client_addr: str | None, check) -> Outcome
     if not check(conn):
         return _failed(conn, config, keys, counts)
     _succeeded(conn, config, address, keys, client_key)
+    with conn.transaction():
+        throttle.clear(conn, "second_factor", address)
     return Outcome("ok")

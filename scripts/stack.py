@@ -368,7 +368,9 @@ def grant_mail_reader(conn) -> None:
     if cursor.execute("SELECT to_regclass('portal_send_as') IS NOT NULL").fetchone()[0]:
         conn.execute(sql.SQL("GRANT SELECT ON portal_send_as TO {}").format(reader))
     if cursor.execute("SELECT to_regclass('portal_app_passwords') IS NOT NULL").fetchone()[0]:
-        conn.execute(sql.SQL("GRANT SELECT ON portal_mailbox_settings, portal_app_passwords TO {}").format(reader))
+        conn.execute(sql.SQL("GRANT SELECT ON portal_app_passwords TO {}").format(reader))
+        conn.execute(sql.SQL("GRANT SELECT (mailbox_id, mail_clients_use_app_passwords) ON portal_mailbox_settings"
+                             " TO {}").format(reader))
 
 
 def grant_purger(conn) -> None:

@@ -45,6 +45,23 @@
                         headers: { "X-CSRFToken": form.elements.csrf_token.value, "Accept": "application/json" } });
   }
 
+  // A first passkey brings recovery codes: shown here once, never kept anywhere the browser could show again.
+  function showCodes(form, answer) {
+    var section = document.getElementById("passkey-codes");
+    section.querySelector("[role=status]").textContent = answer.message;
+    var list = section.querySelector("ul");
+    answer.codes.forEach(function (code) {
+      var item = document.createElement("li");
+      var text = document.createElement("code");
+      text.textContent = code;
+      item.appendChild(text);
+      list.appendChild(item);
+    });
+    form.reset();
+    section.hidden = false;
+    section.scrollIntoView();
+  }
+
   function run(form, ask) {
     var error = form.querySelector("#passkey-error");
     form.addEventListener("submit", function (event) {
@@ -63,6 +80,7 @@
         .then(function (response) { return response.json(); })
         .then(function (answer) {
           if (answer.error) { throw new Error(answer.error); }
+          if (answer.codes) { showCodes(form, answer); return; }
           window.location.assign(answer.next);
         })
         .catch(function (problem) { error.textContent = problem.message || String(problem); });

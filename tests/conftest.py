@@ -59,7 +59,7 @@ def db(mail_stack, database_url):
                     "TRUNCATE virtual_aliases, virtual_users, virtual_domains, portal_roles, portal_audit_log,"
                     " portal_sessions, portal_login_throttle, portal_sign_in_slots, portal_quota_usage,"
                     " portal_mailbox_removals, portal_api_tokens, portal_usage_levels, portal_outbox,"
-                    " portal_recovery_requests"
+                    " portal_recovery_requests, portal_used_challenges"
                     " RESTART IDENTITY CASCADE"
                 )
                 break

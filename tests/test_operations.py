@@ -81,8 +81,10 @@ def test_render_writes_tight_files_and_never_prints_the_password(app, mail_stack
     answer = subprocess.run([POSTMAP, "-q", "team@ops.example", f"pgsql:{tmp_path / 'postfix' / 'pgsql-aliases.cf'}"],
                             capture_output=True, text=True, check=True).stdout.strip()
     assert answer == "known@ops.example"
-    assert (tmp_path / "dovecot" / "dovecot-sql.conf.ext").read_text() == (
-        mail_stack.dovecot_conf.parent / "dovecot-sql.conf.ext").read_text()
+    # The stack's own, but for its wider trust of 127.0.0.0/8 (its tests name clients from all of it).
+    stacks = (mail_stack.dovecot_conf.parent / "dovecot-sql.conf.ext").read_text()
+    assert (tmp_path / "dovecot" / "dovecot-sql.conf.ext").read_text() == stacks.replace(
+        "127.0.0.0/8 ::1", "127.0.0.1/32 ::1/128").replace("{127.0.0.0/8,::1}", "{127.0.0.1/32,::1/128}")
     main_cf = (tmp_path / "postfix" / "main.cf.portal").read_text()
     assert f"virtual_alias_maps = pgsql:{mail_stack.postfix_dir}/pgsql-aliases.cf" in main_cf
     assert "login_trusted_networks = 127.0.0.1/32 ::1/128" in (
@@ -452,10 +454,13 @@ def test_render_writes_the_same_files_for_either_dovecot(app, mail_stack, tmp_pa
     passdbs = "\n".join((tmp_path / name).read_text() for name in dovecot if "sql" in name)
     assert all(f"a.slot = {slot} " in passdbs for slot in range(1, 9)) and "portal_app_passwords" in passdbs
     port = app.config["IMAP_PORT"]
+    # ...and only from the portal's own addresses (--portal-networks, its default: loopback).
     if series == "2.4":
         assert f"'%{{real_local_port}}' = '{port}'" in passdbs and "'%{protocol}' = ANY (a.services)" in passdbs
+        assert "NULLIF('%{real_remote_ip}', '')::inet <<= ANY ('{127.0.0.1/32,::1/128}'::inet[])" in passdbs
     else:
         assert f"'%{{real_lport}}' = '{port}'" in passdbs and "'%s' = ANY (a.services)" in passdbs
+        assert "NULLIF('%{real_rip}', '')::inet <<= ANY ('{127.0.0.1/32,::1/128}'::inet[])" in passdbs
     assert "mail_clients_use_app_passwords" in passdbs and "require_app_passwords" in passdbs
     assert f"port = {port}" in (tmp_path / "dovecot" / "conf.d" / "99-mail-portal.conf").read_text()
     text = "\n".join(line for name in dovecot for line in (tmp_path / name).read_text().splitlines()

@@ -50,7 +50,7 @@ def signed_in(app, address: str, password: str = PASSWORD):
     return client
 
 
-def enrol_totp(client) -> tuple[str, list[str]]:
+def enrol_totp(client, password: str = PASSWORD) -> tuple[str, list[str]]:
     """Set up an authenticator app through the pages; return its secret and the recovery codes shown."""
     token = csrf_token(client, "/account/security")
     assert client.post("/account/security/totp/start", data={"csrf_token": token}).status_code == 302
@@ -59,7 +59,8 @@ def enrol_totp(client) -> tuple[str, list[str]]:
     assert "<script" not in svg and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     answer = client.post("/account/security/totp", data={"csrf_token": csrf_token(client, "/account/security/totp"),
-                                                          "code": pyotp.TOTP(secret).now()})
+                                                          "code": pyotp.TOTP(secret).now(),
+                                                          "current_password": password})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     codes = re.findall(r"<li><code>([a-z0-9-]{19})</code></li>", answer.get_data(as_text=True))
     assert len(codes) == 10
@@ -78,7 +79,8 @@ def next_code(secret: str) -> str:
 
 def make_app_password(client, name: str, services: list[str]) -> str:
     token = csrf_token(client, "/account/app-passwords")
-    page = client.post("/account/app-passwords", data={"csrf_token": token, "name": name, "services": services})
+    page = client.post("/account/app-passwords", data={"csrf_token": token, "name": name, "services": services,
+                                                       "current_password": PASSWORD})
     assert page.status_code == 200, page.get_data(as_text=True)
     assert page.headers["Cache-Control"] == "no-store"
     return re.search(r'id="new-app-password">([a-z0-9-]+)<', page.get_data(as_text=True)).group(1)
@@ -209,7 +211,10 @@ def test_enrolling_keeps_mail_clients_to_app_passwords(app, people, mail_stack):
     assert not imap_ok(mail_stack, ALICE, PASSWORD)
     with pytest.raises(smtplib.SMTPAuthenticationError):
         smtp_auth(mail_stack, ALICE, PASSWORD, "main password")
-    # ...and still signs in to the portal, where the second step follows.
+    # Dovecot itself still takes it on the portal's own listener, from the portal's address (no fallback here:
+    # this is Dovecot's answer alone)...
+    imap_login(mail_stack.portal_imap_port, ALICE, PASSWORD, client_ip=new_client_ip()).logout()
+    # ...and it still signs in to the portal, where the second step follows.
     other = make_client(app, ip=new_client_ip())
     assert sign_in(other, ALICE, PASSWORD).location.endswith("/auth/second-factor")
     assert second_step(other, next_code(secret)).status_code == 302
@@ -217,7 +222,10 @@ def test_enrolling_keeps_mail_clients_to_app_passwords(app, people, mail_stack):
     assert imap_ok(mail_stack, ALICE, make_app_password(other, "phone", ["imap"]))
     # The user may let mail clients use the main password again.
     token = csrf_token(other, "/account/security")
-    assert other.post("/account/security/mail-clients", data={"csrf_token": token}).status_code == 302
+    assert other.post("/account/security/mail-clients", data={"csrf_token": token}).status_code == 400
+    assert imap_ok(mail_stack, ALICE, PASSWORD) is False  # not without the current password
+    assert other.post("/account/security/mail-clients", data={"csrf_token": token, "current_password": PASSWORD}
+                      ).status_code == 302
     assert imap_ok(mail_stack, ALICE, PASSWORD)
 
 
@@ -281,7 +289,8 @@ def test_the_portal_on_a_mail_client_port_checks_a_restricted_password_itself(ap
     app = app_factory(IMAP_PORT=mail_stack.imap_port)
     client = signed_in(app, ALICE)
     token = csrf_token(client, "/account/security")
-    client.post("/account/security/mail-clients", data={"csrf_token": token, "app_passwords_only": "y"})
+    client.post("/account/security/mail-clients", data={"csrf_token": token, "app_passwords_only": "y",
+                                                        "current_password": PASSWORD})
     assert not imap_ok(mail_stack, ALICE, PASSWORD)
     assert sign_in(make_client(app, ip=new_client_ip()), ALICE, PASSWORD).status_code == 302
     assert sign_in(make_client(app, ip=new_client_ip()), ALICE, "a wrong password here").status_code == 200
@@ -324,3 +333,74 @@ def test_totp_codes_are_checked_once_per_step():
     assert second_factor.totp_step(secret, totp.now(), step) is None
     assert second_factor.totp_step(secret, "12345", 0) is None
     assert second_factor.totp_step(secret, "abcdef", 0) is None
+
+
+def test_only_the_command_line_removes_a_superadmins_second_factor(app, db, people):
+    enrol_totp(signed_in(app, ROOT))
+    result = app.test_cli_runner().invoke(args=["mailbox", "remove-second-factors", ROOT])
+    assert result.exit_code == 0 and "removed" in result.output
+    assert sign_in(make_client(app, ip=new_client_ip()), ROOT, PASSWORD).location.endswith("/")
+    row = db.execute("SELECT actor_role FROM portal_audit_log WHERE action = 'second_factor.remove_all'").fetchone()
+    assert row["actor_role"] == "cli"
+    again = app.test_cli_runner().invoke(args=["mailbox", "remove-second-factors", ROOT])
+    assert again.exit_code == 0 and "had no second factor" in again.output
+
+
+def test_an_app_password_never_signs_in_to_the_portal_even_on_a_mail_client_port(app_factory, db, people,
+                                                                                 mail_stack):
+    app = app_factory(IMAP_PORT=mail_stack.imap_port)  # where Dovecot cannot tell the portal from a client
+    client = signed_in(app, ALICE)
+    phone = make_app_password(client, "phone", ["imap"])
+    assert imap_ok(mail_stack, ALICE, phone)
+    assert sign_in(make_client(app, ip=new_client_ip()), ALICE, phone).status_code == 200
+    # Nor does it stand in for the current password.
+    token = csrf_token(client, "/account/app-passwords")
+    answer = client.post("/account/app-passwords", data={"csrf_token": token, "name": "tablet",
+                                                         "services": ["imap"], "current_password": phone})
+    assert answer.status_code == 400 and "current password is not correct" in answer.get_data(as_text=True)
+
+
+def test_a_right_password_does_not_reset_the_count_of_wrong_codes(app_factory, db, people):
+    app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=3)
+    secret, _codes = enrol_totp(signed_in(app, ALICE))
+    client = make_client(app, ip=new_client_ip())
+    sign_in(client, ALICE, PASSWORD)
+    assert [second_step(client, code).status_code for code in ("111111", "222222")] == [200, 200]
+    other = make_client(app, ip=new_client_ip())  # the password again, from elsewhere
+    assert sign_in(other, ALICE, PASSWORD).location.endswith("/auth/second-factor")
+    assert second_step(other, "333333").status_code == 200  # the third wrong code locks the second step
+    assert second_step(other, next_code(secret)).status_code == 429
+
+
+def test_own_password_change_revokes_app_passwords(app, db, people, mail_stack):
+    client = signed_in(app, ALICE)
+    phone = make_app_password(client, "phone", ["imap"])
+    new = "an entirely new passphrase 4411"
+    token = csrf_token(client, "/account/password")
+    answer = client.post("/account/password", data={"csrf_token": token, "current_password": PASSWORD,
+                                                    "new_password": new, "confirm_password": new})
+    assert answer.status_code == 302
+    assert not imap_ok(mail_stack, ALICE, phone)
+    assert imap_ok(mail_stack, ALICE, new)
+
+
+def test_a_passkey_challenge_is_answered_once(app, db):
+    from portal.queries import second_factors as factor_queries
+
+    assert factor_queries.use_challenge(db, b"x" * 32)
+    assert not factor_queries.use_challenge(db, b"x" * 32)
+
+
+def test_making_an_app_password_or_a_second_factor_asks_the_current_password(app, db, people):
+    client = signed_in(app, ALICE)
+    token = csrf_token(client, "/account/app-passwords")
+    answer = client.post("/account/app-passwords", data={"csrf_token": token, "name": "phone", "services": ["imap"]})
+    assert answer.status_code == 400
+    assert client.post("/account/security/totp/start", data={"csrf_token": token}).status_code == 302
+    page = client.get("/account/security/totp").get_data(as_text=True)
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
+    answer = client.post("/account/security/totp", data={"csrf_token": token, "code": pyotp.TOTP(secret).now(),
+                                                         "current_password": "not my password at all"})
+    assert answer.status_code == 400
+    assert db.execute("SELECT count(*) AS n FROM portal_totp WHERE confirmed_at IS NOT NULL").fetchone()["n"] == 0
+    assert db.execute("SELECT count(*) AS n FROM portal_app_passwords").fetchone()["n"] == 0

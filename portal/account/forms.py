@@ -173,8 +173,9 @@ class RecoveryAddressForm(_CurrentPasswordMixin, FlaskForm):
                           validators=[Length(max=254, message=_l("This address is too long."))])
 
 
-class TotpConfirmForm(FlaskForm):
-    """The first code of a new authenticator app."""
+class TotpConfirmForm(_CurrentPasswordMixin, FlaskForm):
+    """The first code of a new authenticator app, and the current password: whoever holds only a session must not
+    put a second factor of theirs in front of the owner."""
 
     code = StringField(_l("Code from the app"),
                        validators=[DataRequired(_l("Type the six-digit code the app shows.")),
@@ -186,23 +187,26 @@ class SecurityChangeForm(_CurrentPasswordMixin, FlaskForm):
     holds only a session cannot weaken the sign-in."""
 
 
-class PasskeyForm(FlaskForm):
-    """A new passkey: its name, and the browser's answer (JSON, filled in by static/passkeys.js)."""
+class PasskeyForm(_CurrentPasswordMixin, FlaskForm):
+    """A new passkey: its name, the current password, and the browser's answer (JSON, filled in by
+    static/passkeys.js)."""
 
     name = StringField(_l("Name of the passkey"), description=_l("For example: laptop, or security key."),
                        validators=[Length(max=60, message=_l("At most 60 characters."))])
     credential = StringField(validators=[DataRequired(), Length(max=20000)])
 
 
-class MailClientsForm(FlaskForm):
-    """Whether mail clients must use app passwords."""
+class MailClientsForm(_CurrentPasswordMixin, FlaskForm):
+    """Whether mail clients must use app passwords, and the current password (a session alone must not open IMAP
+    to the main password again)."""
 
     app_passwords_only = BooleanField(_l("Mail clients must use app passwords; the main password works only here"
                                          " in the portal"))
 
 
-class AppPasswordForm(FlaskForm):
-    """A new app password: its name and services."""
+class AppPasswordForm(_CurrentPasswordMixin, FlaskForm):
+    """A new app password: its name and services, and the current password (a session alone must not make a
+    way into the mail that outlives it)."""
 
     name = StringField(_l("Name"), description=_l("The device or program it is for, for example: phone."),
                        validators=[DataRequired(_l("Give the app password a name.")),

@@ -3,8 +3,6 @@ clients, and whether mail clients may use the main password."""
 
 from __future__ import annotations
 
-import json
-
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -90,6 +88,10 @@ def totp():
     form = TotpConfirmForm()
     if not form.validate_on_submit():
         return _totp_page(form, 400 if form.errors else 200)
+    refusal = current_password_refusal(form, "authenticator app enrolment")
+    if refusal:
+        page, _status = _totp_page(form)
+        return page, *refusal
     try:
         codes = factor_rules.confirm_totp(get_db(), _actor(), form.code.data)
     except factor_rules.SecondFactorRefused as exc:
@@ -152,7 +154,17 @@ def renew_recovery_codes():
 @bp.post("/account/security/passkeys/options")
 @enrolment_allowed
 def passkey_options():
-    """The options for the browser to make a new passkey (JSON); the challenge is kept in the session."""
+    """The options for the browser to make a new passkey (JSON), once the current password is right; the
+    challenge is kept in the session (only then: the last step needs it)."""
+    form = PasskeyForm()
+    form.credential.data = form.credential.data or "-"  # the browser's answer comes with the last step
+    if not form.validate_on_submit():
+        return jsonify(error=_("Enter your current password.")), 400
+    refusal = current_password_refusal(form, "passkey enrolment")
+    if refusal:
+        status, headers = refusal
+        message = (form.form_errors or form.current_password.errors or [_("The passkey could not be added.")])[-1]
+        return jsonify(error=str(message)), status, headers
     rp_id, _origin = _relying_party()
     options, challenge = second_factor.registration_options(
         rp_id, str(current_user.mailbox_id).encode(), current_user.email,
@@ -184,21 +196,13 @@ def add_passkey():
             "The browser's answer could not be checked, so the passkey was not added.")
         return jsonify(error=message), 400
     if codes:
-        session["new_recovery_codes"] = json.dumps(codes)
-        return jsonify(next=url_for("account.new_recovery_codes"))
+        # Shown by the page itself, once: never kept in the (signed, not secret) session cookie.
+        response = jsonify(codes=codes, message=_("The passkey is added: the portal asks for it after your"
+                                                  " password."), next=url_for("account.security"))
+        response.headers["Cache-Control"] = "no-store"
+        return response
     flash(_("The passkey is added."), "success")
     return jsonify(next=url_for("account.security"))
-
-
-@bp.get("/account/security/recovery-codes")
-@enrolment_allowed
-def new_recovery_codes():
-    """Show the recovery codes made with a first passkey, once."""
-    codes = session.pop("new_recovery_codes", None)
-    if not codes:
-        return redirect(url_for("account.security"))
-    flash(_("The passkey is added: the portal asks for it after your password."), "success")
-    return render_template("account/recovery_codes.html", codes=json.loads(codes), first=True)
 
 
 @bp.post("/account/security/passkeys/<int:passkey_id>/remove")
@@ -224,6 +228,10 @@ def mail_clients():
     form = MailClientsForm()
     if not form.validate_on_submit():
         return _security_page(400, mail_form=form)
+    refusal = current_password_refusal(form, "mail client setting")
+    if refusal:
+        page, _status = _security_page(mail_form=form)
+        return page, *refusal
     factor_rules.set_mail_clients_use_app_passwords(get_db(), _actor(), form.app_passwords_only.data)
     flash(_("Mail clients must now use app passwords.") if form.app_passwords_only.data
           else _("Mail clients may now use your main password too."), "success")
@@ -248,6 +256,10 @@ def app_passwords():
     form = AppPasswordForm()
     if not form.validate_on_submit():
         return _app_passwords_page(form, 400 if form.errors else 200)
+    refusal = current_password_refusal(form, "app password")
+    if refusal:
+        page, _status = _app_passwords_page(form)
+        return page, *refusal
     try:
         password = app_password_rules.create_app_password(get_db(), _actor(), name=form.name.data,
                                                           services=form.services.data or [],

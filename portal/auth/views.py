@@ -242,7 +242,8 @@ def passkey_sign_in():
 
     outcome = signin.check_second_factor(
         mailbox["email"], client_address(),
-        lambda conn: credential_id is not None and factor_rules.check_passkey(conn, mailbox, credential_id, verify))
+        lambda conn: credential_id is not None and factor_rules.check_passkey(conn, mailbox, credential_id,
+                                                                              bytes.fromhex(challenge), verify))
     if outcome.status == "locked":
         return jsonify(error=_("Too many failed attempts. Please try again later.")), 429
     if outcome.status != "ok":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -139,8 +140,15 @@ def rendered_files(database_url: str | None, postfix_dir: str, dovecot_dir: str,
         "portal_networks": portal_networks,
         "static_userdb": False,
         "postfix_auth_socket": postfix_auth_socket,
-        **mailconfig.app_password_context(current_app.config["IMAP_HOST"], current_app.config["IMAP_PORT"]),
+        **mailconfig.app_password_context(current_app.config["IMAP_HOST"], current_app.config["IMAP_PORT"],
+                                          current_app.config["IMAP_SECURITY"] == "tls"),
     }
+    for network in portal_networks.split():
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise click.ClickException(f"--portal-networks: {network!r} is no address or network, such as"
+                                       " 127.0.0.1/32 or ::1/128") from None
     if dovecot_series == "auto":
         dovecot_series = mailconfig.dovecot_series()
         if dovecot_series is None:

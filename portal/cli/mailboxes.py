@@ -101,6 +101,20 @@ def passwd_command(address: str, final: bool, password_stdin: bool, generate: bo
         click.echo(f"password (shown once): {password}")
 
 
+@mailbox_cli.command("remove-second-factors")
+@click.argument("address")
+def remove_second_factors_command(address: str):
+    """Remove every second factor and recovery code of ADDRESS (a lost phone), whatever its roles: the password
+    alone signs in again; the owner is told."""
+    from ..rules import second_factors as factor_rules
+
+    with _connect() as conn:
+        mailbox = find_mailbox(conn, address)
+        removed = factor_rules.remove_second_factors_of(conn, CLI_ACTOR, mailbox)
+    click.echo(f"second factors of {mailbox['email']} removed" if removed
+               else f"{mailbox['email']} had no second factor")
+
+
 @mailbox_cli.command("list")
 @click.argument("domain")
 @click.option("--search", default="", help="Only addresses starting with this.")

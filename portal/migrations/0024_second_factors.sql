@@ -54,3 +54,17 @@ ALTER TABLE portal_mailbox_settings
     ADD COLUMN second_factor_removed_at timestamptz,
     ADD COLUMN second_factor_removed_by text;
 ALTER TABLE virtual_domains ADD COLUMN require_app_passwords boolean NOT NULL DEFAULT false;
+
+-- Wrong second-factor codes of one account, from every client, counted apart from passwords: a right
+-- password clears the password counters, so it must not clear these (or whoever holds the password
+-- could guess codes without end). Only a right second factor clears them.
+ALTER TABLE portal_login_throttle DROP CONSTRAINT portal_login_throttle_kind_check;
+ALTER TABLE portal_login_throttle ADD CONSTRAINT portal_login_throttle_kind_check
+    CHECK (kind IN ('account', 'client', 'pair', 'second_factor'));
+
+-- Passkey challenges answered already (the challenge travels in the signed session cookie, which a
+-- copy could replay): each is accepted once. Kept an hour.
+CREATE TABLE portal_used_challenges (
+    challenge_sha256 bytea PRIMARY KEY,
+    used_at timestamptz NOT NULL DEFAULT now()
+);

@@ -160,6 +160,16 @@ def unsafe_names(conn, pattern: str, limit: int = 50) -> list[str]:
     ).fetchall()]
 
 
+def main_password_hash_beside_app_passwords(conn, email: str) -> str | None:
+    """The stored main password hash of a mailbox that has app passwords (None: it has none)."""
+    row = conn.execute(
+        "SELECT u.password FROM virtual_users u WHERE u.email = %s"
+        " AND EXISTS (SELECT 1 FROM portal_app_passwords a WHERE a.mailbox_id = u.id)",
+        (email,),
+    ).fetchone()
+    return row["password"] if row else None
+
+
 def portal_checked_password_hash(conn, email: str) -> str | None:
     """The stored hash of an active mailbox whose password Dovecot refuses to mail clients: one someone else has
     seen, or one its mail clients may not use (app passwords only). None: no such mailbox."""

@@ -19,7 +19,9 @@ def grant_mail_reader(conn, role: str) -> None:
 
 _MAIL_READER_GRANTS = (
     sql.SQL("GRANT SELECT ON virtual_domains, virtual_users, virtual_aliases, portal_mailbox_quota,"
-            " portal_alias_domains, portal_send_as, portal_mailbox_settings, portal_app_passwords TO {reader}"),
+            " portal_alias_domains, portal_send_as, portal_app_passwords TO {reader}"),
+    # Of the users' settings only whether mail clients must use app passwords (not recovery addresses).
+    sql.SQL("GRANT SELECT (mailbox_id, mail_clients_use_app_passwords) ON portal_mailbox_settings TO {reader}"),
     sql.SQL("GRANT SELECT, INSERT, UPDATE ON portal_quota_usage TO {reader}"),
 )
 

@@ -167,3 +167,11 @@ def set_domain_requires_app_passwords(conn, domain_id: int, on: bool) -> bool:
     """Whether every mailbox of the domain must use app passwords in mail clients; False if unchanged."""
     return conn.execute("UPDATE virtual_domains SET require_app_passwords = %s WHERE id = %s"
                         " AND require_app_passwords IS DISTINCT FROM %s", (on, domain_id, on)).rowcount == 1
+
+
+def use_challenge(conn, digest: bytes) -> bool:
+    """Mark a passkey challenge answered; False if it was already (a replayed answer). Forgets those over an hour
+    old (a challenge is good for minutes)."""
+    conn.execute("DELETE FROM portal_used_challenges WHERE used_at < now() - interval '1 hour'")
+    return conn.execute("INSERT INTO portal_used_challenges (challenge_sha256) VALUES (%s) ON CONFLICT DO NOTHING",
+                        (digest,)).rowcount == 1

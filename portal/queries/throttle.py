@@ -46,7 +46,8 @@ def clear_account(conn, address: str) -> dict | None:
     """Forget every failure counted against an address, from all clients; return what the account row held."""
     state_before = state(conn, "account", address)
     conn.execute(
-        "DELETE FROM portal_login_throttle WHERE (kind = 'account' AND key = %s) OR (kind = 'pair' AND key LIKE %s)",
+        "DELETE FROM portal_login_throttle WHERE (kind IN ('account', 'second_factor') AND key = %s)"
+        " OR (kind = 'pair' AND key LIKE %s)",
         (address, _like_prefix(address) + "|%"),
     )
     return state_before

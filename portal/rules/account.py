@@ -9,6 +9,7 @@ from .. import notices
 from .. import passwords
 from ..access import Actor
 from ..i18n import _
+from ..queries import app_passwords as app_password_queries
 from ..queries import audit
 from ..queries import mailboxes as mailbox_queries
 from ..queries import recovery as recovery_queries
@@ -33,9 +34,13 @@ def change_own_password(conn, actor: Actor, new_password: str, scheme: str, new_
         mailbox_queries.set_password(conn, mailbox["id"], new_hash)
         recovery_queries.drop_open_tokens(conn, mailbox["id"], "reset")
         ended = session_queries.delete_user_sessions(conn, mailbox["id"])
+        # App passwords made with the old password go with it (as Google's do): whoever else knew it may have
+        # made one that would outlive the change.
+        app_passwords = app_password_queries.delete_all(conn, mailbox["id"])
         audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=actor.client_addr,
                      action="password.change", target=mailbox["email"], domain=mailbox["domain"],
-                     summary={"scheme": scheme, "sessions_ended": ended, "was_forced": mailbox["password_must_change"]})
+                     summary={"scheme": scheme, "sessions_ended": ended, "was_forced": mailbox["password_must_change"],
+                              **({"app_passwords_revoked": app_passwords} if app_passwords else {})})
         notices.queue(conn, mailbox, "password_changed", notices.password_changed, mailbox["email"],
                       notices.Change("user", actor.client_addr))
         started = new_session({**mailbox, "password_must_change": False})

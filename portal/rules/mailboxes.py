@@ -22,6 +22,7 @@ from ..i18n import _
 from ..queries import alias_domains as alias_domain_queries
 from ..queries import aliases as alias_queries
 from ..queries import api_tokens as token_queries
+from ..queries import app_passwords as app_password_queries
 from ..queries import audit
 from ..queries import domains as domain_queries
 from ..queries import mailboxes as mailbox_queries
@@ -217,10 +218,13 @@ def change_locked_mailbox(
     if password_hash is not None or not active:
         changes["sessions_ended"] = session_queries.delete_user_sessions(conn, current["id"])
     if password_hash is not None:
-        # A password set by an administrator: tokens made with the old one go with it.
+        # A password set by an administrator: tokens and app passwords made with the old one go with it.
         revoked = token_queries.revoke_all_of(conn, current["id"])
         if revoked:
             changes["api_tokens_revoked"] = revoked
+        app_passwords = app_password_queries.delete_all(conn, current["id"])
+        if app_passwords:
+            changes["app_passwords_revoked"] = app_passwords
     who = access.audit_fields(actor, powers, current["domain_id"])
     if password_hash is not None:
         notices.queue(conn, current, "password_changed", notices.password_changed, current["email"],

@@ -9,6 +9,8 @@ stolen password would still read the mail over IMAP.
 
 from __future__ import annotations
 
+import hashlib
+
 from .. import access
 from .. import notices
 from .. import second_factor
@@ -215,12 +217,15 @@ def check_code(conn, mailbox: dict, code: str, client_addr: str | None) -> str |
         return "totp"
 
 
-def check_passkey(conn, mailbox: dict, credential_id: bytes, verify) -> bool:
-    """Whether the mailbox's passkey ``credential_id`` signed the challenge: ``verify(public_key, sign_count)``
-    returns the new sign count or raises ValueError."""
+def check_passkey(conn, mailbox: dict, credential_id: bytes, challenge: bytes, verify) -> bool:
+    """Whether the mailbox's passkey ``credential_id`` signed ``challenge``, answered once only:
+    ``verify(public_key, sign_count)`` returns the new sign count or raises ValueError."""
     with conn.transaction():
         passkey = factor_queries.passkey_by_credential(conn, mailbox["id"], credential_id)
         if passkey is None:
+            return False
+        # The challenge rides in the signed session cookie, which a copy could send again: once only.
+        if not factor_queries.use_challenge(conn, hashlib.sha256(challenge).digest()):
             return False
         try:
             new_count = verify(bytes(passkey["public_key"]), passkey["sign_count"])
