@@ -86,7 +86,7 @@ def main() -> int:
     instance = stack.up(stack.INSTANCES["dev"])
     plain, enrolled = make_accounts(instance, args.rounds)
     server, base = start_portal(instance, args.workers)
-    password_plain, password_enrolled, second_step = [], [], []
+    password_plain, password_enrolled, second_step, whole = [], [], [], []
     try:
         warm = Browser(base, "198.19.9.1")
         timed_post(warm, "/auth/login", {"address": next(iter(plain)), "password": next(iter(plain.values()))})
@@ -103,15 +103,17 @@ def main() -> int:
             status, took = timed_post(browser, "/auth/second-factor", {"code": pyotp.TOTP(secret).now()})
             assert status == 302, status
             second_step.append(took)
+            whole.append(password_enrolled[-1] + took)
     finally:
         server.terminate()
         server.wait(timeout=10)
     results = {"workers": args.workers, "cpus": os.cpu_count(),
                "password_step_without_second_factor": summary(password_plain),
                "password_step_with_second_factor": summary(password_enrolled),
-               "second_step": summary(second_step)}
-    results["added_p95_ms"] = round(results["second_step"]["p95_ms"]
-                                    + results["password_step_with_second_factor"]["p95_ms"]
+               "second_step": summary(second_step),
+               "both_steps": summary(whole)}
+    # What a second factor adds at p95: both steps of a sign-in with one, against the one step without.
+    results["added_p95_ms"] = round(results["both_steps"]["p95_ms"]
                                     - results["password_step_without_second_factor"]["p95_ms"], 1)
     print(json.dumps(results, indent=2))
     return 0

@@ -404,3 +404,33 @@ def test_making_an_app_password_or_a_second_factor_asks_the_current_password(app
     assert answer.status_code == 400
     assert db.execute("SELECT count(*) AS n FROM portal_totp WHERE confirmed_at IS NOT NULL").fetchone()["n"] == 0
     assert db.execute("SELECT count(*) AS n FROM portal_app_passwords").fetchone()["n"] == 0
+
+
+# Where an admin who has not enrolled may go: signing in and out, the enrolment pages, a forced password change,
+# the public pages, and the API (which takes tokens, never the session).
+BEFORE_ENROLMENT = {"auth.", "static", "bootstrap.static", "favicon", "health.", "api.", "account.security",
+                    "account.totp", "account.start_totp", "account.remove_totp", "account.renew_recovery_codes",
+                    "account.passkey_options", "account.add_passkey", "account.remove_passkey", "account.password"}
+URL_ARGS = {"alias_id": 1, "role_id": 1, "token_id": 1, "domain": "f.example", "name": "f.example",
+            "address": ALICE, "source": "team@f.example", "alias_domain": "f.test", "grant_id": 1, "state": "off",
+            "passkey_id": 1, "app_password_id": 1, "filename": "style.css"}
+
+
+def test_an_unenrolled_admin_gets_nothing_else_on_any_route(app_factory, db, people):
+    """Every route but the allowed ones, GET and POST (with a valid CSRF token): sent to the enrolment page."""
+    app = app_factory(SECOND_FACTOR_REQUIRED_ROLES=["superadmin"])
+    client = signed_in(app, ROOT)
+    token = csrf_token(client, "/account/security")
+    before = db.execute("SELECT count(*) AS n FROM portal_audit_log").fetchone()["n"]
+    odd = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith(tuple(BEFORE_ENROLMENT)) or rule.endpoint in BEFORE_ENROLMENT:
+            continue
+        url = rule.build({arg: URL_ARGS[arg] for arg in rule.arguments}, append_unknown=False)[1]
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            answer = client.open(url, method=method, data={"csrf_token": token, "required": "1",
+                                                           "app_passwords_only": "y"})
+            if not (answer.status_code == 302 and answer.location.endswith("/account/security")):
+                odd.append(f"{method} {url}: {answer.status_code}")
+    assert odd == []
+    assert db.execute("SELECT count(*) AS n FROM portal_audit_log").fetchone()["n"] == before

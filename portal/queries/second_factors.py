@@ -53,8 +53,8 @@ def confirm_totp(conn, mailbox_id: int, step: int) -> None:
 
 def use_totp_step(conn, mailbox_id: int, step: int) -> bool:
     """Record a code's step as used; False if that step or a newer one was used already (a replay)."""
-    return conn.execute("UPDATE portal_totp SET last_step = %s WHERE mailbox_id = %s AND last_step < %s",
-                        (step, mailbox_id, step)).rowcount == 1
+    return conn.execute("UPDATE portal_totp SET last_step = %s WHERE mailbox_id = %s AND last_step < %s"
+                        " AND confirmed_at IS NOT NULL", (step, mailbox_id, step)).rowcount == 1
 
 
 def delete_totp(conn, mailbox_id: int) -> int:

@@ -27,6 +27,33 @@ def begin_attempt(conn, kind: str, key: str, window: timedelta) -> tuple[int, da
     return row["failures"], row["locked_until"]
 
 
+def begin_attempts(conn, keys: list[tuple[str, str]], window: timedelta) -> dict[str, tuple[int, datetime | None]]:
+    """:func:`begin_attempt` for several (kind, key) of different kinds in one statement (one round trip);
+    return, per kind, (attempts in the window, lock end or None)."""
+    rows = conn.execute(
+        """
+        INSERT INTO portal_login_throttle AS t (kind, key, failures, window_started_at)
+        SELECT k.kind, k.key, 1, now() FROM unnest(%(kinds)s::text[], %(keys)s::text[]) AS k(kind, key)
+        ON CONFLICT (kind, key) DO UPDATE SET
+            failures = CASE WHEN t.window_started_at < now() - %(window)s THEN 1 ELSE t.failures + 1 END,
+            window_started_at = CASE WHEN t.window_started_at < now() - %(window)s
+                                     THEN now() ELSE t.window_started_at END
+        RETURNING kind, failures, CASE WHEN locked_until > now() THEN locked_until END AS locked_until
+        """,
+        {"kinds": [kind for kind, _ in keys], "keys": [key for _, key in keys], "window": window},
+    ).fetchall()
+    return {row["kind"]: (row["failures"], row["locked_until"]) for row in rows}
+
+
+def clear_many(conn, keys: list[tuple[str, str]]) -> None:
+    """Forget the attempts counted for several (kind, key) in one statement."""
+    conn.execute(
+        "DELETE FROM portal_login_throttle WHERE (kind, key) IN"
+        " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        ([kind for kind, _ in keys], [key for _, key in keys]),
+    )
+
+
 def lock(conn, kind: str, key: str, lockout: timedelta) -> datetime:
     """Lock a key for the lockout period unless it is locked already; return when its lock ends.
 

@@ -198,8 +198,8 @@ def remove_second_factors_of(conn, actor: Actor, mailbox: dict) -> bool:
 def check_code(conn, mailbox: dict, code: str, client_addr: str | None) -> str | None:
     """Whether ``code`` is a current TOTP code not used before, or an unused recovery code (used up by this);
     return "totp" or "recovery_code", else None."""
-    with conn.transaction():
-        if second_factor.looks_like_recovery_code(code):
+    if second_factor.looks_like_recovery_code(code):
+        with conn.transaction():
             digest = second_factor.recovery_code_hash(mailbox["id"], code)
             if not factor_queries.use_recovery_code(conn, mailbox["id"], digest):
                 return None
@@ -207,14 +207,15 @@ def check_code(conn, mailbox: dict, code: str, client_addr: str | None) -> str |
             audit.record(conn, actor=mailbox["email"], actor_role="user", client_addr=client_addr, token_id=None,
                          action="second_factor.recovery_code_used", target=mailbox["email"],
                          domain=mailbox["domain"], summary={"left": left})
-            return "recovery_code"
-        totp = factor_queries.totp_of(conn, mailbox["id"], lock=True)
-        if totp is None or totp["confirmed_at"] is None:
-            return None
-        step = second_factor.totp_step(totp["secret"], code, totp["last_step"])
-        if step is None or not factor_queries.use_totp_step(conn, mailbox["id"], step):
-            return None
-        return "totp"
+        return "recovery_code"
+    totp = factor_queries.totp_of(conn, mailbox["id"])
+    if totp is None or totp["confirmed_at"] is None:
+        return None
+    step = second_factor.totp_step(totp["secret"], code, totp["last_step"])
+    # The step is taken by one conditional UPDATE: of two requests with the same code, one wins.
+    if step is None or not factor_queries.use_totp_step(conn, mailbox["id"], step):
+        return None
+    return "totp"
 
 
 def check_passkey(conn, mailbox: dict, credential_id: bytes, challenge: bytes, verify) -> bool:
