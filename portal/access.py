@@ -11,6 +11,7 @@ too, but only to decide what to show; the rules ask again under the lock.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlsplit
@@ -114,6 +115,7 @@ class Actor:
     client_addr: str | None = None
     mailbox_id: int | None = None  # None for the command line
     token: TokenScope | None = None
+    session_token_hash: bytes | None = None  # the acting portal session's, so a rule can end the user's others
 
     @classmethod
     def of_token(cls, address: str, mailbox_id: int, scope: TokenScope, client_addr: str | None) -> Actor:
@@ -128,7 +130,8 @@ class Actor:
     @classmethod
     def of_user(cls, user, client_addr: str | None) -> Actor:
         """The signed-in mailbox ``user`` (a sessions.MailboxUser) acting from ``client_addr``."""
-        return cls(user.email, client_addr, user.mailbox_id)
+        return cls(user.email, client_addr, user.mailbox_id,
+                   session_token_hash=hashlib.sha256(user.session_token.encode("ascii")).digest())
 
     @property
     def is_command_line(self) -> bool:

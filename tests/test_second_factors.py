@@ -25,6 +25,8 @@ from tests.conftest import sign_in
 from tests.mail import imap_login
 from tests.mail import make_mailbox
 from tests.mail import wait_for_maildir_message
+from tests.test_doveadm import is_ended
+from tests.test_doveadm import open_session
 
 pytestmark = pytest.mark.mail_server
 
@@ -227,6 +229,28 @@ def test_enrolling_keeps_mail_clients_to_app_passwords(app, people, mail_stack):
     assert other.post("/account/security/mail-clients", data={"csrf_token": token, "current_password": PASSWORD}
                       ).status_code == 302
     assert imap_ok(mail_stack, ALICE, PASSWORD)
+
+
+def test_the_first_factor_signs_out_the_other_sessions_and_mail_connections(app, db, people, mail_stack):
+    # Someone with the stolen password: a portal session and a mail connection, opened before the owner enrols.
+    thief = signed_in(app, ALICE)
+    thief_mail = open_session(mail_stack, ALICE, PASSWORD)
+    owner = signed_in(app, ALICE)
+    secret, _codes = enrol_totp(owner)
+    # The thief's session is gone; the owner's is not.
+    assert thief.get("/").status_code == 302
+    assert owner.get("/").status_code == 200
+    assert is_ended(thief_mail)
+    row = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'second_factor.add' AND target = %s",
+                     (ALICE,)).fetchone()
+    assert row["summary"] == {"kind": "totp", "first": True, "sessions_ended": 1}
+    # Sessions opened after it passed the second step, and stay: making new recovery codes ends none of them.
+    later = signed_in(app, ALICE)
+    assert second_step(later, next_code(secret)).status_code == 302
+    token = csrf_token(owner, "/account/security")
+    assert owner.post("/account/security/recovery-codes", data={"csrf_token": token, "current_password": PASSWORD}
+                      ).status_code == 200
+    assert later.get("/").status_code == 200
 
 
 def require_app_passwords(client, domain: str, on: bool):

@@ -64,9 +64,14 @@ MAIL_SERVER_DOWN = _l(
 DISABLED = _l("This mailbox is disabled. Please contact your administrator.")
 
 
-def _locked_response(form, until: datetime):
+def _lock_wait(until: datetime) -> tuple[int, int]:
+    """How long a lock still holds: (seconds for Retry-After, whole minutes for the message), at least one each."""
     seconds = max(1, math.ceil((until - datetime.now(UTC)).total_seconds()))
-    minutes = math.ceil(seconds / 60)
+    return seconds, math.ceil(seconds / 60)
+
+
+def _locked_response(form, until: datetime):
+    seconds, minutes = _lock_wait(until)
     after = until.astimezone(UTC).strftime("%H:%M")
     if minutes == 1:
         message = _("Too many failed sign-in attempts. Please try again in %(minutes)s minute (after %(time)s UTC).",
@@ -174,9 +179,8 @@ def _second_factor_page(form, mailbox: dict, status: int = 200, headers: dict | 
 def _second_step_refused(form, mailbox: dict, outcome):
     if outcome.status == "locked":
         log.warning("second step refused (locked) for %s", mailbox["email"])
-        seconds = max(1, math.ceil((outcome.locked_until - datetime.now(UTC)).total_seconds()))
-        form.form_errors.append(_("Too many wrong codes. Please try again in %(minutes)s minutes.",
-                                  minutes=math.ceil(seconds / 60)))
+        seconds, minutes = _lock_wait(outcome.locked_until)
+        form.form_errors.append(_("Too many wrong codes. Please try again in %(minutes)s minutes.", minutes=minutes))
         return _second_factor_page(form, mailbox, 429, {"Retry-After": str(seconds)})
     log.warning("second step refused (invalid) for %s", mailbox["email"])
     form.form_errors.append(_("That code is not right, or was used already."))

@@ -79,6 +79,13 @@ def delete_user_sessions(conn, user_id: int) -> int:
     return conn.execute("DELETE FROM portal_sessions WHERE user_id = %s", (user_id,)).rowcount
 
 
+def delete_other_sessions(conn, user_id: int, keep_token_hash: bytes | None) -> int:
+    """End every session of a mailbox but the one whose token hash is ``keep_token_hash``; return how many."""
+    return conn.execute(
+        "DELETE FROM portal_sessions WHERE user_id = %s AND token_hash IS DISTINCT FROM %s", (user_id, keep_token_hash)
+    ).rowcount
+
+
 def delete_expired_sessions(conn, idle: timedelta, absolute: timedelta) -> int:
     """Remove sessions past their idle or absolute timeout; return how many."""
     return conn.execute(

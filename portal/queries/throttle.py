@@ -6,30 +6,13 @@ from datetime import datetime
 from datetime import timedelta
 
 
-def begin_attempt(conn, kind: str, key: str, window: timedelta) -> tuple[int, datetime | None]:
-    """Count an attempt before it is checked; return (attempts in the window, lock end or None).
+def begin_attempts(conn, keys: list[tuple[str, str]], window: timedelta) -> dict[str, tuple[int, datetime | None]]:
+    """Count an attempt for several (kind, key) of different kinds in one statement (one round trip), before it
+    is checked; return, per kind, (attempts in the window, lock end or None).
 
-    The count goes up atomically before Dovecot is asked, so parallel guesses
+    The counts go up atomically before Dovecot is asked, so parallel guesses
     each get their own number and no more than the limit get through.
     """
-    row = conn.execute(
-        """
-        INSERT INTO portal_login_throttle AS t (kind, key, failures, window_started_at)
-        VALUES (%(kind)s, %(key)s, 1, now())
-        ON CONFLICT (kind, key) DO UPDATE SET
-            failures = CASE WHEN t.window_started_at < now() - %(window)s THEN 1 ELSE t.failures + 1 END,
-            window_started_at = CASE WHEN t.window_started_at < now() - %(window)s
-                                     THEN now() ELSE t.window_started_at END
-        RETURNING failures, CASE WHEN locked_until > now() THEN locked_until END AS locked_until
-        """,
-        {"kind": kind, "key": key, "window": window},
-    ).fetchone()
-    return row["failures"], row["locked_until"]
-
-
-def begin_attempts(conn, keys: list[tuple[str, str]], window: timedelta) -> dict[str, tuple[int, datetime | None]]:
-    """:func:`begin_attempt` for several (kind, key) of different kinds in one statement (one round trip);
-    return, per kind, (attempts in the window, lock end or None)."""
     rows = conn.execute(
         """
         INSERT INTO portal_login_throttle AS t (kind, key, failures, window_started_at)
@@ -90,11 +73,6 @@ def undo_attempt(conn, kind: str, key: str) -> None:
         "UPDATE portal_login_throttle SET failures = greatest(failures - 1, 0) WHERE kind = %s AND key = %s",
         (kind, key),
     )
-
-
-def clear(conn, kind: str, key: str) -> None:
-    """Forget the attempts counted for one key."""
-    conn.execute("DELETE FROM portal_login_throttle WHERE kind = %s AND key = %s", (kind, key))
 
 
 def purge_expired(conn, window: timedelta) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 
 from .. import access
+from .. import doveadm
 from .. import notices
 from .. import second_factor
 from ..access import Actor
@@ -19,6 +20,7 @@ from ..i18n import _
 from ..queries import audit
 from ..queries import mailboxes as mailbox_queries
 from ..queries import second_factors as factor_queries
+from ..queries import sessions as session_queries
 from ..text import is_one_line
 
 MAX_PASSKEYS = 10
@@ -51,17 +53,28 @@ def _audit(conn, actor: Actor, row: dict, action: str, summary: dict) -> None:
                  domain=row["domain"], summary=summary)
 
 
-def _first_factor_added(conn, row: dict, was_enrolled: bool) -> list[str] | None:
+def _first_factor_added(conn, actor: Actor, row: dict, was_enrolled: bool) -> tuple[list[str] | None, dict]:
     """What enrolling a factor brings when it is the mailbox's first: recovery codes (returned, to be shown once),
-    mail clients kept to app passwords, and the dashboard's note of a removal forgotten."""
+    mail clients kept to app passwords, the user's other portal sessions ended, and the dashboard's note of a
+    removal forgotten; return (the codes, what goes into the audit summary).
+
+    Ending the other sessions is the point of enrolling after a suspected theft: a session opened with the stolen
+    password would otherwise outlive the new factor."""
     if was_enrolled:
-        return None
+        return None, {}
     codes = second_factor.new_recovery_codes()
     factor_queries.replace_recovery_codes(conn, row["id"], [second_factor.recovery_code_hash(row["id"], code)
                                                             for code in codes])
     factor_queries.set_mail_clients_use_app_passwords(conn, row["id"], True)
     factor_queries.mark_removed_by_other(conn, row["id"], None)
-    return codes
+    ended = session_queries.delete_other_sessions(conn, row["id"], actor.session_token_hash)
+    return codes, {"first": True, "sessions_ended": ended}
+
+
+def _after_first_factor(row: dict, codes: list[str] | None) -> None:
+    # Committed: mail clients connected with the main password sign in again, now with an app password.
+    if codes is not None:
+        doveadm.end_mail_sessions(row["email"])
 
 
 def start_totp(conn, actor: Actor) -> str:
@@ -89,10 +102,11 @@ def confirm_totp(conn, actor: Actor, code: str) -> list[str] | None:
                                         " now."))
         was_enrolled = state_of(conn, row["id"])["enrolled"]
         factor_queries.confirm_totp(conn, row["id"], step)
-        codes = _first_factor_added(conn, row, was_enrolled)
-        _audit(conn, actor, row, "second_factor.add", {"kind": "totp"})
+        codes, first = _first_factor_added(conn, actor, row, was_enrolled)
+        _audit(conn, actor, row, "second_factor.add", {"kind": "totp", **first})
         notices.queue(conn, row, "second_factor_changed", notices.second_factor_changed, row["email"], "added",
                       notices.Change("user", actor.client_addr))
+    _after_first_factor(row, codes)
     return codes
 
 
@@ -146,10 +160,12 @@ def add_passkey(conn, actor: Actor, *, name: str, credential_id: bytes, public_k
             raise SecondFactorRefused(_("This passkey is registered already."))
         was_enrolled = state_of(conn, row["id"])["enrolled"]
         passkey_id = factor_queries.add_passkey(conn, row["id"], credential_id, public_key, sign_count, name)
-        codes = _first_factor_added(conn, row, was_enrolled)
-        _audit(conn, actor, row, "second_factor.add", {"kind": "passkey", "passkey": passkey_id, "name": name})
+        codes, first = _first_factor_added(conn, actor, row, was_enrolled)
+        _audit(conn, actor, row, "second_factor.add", {"kind": "passkey", "passkey": passkey_id, "name": name,
+                                                       **first})
         notices.queue(conn, row, "second_factor_changed", notices.second_factor_changed, row["email"], "added",
                       notices.Change("user", actor.client_addr))
+    _after_first_factor(row, codes)
     return codes
 
 
