@@ -166,6 +166,22 @@ def second_factor_changed(address: str, event: str, change: Change) -> Letter:
                   [what, _when_and_where(change), _if_not_you()], _sign_in_link())
 
 
+def second_step_locked(address: str, failures: int, until: datetime, client_addr: str | None) -> Letter:
+    """The warning that the right password of the mailbox was followed by too many wrong second steps: whoever
+    did it knows the password."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Letter(_("Someone knows the password of %(address)s", address=address),
+                  [_("The right password of your mailbox %(address)s was typed at the mail portal, followed by "
+                     "%(n)s wrong codes for the second step. The second step of its portal sign-in is locked until "
+                     "%(until)s.", address=address, n=failures, until=until.astimezone(UTC).strftime("%H:%M UTC")),
+                   _("Last attempt: %(when)s, from the address %(where)s.", when=when,
+                     where=client_addr or _("the server itself")),
+                   _("If this was not you, your second step kept them out, but they know your password: once the "
+                     "lock ends, sign in and change it, and check that your mail programs use app passwords. "
+                     "Tell your administrator.")],
+                  _sign_in_link())
+
+
 def recovery_changed(address: str, new_recovery: str | None, change: Change) -> Letter:
     """The notice that the mailbox's recovery address was set, changed or removed."""
     if new_recovery:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from flask import current_app
 
 from . import imap
+from . import notices
 from . import passwords
 from .clientaddr import throttle_key
 from .db import get_db
@@ -238,12 +239,15 @@ def _counted_check(config, address: str, password: str, client_addr: str | None)
     return Outcome("ok", mailbox=mailbox)
 
 
-def check_second_factor(address: str, client_addr: str | None, check) -> Outcome:
+def check_second_factor(mailbox: dict, client_addr: str | None, check) -> Outcome:
     """Count a second-factor attempt as a password attempt (the same keys, limits and locks), and against the
     account's second-factor count, which a right password does not clear (LOGIN_ACCOUNT_MAX_FAILURES wrong codes
     from all clients lock the second step for LOGIN_LOCKOUT); make it with ``check(conn)`` (True: the factor
-    holds). "ok", "invalid" or "locked"."""
+    holds). "ok", "invalid" or "locked".
+
+    The wrong code that locks the second step also warns the owner by mail: it came after the right password."""
     config = current_app.config
+    address = mailbox["email"]
     client_key = throttle_key(client_addr)
     # The password's keys, and one of the account's own that a right password does not clear.
     keys = [*_throttle_keys(address, client_key), ("second_factor", address)]
@@ -252,6 +256,13 @@ def check_second_factor(address: str, client_addr: str | None, check) -> Outcome
     if refused:
         return refused
     if not check(conn):
-        return _failed(conn, config, keys, counts)
+        outcome = _failed(conn, config, keys, counts)
+        failures = counts["second_factor"][0]
+        if failures == _limits(config)["second_factor"]:  # this attempt locked it: once per lock
+            until = throttle.state(conn, "second_factor", address)["locked_until"]
+            with conn.transaction():
+                notices.queue(conn, mailbox, "second_step_locked", notices.second_step_locked, address, failures,
+                              until, client_addr)
+        return outcome
     _succeeded(conn, config, address, keys, client_key, second_factor=True)
     return Outcome("ok")

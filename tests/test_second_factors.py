@@ -160,6 +160,23 @@ def test_second_factor_failures_are_throttled_like_passwords(app_factory, db, pe
     assert statuses[:3] == [200, 200, 200] and statuses[3] == 429
 
 
+def test_the_wrong_code_that_locks_the_second_step_warns_the_owner_once(app_factory, db, people, mail_stack):
+    app = app_factory(LOGIN_ACCOUNT_MAX_FAILURES=3)
+    enrol_totp(signed_in(app, ALICE))
+    client = make_client(app, ip=new_client_ip())
+    sign_in(client, ALICE, PASSWORD)
+    for n in range(4):
+        second_step(client, f"{n:06d}").close()  # closed, as a WSGI server does: queued mail goes then
+    warning = wait_for_maildir_message(mail_stack.mail_root / "f.example" / "alice",
+                                       f"Someone knows the password of {ALICE}")
+    text = next(part.get_payload(decode=True).decode() for part in warning.walk()
+                if part.get_content_type() == "text/plain")
+    assert "followed by 3 wrong codes" in " ".join(text.split())
+    assert not re.search(r"\b\d{6}\b", text)  # no code typed is repeated
+    rows = db.execute("SELECT count(*) AS n FROM portal_outbox WHERE kind = 'second_step_locked'").fetchone()
+    assert rows["n"] == 1  # the refused fourth attempt warns no more
+
+
 def test_an_unenrolled_admin_reaches_only_the_enrolment_page(app_factory, db, people):
     app = app_factory(SECOND_FACTOR_REQUIRED_ROLES=["superadmin", "domain_admin", "helpdesk"])
     for address in (BOB, DORA, ROOT):

@@ -203,7 +203,7 @@ def second_factor():
         used.append(factor_rules.check_code(conn, mailbox, form.code.data, client_address()))
         return used[-1] is not None
 
-    outcome = signin.check_second_factor(mailbox["email"], client_address(), check)
+    outcome = signin.check_second_factor(mailbox, client_address(), check)
     if outcome.status != "ok":
         return _second_step_refused(form, mailbox, outcome)
     if used[-1] == "recovery_code":
@@ -245,7 +245,7 @@ def passkey_sign_in():
                                                              origin, public_key, sign_count)
 
     outcome = signin.check_second_factor(
-        mailbox["email"], client_address(),
+        mailbox, client_address(),
         lambda conn: credential_id is not None and factor_rules.check_passkey(conn, mailbox, credential_id,
                                                                               bytes.fromhex(challenge), verify))
     if outcome.status == "locked":
@@ -384,7 +384,7 @@ def _recovery_second_step_refused(form, mailbox: dict) -> int | None:
         form.code.errors = [*form.code.errors, _("Type a code from your authenticator app, or a recovery code.")]
         return 400
     outcome = signin.check_second_factor(
-        mailbox["email"], client_address(),
+        mailbox, client_address(),
         lambda conn: factor_rules.check_code(conn, mailbox, code, client_address()) is not None)
     if outcome.status == "locked":
         form.form_errors.append(_("Too many wrong codes. Please try again later."))
