@@ -120,9 +120,11 @@ def _register_blueprints(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
+    from .converters import AliasAddressConverter
     from .health import bp as health_bp
     from .helpdesk import bp as helpdesk_bp
 
+    app.url_map.converters["alias"] = AliasAddressConverter  # before the routes that use it
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(admin_bp)

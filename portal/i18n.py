@@ -56,7 +56,10 @@ def select_locale() -> str:
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
-    return request.accept_languages.best_match(list(LANGUAGES), default=current_app.config["DEFAULT_LANGUAGE"])
+    default = current_app.config["DEFAULT_LANGUAGE"]
+    # The default first: "Accept-Language: *" (any language) then gets it, not whichever comes first here.
+    offered = [default, *(language for language in LANGUAGES if language != default)]
+    return request.accept_languages.best_match(offered, default=default)
 
 
 def _in_request() -> bool:

@@ -9,7 +9,8 @@ from .i18n import _
 # Binary units, as Dovecot counts them (its "M" is 1024 * 1024 bytes) and as
 # mail admins usually mean "MB".
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+# ASCII digits only: "٣G" or "２G" is nobody's way of writing a size, and float() would take them.
+_SIZE = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE | re.ASCII)
 MAX_BYTES = 1024**5  # 1 PiB: far beyond any mailbox, far below bigint
 
 
@@ -23,7 +24,7 @@ def parse_size(text: str) -> int:
         return 0
     match = _SIZE.match(text)
     if not match:
-        raise InvalidSize(_("Write a size such as 500 MB or 2 GB, or 0 for none."))
+        raise InvalidSize(_("Write a size such as 500 MB or 2 GB, or 0."))
     number, unit = match.groups()
     if len(number) > 30:  # float() of a longer one is inf or loses every digit that matters
         raise InvalidSize(_("That is more than this portal allows (1 PB)."))
@@ -33,7 +34,7 @@ def parse_size(text: str) -> int:
         raise InvalidSize(_("Add a unit: MB or GB, for example 500 MB."))
     size = int(value * _UNITS[unit.lower()])
     if value != 0 and size == 0:
-        raise InvalidSize(_("That is less than one byte. Write 0 for none, or a size such as 500 MB."))
+        raise InvalidSize(_("That is less than one byte. Write 0, or a size such as 500 MB."))
     if size > MAX_BYTES:
         raise InvalidSize(_("That is more than this portal allows (1 PB)."))
     return size

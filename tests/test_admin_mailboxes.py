@@ -269,6 +269,24 @@ def test_purge_after_the_grace_period_and_never_outside_the_mail_root(app, admin
     assert outside.exists()
 
 
+def test_a_mailbox_deleted_before_its_first_mail_is_released_when_named(app, admin, db, mail_stack):
+    make_mailbox(db, "typo@team.example", PASSWORD)
+    delete(admin, "typo@team.example")
+    assert not (mail_stack.mail_root / "team.example" / "typo").exists()  # Dovecot makes it at the first delivery
+    # The timer's purge leaves it pending (the mail may live elsewhere if mail_root is wrong)...
+    db.execute("UPDATE portal_mailbox_removals SET purge_after = now() - interval '1 day'")
+    timer = app.test_cli_runner().invoke(args=["mailbox", "purge"])
+    assert timer.exit_code != 0 and "no folder" in timer.output
+    assert create(admin, local_part="typo").status_code == 409
+    # ...the operator, naming it, releases the address: nothing was there to keep.
+    named = app.test_cli_runner().invoke(args=["mailbox", "purge", "--address", "typo@team.example"])
+    assert named.exit_code == 0 and "released typo@team.example" in named.output
+    row = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'mailbox.purge'").fetchone()
+    assert row["summary"]["found"] is False
+    assert create(admin, local_part="typo").status_code == 200
+    assert "typo@team.example" in mailbox_rows(db)
+
+
 def test_nobody_deletes_their_own_or_another_admins_mailbox(app, admin, db):
     make_mailbox(db, "root@team.example", PASSWORD)
     app.test_cli_runner().invoke(args=["admin", "grant", "superadmin", "root@team.example"])

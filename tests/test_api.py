@@ -333,7 +333,7 @@ def test_the_openapi_document_describes_every_route(app):
     routed = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("api."):
-            path = re.sub(r"<(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1"))
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1"))  # <alias:address> too
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 routed.add((method.lower(), path))
     described = {(method, path) for path, operations in document["paths"].items() for method in operations}
@@ -479,3 +479,58 @@ def test_a_password_reset_by_someone_else_revokes_the_holders_tokens(app, people
     assert api(app, token, "GET", "/me").status_code == 401
     (row,) = db.execute("SELECT summary FROM portal_audit_log WHERE action = 'mailbox.password_reset'").fetchall()
     assert row["summary"]["api_tokens_revoked"] == 1
+
+
+def test_the_second_hostile_review(app, people, db):
+    """What the review of 2026-12-01 found, each now answered as it should be."""
+    root, admin = make_token(app, db, "root"), make_token(app, db, "admin")
+    # An empty or blank domain in a role grant is a mistake, never "every domain" (only null is).
+    for blank in ("", "  "):
+        refused = api(app, root, "POST", "/roles", {"address": "other@a.example", "role": "helpdesk",
+                                                    "domain": blank})
+        assert refused.status_code == 400 and "domain" in refused.get_json()["errors"]
+    assert db.execute("SELECT count(*) AS n FROM portal_roles r JOIN virtual_users u ON u.id = r.user_id"
+                      " WHERE u.email = 'other@a.example'").fetchone()["n"] == 0
+    # A field given twice in a body or a query is refused, not silently the last (or first) one.
+    client = make_client(app)
+    twice = client.put("/api/v1/mailboxes/user@a.example/forwarding",
+                       data='{"destinations": ["other@a.example"], "keep_copy": true, "keep_copy": false}',
+                       headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+    assert twice.status_code == 400 and twice.get_json()["errors"] == {"keep_copy": ["Give each field once."]}
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases").fetchone()["n"] == 0
+    assert api(app, admin, "GET", "/domains?limit=1&limit=500").status_code == 400
+    # Sizes in other scripts' digits are not sizes.
+    for size in ("\u0663G", "\uff12G"):
+        wrong = api(app, admin, "POST", "/domains/a.example/mailboxes", {"local_part": "digits", "quota": size})
+        assert wrong.status_code == 400 and "quota" in wrong.get_json()["errors"]
+    # A problem with an alias's address is told under "address", not "destinations".
+    reserved = api(app, admin, "POST", "/domains/a.example/aliases",
+                   {"address": "user@a.example", "destinations": ["other@a.example"]})
+    assert reserved.status_code == 409 and list(reserved.get_json()["errors"]) == ["address"]
+    # Input that is wrong in itself is a 400, not a conflict.
+    assert api(app, root, "POST", "/domains", {"name": "a..b"}).status_code == 400
+    assert api(app, root, "POST", "/roles", {"address": "nobody@a.example", "role": "helpdesk",
+                                             "domain": "a.example"}).status_code == 400
+    # "Any language" gets the default one; the type message is translated whole.
+    assert api(app, None, "GET", "/domains", **{"Accept-Language": "*"}).get_json()["title"] == "Unauthorized"
+    typed = api(app, admin, "POST", "/domains/a.example/mailboxes", {"local_part": 5}, **{"Accept-Language": "ko"})
+    assert " or " not in typed.get_json()["errors"]["local_part"][0]
+
+
+def test_an_alias_with_a_slash_is_changed_and_removed(app, people, db, mail_stack):
+    token = make_token(app, db, "admin")
+    made = api(app, token, "POST", "/domains/a.example/aliases",
+               {"address": "sales/eu@a.example", "destinations": ["other@a.example"]})
+    assert made.status_code == 201
+    send_mail(mail_stack.smtp_port, "sales/eu@a.example", "slash alias")
+    wait_for_maildir_message(mail_stack.mail_root / "a.example" / "other", "slash alias")
+    replaced = api(app, token, "PUT", "/domains/a.example/aliases/sales%2Feu@a.example",
+                   {"destinations": ["user@a.example"]})
+    assert replaced.status_code == 200 and replaced.get_json()["destinations"] == ["user@a.example"]
+    # The admin pages open it too.
+    page_client = make_client(app)
+    assert sign_in(page_client, PEOPLE["admin"], PASSWORD).status_code == 302
+    assert page_client.get("/admin/domains/a.example/aliases/sales/eu@a.example").status_code == 200
+    assert page_client.get("/admin/domains/a.example/aliases/sales/eu@a.example/delete").status_code == 200
+    assert api(app, token, "DELETE", "/domains/a.example/aliases/sales%2Feu@a.example").status_code == 204
+    assert db.execute("SELECT count(*) AS n FROM virtual_aliases").fetchone()["n"] == 0

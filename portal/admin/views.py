@@ -550,7 +550,7 @@ def _alias_page(domain, form, source=None, status=200, send_as_form=None):
                            revoke_form=DeleteForm(formdata=None)), status
 
 
-@bp.post("/domains/<name>/aliases/<source>/send-as")
+@bp.post("/domains/<name>/aliases/<alias:source>/send-as")
 @admin_required
 def grant_send_as(name: str, source: str):
     """Let a mailbox of the domain send as this alias on the submission service."""
@@ -657,7 +657,8 @@ def _save_alias(domain, form, source, action):
     return redirect(url_for("admin.aliases", name=domain["name"]))
 
 
-@bp.route("/domains/<name>/aliases/<source>", methods=["GET", "POST"])
+# An alias address may hold a "/" (RFC 5322 allows it): the alias converter takes it (portal/converters.py).
+@bp.route("/domains/<name>/aliases/<alias:source>", methods=["GET", "POST"])
 @admin_required
 def edit_alias(name: str, source: str):
     """Change where an alias delivers."""
@@ -677,7 +678,7 @@ def edit_alias(name: str, source: str):
     return _save_alias(domain, form, source, "alias.update")
 
 
-@bp.route("/domains/<name>/aliases/<source>/delete", methods=["GET", "POST"])
+@bp.route("/domains/<name>/aliases/<alias:source>/delete", methods=["GET", "POST"])
 @admin_required
 def delete_alias(name: str, source: str):
     """Show what goes, then remove an alias and all its rows."""

@@ -70,6 +70,10 @@ def _query_arguments(endpoint: spec.Endpoint) -> dict:
     if unknown:
         raise ApiProblem(400, _("Unknown query parameters: %(names)s.", names=", ".join(unknown)),
                          errors={name: [_("Unknown field.")] for name in unknown})
+    repeated = sorted(name for name in request.args if len(request.args.getlist(name)) > 1)
+    if repeated:
+        raise ApiProblem(400, _("The field %(name)s is given twice.", name=repeated[0]),
+                         errors={name: [_("Give each field once.")] for name in repeated})
     values: dict = {}
     for name, schema in endpoint.query.items():
         if name not in request.args:
@@ -96,6 +100,19 @@ def _number(text: str) -> int | float:
     # JSON Schema counts 5.0 as an integer: so does the API, from the moment the body is read.
     value = float(text)
     return int(value) if value.is_integer() else value
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names a field twice (the message is the field)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    # json.loads keeps the last of two equal keys; a proxy or a log may read the first. Neither is what was meant.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(key for key, _value in pairs if key in seen or seen.add(key)))
+    return data
 
 
 def _unstorable_text(data, where: str = "") -> dict[str, list[str]]:
@@ -128,7 +145,10 @@ def _body(endpoint: spec.Endpoint):
     if request.mimetype != "application/json":
         raise ApiProblem(415, _("Send the body as application/json."))
     try:
-        data = json.loads(request.get_data(cache=False), parse_float=_number)
+        data = json.loads(request.get_data(cache=False), parse_float=_number, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ApiProblem(400, _("The field %(name)s is given twice.", name=str(exc)),
+                         errors={str(exc): [_("Give each field once.")]}) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiProblem(400, _("The body is not valid JSON.")) from None
     errors = spec.body_errors(endpoint.body, data) or _unstorable_text(data)
@@ -138,13 +158,14 @@ def _body(endpoint: spec.Endpoint):
 
 
 def endpoint(method: str, path: str, *, summary: str, response: dict | None, writes: bool = False,
-             body: dict | None = None, query: dict | None = None, status: int = 200, authenticated: bool = True):
+             body: dict | None = None, query: dict | None = None, status: int = 200, authenticated: bool = True,
+             converters: dict[str, str] | None = None):
     """Declare an API endpoint (spec.ENDPOINTS) and route it: the view gets the acting token holder, the path
     parameters, and ``body`` / ``args`` when the endpoint declares them."""
     def decorator(view):
         declared = spec.Endpoint(method=method, path=path, name=view.__name__, summary=summary, writes=writes,
                                  response=response or {}, status=status, body=body, query=query or {},
-                                 authenticated=authenticated)
+                                 authenticated=authenticated, converters=converters or {})
         spec.ENDPOINTS.append(declared)
 
         @functools.wraps(view)

@@ -26,11 +26,13 @@ class Endpoint:
     body: dict | None = None  # JSON schema of the request body (None: no body)
     query: dict[str, dict] = field(default_factory=dict)  # query parameter -> schema
     authenticated: bool = True
+    converters: dict[str, str] = field(default_factory=dict)  # path parameter -> Flask converter ("path")
 
     @property
     def flask_rule(self) -> str:
-        """The Flask rule for this path: {name} becomes <name>."""
-        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+        """The Flask rule for this path: {name} becomes <name>, or <converter:name>."""
+        return re.sub(r"\{(\w+)\}", lambda m: f"<{self.converters[m[1]]}:{m[1]}>" if m[1] in self.converters
+                      else f"<{m[1]}>", self.path)
 
     @property
     def path_parameters(self) -> list[str]:
@@ -86,7 +88,7 @@ def _message(error) -> str:
     rule, value = error.validator, error.validator_value
     if rule == "type":
         kinds = value if isinstance(value, list) else [value]
-        return _("Must be of type %(kinds)s.", kinds=" or ".join(kinds))
+        return _("Must be of type %(kinds)s.", kinds=_(" or ").join(kinds))
     if rule == "minLength":
         return _("Must be at least %(n)s characters long.", n=value)
     if rule == "maxLength":

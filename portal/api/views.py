@@ -343,7 +343,7 @@ def _save_alias(actor: Actor, domain: dict, source: str, destinations: list[str]
     except alias_rules.AliasNotFound:
         raise ApiProblem(404, _("There is no alias %(address)s that you may change.", address=source)) from None
     except addressing.AliasRuleError as exc:
-        raise _rule_problem(exc, "destinations") from None
+        raise _rule_problem(exc, exc.field) from None
     return {"address": source, "destinations": alias_queries.destinations(get_db(), source), "personal": False}
 
 
@@ -363,8 +363,10 @@ def _editable_alias(actor: Actor, domain: str, address: str) -> tuple[dict, str]
     return row, source
 
 
+# An alias address may hold a "/" (RFC 5322 allows it; it names no folder), sent as %2F: the alias converter takes
+# it (portal/converters.py).
 @endpoint("PUT", "/domains/{domain}/aliases/{address}", summary="Replace an alias's destinations.",
-          response=ALIAS, writes=True, body=ALIAS_BODY)
+          response=ALIAS, writes=True, body=ALIAS_BODY, converters={"address": "alias"})
 def replace_alias(actor: Actor, domain: str, address: str, body: dict):
     """Where an existing alias delivers, all at once."""
     row, source = _editable_alias(actor, domain, address)
@@ -372,7 +374,7 @@ def replace_alias(actor: Actor, domain: str, address: str, body: dict):
 
 
 @endpoint("DELETE", "/domains/{domain}/aliases/{address}", summary="Remove an alias and all its rows.",
-          response=None, writes=True, status=204)
+          response=None, writes=True, status=204, converters={"address": "alias"})
 def delete_alias(actor: Actor, domain: str, address: str):
     """Remove an alias."""
     row, source = _editable_alias(actor, domain, address)
@@ -505,7 +507,7 @@ def _settings(body: dict, current: dict | None = None) -> dict:
 def _domain_problem(exc: Exception) -> ApiProblem:
     if isinstance(exc, (domain_rules.DomainRefused, mailbox_rules.MailboxRefused)):
         return ApiProblem(403, str(exc))
-    return ApiProblem(409, str(exc))
+    return ApiProblem(400 if isinstance(exc, domain_rules.InvalidDomainInput) else 409, str(exc))
 
 
 @endpoint("POST", "/domains", summary="Create a domain (superadmin).", response=DOMAIN, writes=True,
@@ -579,12 +581,18 @@ def list_roles(actor: Actor, args: dict):
           body=NEW_ROLE, status=201)
 def grant_role(actor: Actor, body: dict):
     """Grant a role; granting one already held changes nothing."""
+    domain = body.get("domain")
+    if domain is not None and not domain.strip():
+        # Only null means every domain: an empty column in a provisioning script must not grant them all.
+        raise ApiProblem(400, _("Some fields are not valid."),
+                         errors={"domain": [_("Give a domain name, or null for every domain.")]})
     try:
         _granted, mailbox, role_name, domain_row = role_rules.grant(
-            get_db(), actor, address=body["address"], role=body["role"], domain=body.get("domain") or None)
+            get_db(), actor, address=body["address"], role=body["role"], domain=domain)
     except role_rules.RoleError as exc:
-        status = 403 if not reading_powers(actor).superadmin else 409
-        raise ApiProblem(status, str(exc)) from None
+        if not reading_powers(actor).superadmin:
+            raise ApiProblem(403, str(exc)) from None
+        raise ApiProblem(400 if isinstance(exc, role_rules.InvalidRoleInput) else 409, str(exc)) from None
     role_id = role_queries.held_role_id(get_db(), mailbox["id"], role_name, domain_row["id"] if domain_row else None)
     return {"id": role_id, "address": mailbox["email"], "role": role_name,
             "domain": domain_row["name"] if domain_row else None}

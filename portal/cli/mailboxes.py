@@ -211,7 +211,9 @@ def purge_command(address: str | None):
 
     Only the exact folder of each deleted mailbox under mail_root is removed. A
     removal whose folder is not there is reported and left pending (the mail may
-    live elsewhere: check mail_root against Dovecot's mail_location)."""
+    live elsewhere: check mail_root against Dovecot's mail_location), unless it is
+    named with --address: then its address is released (a mailbox deleted before
+    its first message never had a folder)."""
     with _connect() as conn:
         due = mailbox_rules.purge(conn, CLI_ACTOR, mail_root=current_app.config["MAIL_ROOT"],
                                   address=address.strip().lower() if address else None)
@@ -220,6 +222,9 @@ def purge_command(address: str | None):
     for result in due:
         if result["outcome"] == "purged":
             click.echo(f"purged {result['email']} ({result['maildir']})")
+        elif result["outcome"] == "released":
+            click.echo(f"released {result['email']}: it has no folder {result['maildir']} (it never received mail);"
+                       " the address may be used again")
         elif result["outcome"] == "no maildir":
             click.echo(f"not purged {result['email']}: there is no folder {result['maildir']}; check that mail_root"
                        " is where Dovecot keeps mail (left pending)", err=True)
@@ -227,7 +232,7 @@ def purge_command(address: str | None):
             click.echo(f"not purged {result['email']}: {result['problem']} (left pending)", err=True)
     if not due:
         click.echo("nothing to purge")
-    left = [r for r in due if r["outcome"] != "purged"]
+    left = [r for r in due if r["outcome"] not in ("purged", "released")]
     if left:
         raise click.ClickException(f"{len(left)} deleted mailboxes left pending; see above")
 

@@ -20,9 +20,10 @@ from ..queries import mailboxes
 class AliasRuleError(ValueError):
     """A proposed alias change breaks a rule; ``problems`` says what, in words for the user."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], field: str | None = "destinations"):
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.field = field  # the form or API field at fault; None: the change as a whole
 
 
 @dataclass(frozen=True)
@@ -103,26 +104,27 @@ def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], 
     if source_domain != domain and source_domain not in alias_domains:
         if alias_domains:
             raise AliasRuleError([_("The address must end in @%(domain)s or in one of its alias domains"
-                                    " (%(alias_domains)s).", domain=domain, alias_domains=", ".join(alias_domains))])
-        raise AliasRuleError([_("The address must end in @%(domain)s.", domain=domain)])
+                                    " (%(alias_domains)s).", domain=domain, alias_domains=", ".join(alias_domains))],
+                                 field="address")
+        raise AliasRuleError([_("The address must end in @%(domain)s.", domain=domain)], field="address")
     local = source.partition("@")[0]
     # With recipient_delimiter, Postfix looks up "bob+tag@" before "bob@": an alias
     # "bob+tag" would take mail meant for bob.
     if delimiter and any(ch in local for ch in delimiter):
         raise AliasRuleError([_("The address may not contain %(characters)s.",
-                                characters=_(" or ").join(delimiter))])
+                                characters=_(" or ").join(delimiter))], field="address")
     if local in reserved:
         raise AliasRuleError([_("%(address)s is reserved for the administrators of %(domain)s.",
-                                address=source, domain=domain)])
+                                address=source, domain=domain)], field="address")
     if mailboxes.get_mailbox(conn, source) is not None:
-        raise AliasRuleError([_("%(address)s is already in use.", address=source)])
+        raise AliasRuleError([_("%(address)s is already in use.", address=source)], field="address")
     if aliases.source_exists(conn, source):
-        raise AliasRuleError([_("%(address)s is already in use.", address=source)])
+        raise AliasRuleError([_("%(address)s is already in use.", address=source)], field="address")
     # A deleted mailbox's address is promised to nobody until its mail is purged:
     # whoever took it would receive mail meant for its former owner.
     if mailboxes.pending_removal(conn, source) is not None:
         raise AliasRuleError([_("%(address)s belonged to a deleted mailbox whose mail is still kept; it cannot be"
-                                " used again until that mail is purged.", address=source)])
+                                " used again until that mail is purged.", address=source)], field="address")
     if source_domain != domain:
         # On an alias domain, the address is a mailbox's (or a person's own address) through the domain: an
         # alias there would take mail meant for its owner.
@@ -131,7 +133,7 @@ def check_new_alias_source(conn, source: str, domain: str, reserved: list[str], 
                 or mailboxes.pending_removal(conn, mirrored) is not None):
             raise AliasRuleError([_("%(address)s is %(owner)s through the alias domain %(alias_domain)s; it cannot"
                                     " deliver elsewhere.", address=source, owner=mirrored,
-                                    alias_domain=source_domain)])
+                                    alias_domain=source_domain)], field="address")
 
 
 def check_not_shadowed(conn, address: str) -> None:
@@ -140,7 +142,7 @@ def check_not_shadowed(conn, address: str) -> None:
     shadow = aliases.alias_domain_shadow(conn, address)
     if shadow:
         raise AliasRuleError([_("%(alias)s is an alias on an alias domain of this domain; remove it before"
-                                " %(address)s is used.", alias=shadow, address=address)])
+                                " %(address)s is used.", alias=shadow, address=address)], field="address")
 
 
 def check_new_alias_target(conn, source: str, destination: str, delimiter: str = "+") -> None:

@@ -68,13 +68,16 @@ def save_alias(conn, actor: Actor, *, domain: dict, source: str, destinations: l
                     conn, source, domain["name"], [], delimiter,
                     tuple(alias_domain_queries.names_for(conn, domain["name"])))
             elif source[1:] not in (domain["name"], *alias_domain_queries.names_for(conn, domain["name"])):
-                raise addressing.AliasRuleError([_("The address must end in @%(domain)s.", domain=domain["name"])])
+                raise addressing.AliasRuleError([_("The address must end in @%(domain)s.", domain=domain["name"])],
+                                                field="address")
             elif rows:
-                raise addressing.AliasRuleError([_("%(domain)s already has a catch-all.", domain=domain["name"])])
+                raise addressing.AliasRuleError([_("%(domain)s already has a catch-all.", domain=domain["name"])],
+                                                field="address")
             limit = current_domain["max_aliases"]
             if limit and alias_queries.count_sources(conn, domain["id"]) >= limit:
                 raise addressing.AliasRuleError(
-                    [_("%(domain)s already has its limit of %(count)s aliases.", domain=domain["name"], count=limit)])
+                    [_("%(domain)s already has its limit of %(count)s aliases.", domain=domain["name"], count=limit)],
+                    field=None)
         elif not _is_admin_alias(conn, domain, source, rows):
             raise AliasNotFound(source)
         before = [r["destination"] for r in rows]

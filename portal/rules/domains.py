@@ -24,6 +24,10 @@ class DomainRuleError(ValueError):
     """A domain change that cannot be done; the message says why."""
 
 
+class InvalidDomainInput(DomainRuleError):
+    """A name or setting that is not valid in itself, whatever the database holds (the API answers 400)."""
+
+
 class DomainExists(DomainRuleError):
     """The domain to create is there already."""
 
@@ -47,7 +51,7 @@ def domain_name(text: str) -> str:
     try:
         return canonical_domain(text or "")
     except InvalidAddress as exc:
-        raise DomainRuleError(_("This domain name %(problem)s.", problem=str(exc))) from None
+        raise InvalidDomainInput(_("This domain name %(problem)s.", problem=str(exc))) from None
 
 
 def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dict:
@@ -56,9 +60,9 @@ def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dic
         default_bytes = quota.parse_size(default_quota or "")
         max_bytes = quota.parse_size(max_quota or "")
     except quota.InvalidSize as exc:
-        raise DomainRuleError(str(exc)) from None
+        raise InvalidDomainInput(str(exc)) from None
     if max_bytes and default_bytes > max_bytes:
-        raise DomainRuleError(_("The default size limit cannot be above the largest one."))
+        raise InvalidDomainInput(_("The default size limit cannot be above the largest one."))
     settings = {**DEFAULT_SETTINGS, "default_quota_bytes": default_bytes, "max_quota_bytes": max_bytes}
     for key, value in values.items():
         if key not in DEFAULT_SETTINGS:
@@ -67,7 +71,7 @@ def settings_from(default_quota: str = "", max_quota: str = "", **values) -> dic
             settings[key] = value
     for key in ("max_mailboxes", "max_aliases", "max_personal_aliases"):
         if not isinstance(settings[key], int) or settings[key] < 0:
-            raise DomainRuleError(_("%(setting)s must be a whole number from 0 up.", setting=key.replace("_", " ")))
+            raise InvalidDomainInput(_("%(setting)s must be a whole number from 0 up.", setting=key.replace("_", " ")))
     return settings
 
 

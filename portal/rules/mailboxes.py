@@ -312,7 +312,9 @@ def purge(conn, actor: Actor, *, mail_root: str, address: str | None = None) -> 
 
     Returns one result per removal: ``{"email", "maildir", "outcome"}`` with outcome
     "purged", "no maildir" (nothing there: not marked done, the mail may live
-    elsewhere) or "refused" (the recorded path is not exactly that mailbox's folder).
+    elsewhere), "released" (nothing there, and the removal was named: the address
+    never received mail, so it is free again) or "refused" (the recorded path is
+    not exactly that mailbox's folder).
     """
     results = []
     with conn.transaction():
@@ -325,18 +327,23 @@ def purge(conn, actor: Actor, *, mail_root: str, address: str | None = None) -> 
                             "problem": problem})
             continue
         path = Path(removal["maildir"])
-        if not path.is_dir():
+        found = path.is_dir()
+        # Dovecot makes a maildir at the first delivery, so a mailbox deleted before any has none. Released only
+        # when the operator names it and the mail root is there: a wrong mail_root must not free every address.
+        if not found and not (address and Path(mail_root).is_dir()):
             results.append({"email": removal["email"], "maildir": str(path), "outcome": "no maildir"})
             continue
-        shutil.rmtree(path)
+        if found:
+            shutil.rmtree(path)
         with conn.transaction():
             powers = access.powers_of(conn, actor)
             mailbox_queries.mark_purged(conn, removal["id"])
             # The usage Dovecot last reported belongs to the deleted mailbox, not to the address's next owner.
             mailbox_queries.forget_usage(conn, removal["email"])
             audit.record(conn, **access.audit_fields(actor, powers), action="mailbox.purge", target=removal["email"],
-                         domain=removal["email"].partition("@")[2], summary={"maildir": str(path)})
-        results.append({"email": removal["email"], "maildir": str(path), "outcome": "purged"})
+                         domain=removal["email"].partition("@")[2],
+                         summary={"maildir": str(path), **({} if found else {"found": False})})
+        results.append({"email": removal["email"], "maildir": str(path), "outcome": "purged" if found else "released"})
     return results
 
 

@@ -28,32 +28,37 @@ class RoleError(ValueError):
     """A grant or revoke that cannot be done; the message says why."""
 
 
+class InvalidRoleInput(RoleError):
+    """The role, address or domain named is not valid, or names nothing (the API answers 400)."""
+
+
 def resolve(conn, address: str, role: str, domain: str | None) -> tuple[dict, str, dict | None]:
     """Check a role change's arguments; return (mailbox, stored role name, domain row or None)."""
     role_name = ROLE_NAMES.get(role, role if role in ROLE_LABELS else None)
     if role_name is None:
-        raise RoleError(_("There is no role %(role)s; use superadmin, domain-admin or helpdesk.", role=repr(role)))
+        raise InvalidRoleInput(_("There is no role %(role)s; use superadmin, domain-admin or helpdesk.",
+                                 role=repr(role)))
     try:
         email = canonical_address(address)
     except InvalidAddress as exc:
-        raise RoleError(_("%(address)s %(problem)s.", address=repr(address), problem=str(exc))) from None
+        raise InvalidRoleInput(_("%(address)s %(problem)s.", address=repr(address), problem=str(exc))) from None
     mailbox = mailbox_queries.get_mailbox(conn, email)
     if mailbox is None:
-        raise RoleError(_("There is no mailbox %(address)s; roles belong to mailboxes.", address=email))
+        raise InvalidRoleInput(_("There is no mailbox %(address)s; roles belong to mailboxes.", address=email))
     domain = (domain or "").strip()
     if role_name == "superadmin" and domain:
-        raise RoleError(_("A superadmin holds every domain; give no domain."))
+        raise InvalidRoleInput(_("A superadmin holds every domain; give no domain."))
     if role_name == "domain_admin" and not domain:
-        raise RoleError(_("A domain admin needs a domain."))
+        raise InvalidRoleInput(_("A domain admin needs a domain."))
     domain_row = None
     if domain:
         try:
             name = canonical_domain(domain)
         except InvalidAddress as exc:
-            raise RoleError(_("%(domain)s %(problem)s.", domain=repr(domain), problem=str(exc))) from None
+            raise InvalidRoleInput(_("%(domain)s %(problem)s.", domain=repr(domain), problem=str(exc))) from None
         domain_row = domain_queries.get_domain_by_name(conn, name)
         if domain_row is None:
-            raise RoleError(_("There is no domain %(domain)s.", domain=name))
+            raise InvalidRoleInput(_("There is no domain %(domain)s.", domain=name))
     return mailbox, role_name, domain_row
 
 
