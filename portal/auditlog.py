@@ -42,6 +42,17 @@ ACTIONS = {
     "recovery.update": _l("recovery address changed"),
     "recovery.verify": _l("recovery address confirmed"),
     "domain.recovery": _l("password recovery switched on or off"),
+    "domain.app_passwords": _l("app passwords required or not for mail programs"),
+    "vacation.update": _l("out-of-office reply changed"),
+    "filters.update": _l("filters changed"),
+    "second_factor.add": _l("second step added to the sign-in"),
+    "second_factor.remove": _l("second step removed from the sign-in"),
+    "second_factor.remove_all": _l("every second step removed (lost phone)"),
+    "second_factor.recovery_codes": _l("new recovery codes made"),
+    "second_factor.recovery_code_used": _l("signed in with a recovery code"),
+    "mailbox.mail_clients": _l("mail programs kept to app passwords, or not"),
+    "app_password.create": _l("app password made"),
+    "app_password.revoke": _l("app password revoked"),
 }
 
 
@@ -66,11 +77,22 @@ SUMMARY_KEYS = {
     "target": _l("mirrors"), "removed_aliases": _l("aliases removed"), "address": _l("address"),
     "api_tokens_revoked": _l("API tokens revoked"), "token": _l("token"), "name": _l("name"),
     "read_only": _l("read only"), "domains": _l("domains"), "expires_at": _l("valid until"),
+    "enabled": _l("on"), "subject": _l("subject"), "body_sha256": _l("text (its SHA-256)"),
+    "first_day": _l("from"), "last_day": _l("until"), "interval_days": _l("days between replies"),
+    "addresses": _l("addresses"), "kept_script": _l("other script kept"), "count": _l("how many"),
+    "actions": _l("actions"), "forwards_to": _l("forwards copies to"), "kind": _l("kind"), "first": _l("first one"),
+    "passkey": _l("passkey"), "totp": _l("authenticator app"), "passkeys": _l("passkeys"),
+    "recovery_codes": _l("recovery codes"), "left": _l("left"), "app_passwords_only": _l("app passwords only"),
+    "app_password": _l("app password"), "services": _l("services"),
+    "app_passwords_revoked": _l("app passwords revoked"),
+    "required": _l("required"), "allowed": _l("allowed"), "verified": _l("confirmed"), "found": _l("folder found"),
 }
 # Stored words that are shown translated.
 SUMMARY_VALUES = {
     "every domain": _l("every domain"), "superadmin": _l("superadmin"), "domain_admin": _l("domain admin"),
     "helpdesk": _l("helpdesk"), "domains": _l("domains"), "mailboxes": _l("mailboxes"), "aliases": _l("aliases"),
+    "totp": _l("authenticator app"), "passkey": _l("passkey"), "fileinto": _l("move to folder"),
+    "redirect": _l("forward a copy to"), "seen": _l("mark as read"), "discard": _l("delete"),
 }
 
 
@@ -105,6 +127,8 @@ def _value(value, key: str = "") -> str:
         return _("none")
     if isinstance(value, str) and value in SUMMARY_VALUES:
         return str(SUMMARY_VALUES[value])
-    if key == "purge_after" and isinstance(value, str):
+    if key in ("purge_after", "expires_at") and isinstance(value, str):
         return value[:10]  # stored as an ISO moment; the day is what the reader needs
+    if key == "body_sha256" and isinstance(value, str):
+        return value[:12]  # enough to tell two texts apart
     return str(value)

@@ -14,6 +14,7 @@ import base64
 import http.client
 import json
 import logging
+import re
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -78,7 +79,13 @@ def folder_sizes(config, address: str) -> list[dict]:
         folders = [{"name": str(f["mailbox"]), "bytes": int(f["vsize"]), "messages": int(f["messages"])} for f in body]
     except (IndexError, KeyError, TypeError, ValueError):
         raise DoveadmUnavailable("doveadm mailboxStatus answered in an unexpected shape") from None
+    folders = [f for f in folders if not (_DOVECOT_INTERNAL.fullmatch(f["name"]) and f["messages"] == 0)]
     return sorted(folders, key=lambda f: (-f["bytes"], f["name"]))
+
+
+# Where home is the maildir (the deployment guide's layout), Sieve's duplicate database
+# ~/.dovecot.lda-dupes and its ".locks" directory look like Maildir++ folders to Dovecot.
+_DOVECOT_INTERNAL = re.compile(r"dovecot(?:[./]lda-dupes(?:[./]locks)?)?")
 
 
 def is_configured(config) -> bool:

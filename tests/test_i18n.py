@@ -36,6 +36,11 @@ def test_placeholders_survive_translation():
     for message in catalog():
         if not message.id:
             continue
+        if isinstance(message.id, tuple):  # plural forms: each translated form takes the plural's placeholders
+            wanted = sorted(re.findall(r"%\((\w+)\)s", message.id[1]))
+            if any(sorted(re.findall(r"%\((\w+)\)s", form)) != wanted for form in message.string):
+                broken.append(message.id)
+            continue
         wanted = sorted(re.findall(r"%\((\w+)\)s", message.id))
         if sorted(re.findall(r"%\((\w+)\)s", message.string)) != wanted:
             broken.append(message.id)
