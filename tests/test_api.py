@@ -507,6 +507,14 @@ def test_the_second_hostile_review(app, people, db):
     reserved = api(app, admin, "POST", "/domains/a.example/aliases",
                    {"address": "user@a.example", "destinations": ["other@a.example"]})
     assert reserved.status_code == 409 and list(reserved.get_json()["errors"]) == ["address"]
+    # A mailbox's forwarding is listed as its owner's, as it is refused to the alias calls.
+    assert api(app, admin, "PUT", "/mailboxes/user@a.example/forwarding",
+               {"destinations": ["other@a.example"], "keep_copy": True}).status_code == 200
+    listed = {a["address"]: a for a in api(app, admin, "GET", "/domains/a.example/aliases").get_json()["items"]}
+    assert listed["user@a.example"]["personal"] is True
+    assert api(app, admin, "DELETE", "/domains/a.example/aliases/user@a.example").status_code == 404
+    # A domain in a path is named as in an address: any case, a final dot.
+    assert api(app, admin, "GET", "/domains/A.Example.").status_code == 200
     # Input that is wrong in itself is a 400, not a conflict.
     assert api(app, root, "POST", "/domains", {"name": "a..b"}).status_code == 400
     assert api(app, root, "POST", "/roles", {"address": "nobody@a.example", "role": "helpdesk",

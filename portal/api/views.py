@@ -11,6 +11,7 @@ from .. import quota
 from ..access import Actor
 from ..addresses import InvalidAddress
 from ..addresses import canonical_address
+from ..addresses import canonical_domain
 from ..db import get_db
 from ..i18n import _
 from ..queries import alias_domains as alias_domain_queries
@@ -129,7 +130,11 @@ def _page(fetch, args: dict, to_json) -> dict:
 
 
 def _administered_domain(actor: Actor, name: str) -> dict:
-    row = domain_queries.get_domain_by_name(get_db(), name.lower())
+    try:
+        canonical = canonical_domain(name)  # as addresses are: "Example.COM.", or its Unicode form, names it too
+    except InvalidAddress:
+        canonical = None
+    row = domain_queries.get_domain_by_name(get_db(), canonical) if canonical else None
     if row is None or not reading_powers(actor).administers(row["id"]):
         raise ApiProblem(404, _("There is no domain %(domain)s that you administer.", domain=name.lower()))
     return row
@@ -310,8 +315,10 @@ def list_aliases(actor: Actor, domain: str, args: dict):
     """Alias addresses of a domain with their destinations."""
     row = _administered_domain(actor, domain)
     return _page(lambda s, a, n: listing.aliases(get_db(), row["id"], s, a, limit=n), args,
+                 # A mailbox's forwarding (its address as the source) is its owner's, as a personal address is:
+                 # neither is changed here.
                  lambda r: {"address": r["source"], "destinations": list(r["destinations"] or []),
-                            "personal": bool(r["personal"])})
+                            "personal": bool(r["personal"] or r["mailbox"])})
 
 
 def _alias_source(domain: dict, address: str) -> str:
