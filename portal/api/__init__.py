@@ -188,7 +188,9 @@ def endpoint(method: str, path: str, *, summary: str, response: dict | None, wri
                 extra["body"] = data
             result = view(**path_args, **extra)
             if result is None:
-                return "", status
+                empty = current_app.response_class(status=status)
+                del empty.headers["Content-Type"]  # no body, so no type (Flask would say text/html)
+                return empty
             response_object = jsonify(result)
             response_object.status_code = status
             return response_object
