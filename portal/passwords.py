@@ -8,6 +8,7 @@ from passlib.hash import sha512_crypt
 from zxcvbn import zxcvbn
 
 from .i18n import _
+from .i18n import _l
 
 # 5,000 rounds is Dovecot's own default: passlib's default (656,000) makes a hash
 # that overflows the guide's VARCHAR(106) and costs Dovecot ~0.5 s per login.
@@ -81,9 +82,43 @@ def policy_problems(
         return problems
     result = zxcvbn(password[:_STRENGTH_SAMPLE], user_inputs=[address, address.partition("@")[0]])
     if result["score"] < min_score:
-        advice = " ".join(filter(None, [result["feedback"].get("warning")] + result["feedback"].get("suggestions", [])))
+        advice = " ".join(_(text) for text in filter(  # translated: see _STRENGTH_ADVICE
+            None, [result["feedback"].get("warning")] + result["feedback"].get("suggestions", [])))
         problems.append(_("This password is too easy to guess. %(advice)s", advice=advice).strip())
     return problems
+
+
+# zxcvbn writes its advice in English (through the standard gettext, not the portal's catalog). Its texts are
+# listed here for the catalog and translated when shown; a text a later zxcvbn adds is shown as it comes.
+_STRENGTH_ADVICE = (
+    _l('Add another word or two. Uncommon words are better.'),
+    _l("Capitalization doesn't help very much."),
+    _l("Reversed words aren't much harder to guess."),
+    _l("Predictable substitutions like '@' instead of 'a' don't help very much."),
+    _l('Use a few words, avoid common phrases.'),
+    _l('No need for symbols, digits, or uppercase letters.'),
+    _l('Straight rows of keys are easy to guess.'),
+    _l('Short keyboard patterns are easy to guess.'),
+    _l('This is a top-10 common password.'),
+    _l('This is similar to a commonly used password.'),
+    _l('A word by itself is easy to guess.'),
+    _l('All-uppercase is almost as easy to guess as all-lowercase.'),
+    _l('Use a longer keyboard pattern with more turns.'),
+    _l('Repeats like "aaa" are easy to guess.'),
+    _l('Repeats like "abcabcabc" are only slightly harder to guess than "abc".'),
+    _l('This is a top-100 common password.'),
+    _l('This is a very common password.'),
+    _l('Names and surnames by themselves are easy to guess.'),
+    _l('Common names and surnames are easy to guess.'),
+    _l('Avoid repeated words and characters.'),
+    _l('Sequences like "abc" or "6543" are easy to guess.'),
+    _l('Avoid sequences.'),
+    _l('Recent years are easy to guess.'),
+    _l('Dates are often easy to guess.'),
+    _l('Avoid recent years.'),
+    _l('Avoid years that are associated with you.'),
+    _l('Avoid dates and years that are associated with you.'),
+)
 
 
 # No 0/o, 1/l/i: a generated password is often read out over the phone.

@@ -46,3 +46,16 @@ def test_dovecot_verifies_the_hash(mail_stack, password):
     assert "verified" in ok.stdout + ok.stderr
     wrong = subprocess.run(["doveadm", "pw", "-t", stored, "-p", password + "!"], capture_output=True, text=True)
     assert wrong.returncode != 0
+
+
+def test_strength_advice_is_in_the_pages_language(app):
+    from portal.passwords import policy_problems
+
+    with app.test_request_context(headers={"Accept-Language": "ko"}):
+        (problem,) = policy_problems("password1234", address="someone@example.com", current=None, min_length=12,
+                                     max_length=128, min_score=3)
+    assert "흔" in problem and not re.search(r"[A-Za-z]{4,}", problem), problem  # zxcvbn's advice translated too
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        (problem,) = policy_problems("password1234", address="someone@example.com", current=None, min_length=12,
+                                     max_length=128, min_score=3)
+    assert "common password" in problem
