@@ -11,7 +11,6 @@ too, but only to decide what to show; the rules ask again under the lock.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ from flask_login import current_user
 from flask_login import login_required
 
 from .i18n import _
+from .sessions import token_hash
 
 
 def signed_in(view):
@@ -130,8 +130,7 @@ class Actor:
     @classmethod
     def of_user(cls, user, client_addr: str | None) -> Actor:
         """The signed-in mailbox ``user`` (a sessions.MailboxUser) acting from ``client_addr``."""
-        return cls(user.email, client_addr, user.mailbox_id,
-                   session_token_hash=hashlib.sha256(user.session_token.encode("ascii")).digest())
+        return cls(user.email, client_addr, user.mailbox_id, session_token_hash=token_hash(user.session_token))
 
     @property
     def is_command_line(self) -> bool:
