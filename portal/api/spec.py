@@ -26,7 +26,7 @@ class Endpoint:
     body: dict | None = None  # JSON schema of the request body (None: no body)
     query: dict[str, dict] = field(default_factory=dict)  # query parameter -> schema
     authenticated: bool = True
-    converters: dict[str, str] = field(default_factory=dict)  # path parameter -> Flask converter ("path")
+    converters: dict[str, str] = field(default_factory=dict)  # path parameter -> Flask converter ("alias")
 
     @property
     def flask_rule(self) -> str:
